@@ -1,0 +1,3 @@
+/* herald entry point: placeholder until the server lands. */
+#include <stdio.h>
+int main(void) { puts("herald"); return 0; }
