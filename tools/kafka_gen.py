@@ -226,11 +226,10 @@ def struct_min(api, s):
 
 
 def elem_min(api, f):
+    """Fewest bytes one element of array f takes (either encoding): bounds its count."""
     e = Field(f.name, f.base, None, f.vers, None, None, None, f.lineno)
     e.struct = f.struct
-    has_flex = api.flex is not None and api.flex <= f.vers[1]
-    has_plain = api.flex is None or api.vmin < api.flex
-    return max(1, min(min_size(api, e, fl) for fl in (has_flex and [True] or []) + (has_plain and [False] or [])))
+    return max(1, min(min_size(api, e, fl) for fl in (False, True)))
 
 
 def ctype(f):
@@ -431,7 +430,8 @@ def gen_typedef(api, s, out):
     for f in s.fields:
         note = vtext(api, f.vers)
         if f.nullv:
-            note += ' nullable'
+            nv = (max(f.nullv[0], f.vers[0]), min(f.nullv[1], f.vers[1]))
+            note += ' nullable' + (vtext(api, nv) if nv != f.vers else '')
         if f.tag is not None:
             note += ' tag %d' % f.tag
         if f.default is not None:
@@ -547,40 +547,38 @@ extern const kafka_sample_ops_t kafka_sample_ops[KAFKA_API_COUNT];
 
 SAMPLE_HELPERS = """static inline uint32_t ks_next(uint32_t *s)
 {
-    *s = *s * 1103515245u + 12345u;
-    return *s >> 8;
+    return (*s = *s * 1103515245u + 12345u) >> 8;
+}
+
+/* n pseudo-random bytes (letters if text) from the arena, or NULL if null */
+static inline void *ks_data(arena_t *a, uint32_t *s, int nullable, uint32_t max, int text, int32_t *n)
+{
+    uint32_t x = ks_next(s);
+    *n = nullable && x % 4 == 0 ? -1 : (int32_t)(x % max);
+    uint8_t *p = *n < 0 ? NULL : arena_alloc(a, (size_t)*n + 1);
+    for (int32_t i = 0; i < *n; i++)
+        p[i] = text ? (uint8_t)('a' + (x + (uint32_t)i) % 26) : (uint8_t)(x >> (i % 24));
+    return p;
 }
 
 static inline kstr_t ks_str(arena_t *a, uint32_t *s, int nullable)
 {
-    uint32_t x = ks_next(s);
-    if (nullable && x % 4 == 0)
-        return KSTR_NULL;
-    int32_t n = (int32_t)(x % 9);
-    char *p = arena_alloc(a, (size_t)n + 1);
-    for (int32_t i = 0; i < n; i++)
-        p[i] = (char)('a' + (x + (uint32_t)i) % 26);
-    return (kstr_t){ p, n };
+    kstr_t k;
+    k.p = ks_data(a, s, nullable, 9, 1, &k.len);
+    return k;
 }
 
 static inline kbytes_t ks_bytes(arena_t *a, uint32_t *s, int nullable)
 {
-    uint32_t x = ks_next(s);
-    if (nullable && x % 4 == 0)
-        return KBYTES_NULL;
-    int32_t n = (int32_t)(x % 33);
-    uint8_t *p = arena_alloc(a, (size_t)n + 1);
-    for (int32_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(x >> (i % 24));
-    return (kbytes_t){ p, n };
+    kbytes_t k;
+    k.p = ks_data(a, s, nullable, 33, 0, &k.len);
+    return k;
 }
 
 static inline int32_t ks_count(uint32_t *s, int nullable)
 {
     uint32_t x = ks_next(s);
-    if (nullable && x % 5 == 0)
-        return -1;
-    return (int32_t)(x % 3);
+    return nullable && x % 5 == 0 ? -1 : (int32_t)(x % 3);
 }
 
 static inline void ks_uuid(uint32_t *s, kuuid_t *u)

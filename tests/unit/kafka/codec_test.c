@@ -172,6 +172,29 @@ static void test_api_table(void **state)
     assert_false(kafka_api_is_flexible(KAFKA_API_FETCH, 11));
 }
 
+/* The ranges the brief and COMPAT-NOTES fix: {key, min, max, first flexible}. */
+static void test_api_ranges(void **state)
+{
+    (void)state;
+    static const int16_t want[][4] = {
+        { 0, 0, 11, 9 },  { 1, 0, 12, 12 }, { 2, 0, 8, 6 },   { 3, 0, 12, 9 },
+        { 8, 0, 8, 8 },   { 9, 0, 8, 6 },   { 10, 0, 4, 3 },  { 11, 0, 9, 6 },
+        { 12, 0, 4, 4 },  { 13, 0, 5, 4 },  { 14, 0, 5, 4 },  { 15, 0, 5, 5 },
+        { 16, 0, 4, 3 },  { 17, 0, 1, -1 }, { 18, 0, 3, 3 },  { 19, 0, 7, 5 },
+        { 20, 0, 6, 4 },  { 21, 0, 2, 2 },  { 22, 0, 4, 2 },  { 23, 0, 4, 4 },
+        { 32, 0, 4, 4 },  { 33, 0, 2, 2 },  { 36, 0, 2, 2 },  { 37, 0, 3, 2 },
+        { 42, 0, 2, 2 },  { 44, 0, 1, 1 },  { 60, 0, 1, 0 },
+    };
+    assert_int_equal(KAFKA_API_COUNT, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < KAFKA_API_COUNT; i++) {
+        const kafka_api_info_t *a = kafka_api_lookup(want[i][0]);
+        assert_non_null(a);
+        assert_int_equal(a->min_version, want[i][1]);
+        assert_int_equal(a->max_version, want[i][2]);
+        assert_int_equal(a->flexible_min, want[i][3]);
+    }
+}
+
 /* ---- ApiVersions ---- */
 
 static void test_api_versions_req(void **state)
@@ -587,6 +610,49 @@ static void test_fetch_req_v12_tag(void **state)
     arena_destroy(&a);
 }
 
+/* CreateTopics v5 response: topic_config_error_code is tag 0 of a nested struct. */
+static void test_create_topics_resp_v5_tag(void **state)
+{
+    (void)state;
+    static const uint8_t in[] = {
+        0x00, 0x00, 0x00, 0x00, /* throttle_time_ms */
+        0x02,                   /* topics: compact 1+1 */
+        0x02, 't',              /*   name "t" */
+        0x00, 0x28,             /*   error_code 40 INVALID_CONFIG */
+        0x00,                   /*   error_message null */
+        0xff, 0xff, 0xff, 0xff, /*   num_partitions -1 */
+        0xff, 0xff,             /*   replication_factor -1 */
+        0x00,                   /*   configs: null */
+        0x01,                   /*   tagged fields: 1 */
+        0x00, 0x02, 0x00, 0x29, /*     tag 0 topic_config_error_code, size 2: 41 */
+        0x00,                   /* tagged fields */
+    };
+    arena_t a;
+    arena_init(&a);
+    rbuf_t r;
+    rbuf_init(&r, in, sizeof in);
+    kafka_create_topics_resp_t resp;
+    assert_int_equal(kafka_create_topics_resp_decode(&r, 5, &a, &resp), 0);
+    assert_int_equal(rbuf_remaining(&r), 0);
+    assert_int_equal(resp.topics_n, 1);
+    assert_int_equal(resp.topics[0].error_code, 40);
+    assert_kstr(resp.topics[0].error_message, NULL);
+    assert_int_equal(resp.topics[0].configs_n, -1);
+    assert_int_equal(resp.topics[0].topic_config_error_code, 41);
+    wbuf_t w;
+    wbuf_init(&w);
+    kafka_create_topics_resp_encode(&w, 5, &resp);
+    ASSERT_WBUF(&w, in);
+    /* at its default (0) the tag is not written */
+    resp.topics[0].topic_config_error_code = 0;
+    wbuf_reset(&w);
+    kafka_create_topics_resp_encode(&w, 5, &resp);
+    assert_int_equal(w.len, sizeof in - 4);
+    assert_int_equal(w.p[sizeof in - 6], 0x00); /* topic's tagged fields: 0 */
+    wbuf_destroy(&w);
+    arena_destroy(&a);
+}
+
 /* ---- hostile input ---- */
 
 static void test_hostile_lengths(void **state)
@@ -715,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_req_header_v2),
         cmocka_unit_test(test_resp_header),
         cmocka_unit_test(test_api_table),
+        cmocka_unit_test(test_api_ranges),
         cmocka_unit_test(test_api_versions_req),
         cmocka_unit_test(test_api_versions_resp),
         cmocka_unit_test(test_metadata_req),
@@ -723,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_fetch_resp_v4),
         cmocka_unit_test(test_fetch_resp_v12_tags),
         cmocka_unit_test(test_fetch_req_v12_tag),
+        cmocka_unit_test(test_create_topics_resp_v5_tag),
         cmocka_unit_test(test_hostile_lengths),
         cmocka_unit_test(test_round_trips),
     };
