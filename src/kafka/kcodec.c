@@ -1,6 +1,7 @@
 /* Kafka codec primitives and headers; see kcodec.h for the wire layout. */
 #include "kafka/kcodec.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "kafka/kafka_msgs.h"
@@ -143,6 +144,7 @@ void kcodec_skip_tags(rbuf_t *r)
 
 void kcodec_write_str(wbuf_t *w, int flex, kstr_t s)
 {
+    assert(flex || s.len <= INT16_MAX); /* int16 length: a caller's bug, not peer data */
     if (flex)
         wbuf_uvarint(w, s.len < 0 ? 0 : (uint32_t)s.len + 1);
     else
