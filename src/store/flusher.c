@@ -1,0 +1,212 @@
+/* Group commit over libuv's worker pool. Modes and guarantees in flusher.h. */
+#include "store/flusher.h"
+
+#include <stdlib.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "store/plog_int.h"
+
+#define FLUSHER_DIRTY 1u    /* in f->dirty */
+#define FLUSHER_IN_ROUND 2u /* in the in-flight round */
+
+typedef struct {
+    plog_t *log;      /* NULL once forgotten */
+    plog_sync_t sync;
+} round_item_t;
+
+typedef struct {
+    uv_work_t work;
+    flusher_t *f;
+    round_item_t *items;
+    int n;
+} round_t;
+
+struct flusher {
+    uv_loop_t *loop;
+    flush_mode_t mode;
+    int interval_ms;
+    flusher_cb cb;
+    void *ctx;
+    plog_t **dirty;     /* logs marked dirty, each once (FLUSHER_DIRTY) */
+    int ndirty, cap;
+    round_t *round;     /* in flight, or NULL */
+    uv_idle_t idle;     /* starts a round (FLUSH_ALWAYS) */
+    uv_timer_t timer;   /* starts a round (FLUSH_INTERVAL) */
+    int open_handles;   /* handles not yet closed */
+    int freeing;        /* flusher_free called */
+    uint64_t rounds;
+};
+
+static void start_round(flusher_t *f);
+
+static void maybe_release(flusher_t *f)
+{
+    if (f->freeing && f->open_handles == 0 && !f->round) {
+        free(f->dirty);
+        free(f);
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    flusher_t *f = h->data;
+    uv_idle_stop(&f->idle);
+    if (!f->round) start_round(f);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    flusher_t *f = h->data;
+    if (!f->round) start_round(f);
+}
+
+flusher_t *flusher_new(uv_loop_t *loop, flush_mode_t mode, int interval_ms, flusher_cb cb, void *ctx)
+{
+    flusher_t *f = xcalloc(1, sizeof *f);
+    f->loop = loop;
+    f->mode = mode;
+    f->interval_ms = interval_ms > 0 ? interval_ms : 1;
+    f->cb = cb;
+    f->ctx = ctx;
+    uv_idle_init(loop, &f->idle);
+    f->idle.data = f;
+    uv_timer_init(loop, &f->timer);
+    f->timer.data = f;
+    f->open_handles = 2;
+    if (mode == FLUSH_INTERVAL) {
+        uv_timer_start(&f->timer, on_timer, (uint64_t)f->interval_ms, (uint64_t)f->interval_ms);
+        uv_unref((uv_handle_t *)&f->timer); /* a periodic flush alone does not keep the loop alive */
+    }
+    return f;
+}
+
+void flusher_mark_dirty(flusher_t *f, plog_t *log)
+{
+    if (f->mode != FLUSH_ALWAYS) plog_mark_durable(log);
+    if (f->mode == FLUSH_NEVER || (log->flush_state & FLUSHER_DIRTY)) return;
+    if (f->ndirty == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 16;
+        f->dirty = xrealloc(f->dirty, (size_t)f->cap * sizeof *f->dirty);
+    }
+    f->dirty[f->ndirty++] = log;
+    log->flush_state |= FLUSHER_DIRTY;
+    if (f->mode == FLUSH_ALWAYS && !f->round) uv_idle_start(&f->idle, on_idle);
+}
+
+void flusher_forget(flusher_t *f, plog_t *log)
+{
+    if (log->flush_state & FLUSHER_DIRTY) {
+        for (int i = 0; i < f->ndirty; i++) {
+            if (f->dirty[i] == log) {
+                f->dirty[i] = f->dirty[--f->ndirty];
+                break;
+            }
+        }
+    }
+    if ((log->flush_state & FLUSHER_IN_ROUND) && f->round) {
+        for (int i = 0; i < f->round->n; i++)
+            if (f->round->items[i].log == log) f->round->items[i].log = NULL;
+    }
+    log->flush_state = 0;
+}
+
+static void round_work(uv_work_t *w)
+{
+    round_t *r = w->data;
+    for (int i = 0; i < r->n; i++) plog_sync_run(&r->items[i].sync);
+}
+
+static void round_done(uv_work_t *w, int status)
+{
+    round_t *r = w->data;
+    flusher_t *f = r->f;
+    (void)status; /* queued work cannot be cancelled by us: always 0 */
+    f->round = NULL;
+    for (int i = 0; i < r->n; i++) {
+        round_item_t *it = &r->items[i];
+        if (!it->log || f->freeing) {
+            plog_sync_discard(&it->sync);
+            continue;
+        }
+        it->log->flush_state &= ~FLUSHER_IN_ROUND;
+        int rc = plog_sync_end(it->log, &it->sync);
+        /* A round may cover only part of a log (fd limit): go on. */
+        if (!rc && plog_needs_sync(it->log)) flusher_mark_dirty(f, it->log);
+        f->cb(f->ctx, it->log, rc);
+    }
+    free(r->items);
+    free(r);
+    if (f->freeing) {
+        maybe_release(f);
+        return;
+    }
+    if (f->mode == FLUSH_ALWAYS && f->ndirty) start_round(f);
+}
+
+static void start_round(flusher_t *f)
+{
+    if (!f->ndirty) return;
+    round_t *r = xcalloc(1, sizeof *r);
+    r->f = f;
+    r->items = xmalloc((size_t)f->ndirty * sizeof *r->items);
+    /* The dirty set is taken whole; logs marked during the round form the
+     * next one. Callbacks run after the set is cleared, so a cb may mark. */
+    int n = f->ndirty;
+    plog_t **logs = f->dirty;
+    f->dirty = NULL;
+    f->ndirty = f->cap = 0;
+    for (int i = 0; i < n; i++) {
+        plog_t *log = logs[i];
+        log->flush_state &= ~FLUSHER_DIRTY;
+        round_item_t *it = &r->items[r->n];
+        int rc = plog_sync_begin(log, &it->sync);
+        if (rc > 0) {
+            it->log = log;
+            log->flush_state |= FLUSHER_IN_ROUND;
+            r->n++;
+        } else {
+            /* Nothing to sync (already covered) or the log failed. */
+            logs[i] = NULL;
+            f->cb(f->ctx, log, rc);
+        }
+    }
+    free(logs);
+    if (r->n == 0) {
+        free(r->items);
+        free(r);
+        return;
+    }
+    r->work.data = r;
+    f->round = r;
+    f->rounds++;
+    int rc = uv_queue_work(f->loop, &r->work, round_work, round_done);
+    if (rc) {
+        /* Cannot happen with a valid loop; fail safe: sync inline. */
+        LOG_E("store: uv_queue_work: %s", uv_strerror(rc));
+        round_work(&r->work);
+        round_done(&r->work, 0);
+    }
+}
+
+static void on_close(uv_handle_t *h)
+{
+    flusher_t *f = h->data;
+    f->open_handles--;
+    maybe_release(f);
+}
+
+void flusher_free(flusher_t *f)
+{
+    if (!f) return;
+    f->freeing = 1;
+    for (int i = 0; i < f->ndirty; i++) f->dirty[i]->flush_state = 0;
+    f->ndirty = 0;
+    if (f->round)
+        for (int i = 0; i < f->round->n; i++)
+            if (f->round->items[i].log) f->round->items[i].log->flush_state = 0;
+    uv_close((uv_handle_t *)&f->idle, on_close);
+    uv_close((uv_handle_t *)&f->timer, on_close);
+}
+
+uint64_t flusher_rounds(const flusher_t *f) { return f->rounds; }
