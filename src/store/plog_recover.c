@@ -145,7 +145,6 @@ static int recover_trusted(plog_t *log, segment_t *s, int64_t next_base)
     }
     LOG_W("store: %s: rebuilding the indexes of segment %lld", log->dir, (long long)s->base);
     rc = rebuild(log, s, 1);
-    if (rc >= 0) segment_seal_index(s);
     return rc;
 }
 
@@ -220,6 +219,9 @@ int plog_recover_(plog_t *log)
     }
     while (cut > 0 && log->nsegs > cut) plog_drop_segment_(log, log->nsegs - 1, 1);
     rc = 0;
+    /* Rolled segments whose indexes were rebuilt get their final time index
+     * entry back, so the next open trusts them without a scan. */
+    for (int i = 0; i < log->nsegs - 1; i++) segment_seal_index(log->segs[i]);
     segment_t *a = plog_active(log);
     log->end = a->next;
     log->start = log->segs[0]->base;

@@ -298,6 +298,27 @@ static void test_recovery_reads_only_from_checkpoint(void **state)
     plog_close(log);
 }
 
+static void test_recovered_segments_trusted_next_time(void **state)
+{
+    fx_t *fx = *state;
+    /* sparse enough that no batch but the last gets a time index entry */
+    fx->cfg.index_interval_bytes = 4096;
+    /* checkpoint in segment 0, then several unsynced rolls */
+    crash_child(fx, 2, 12);
+    plog_t *log = open_log(fx);
+    assert_int_equal(plog_end_offset(log), 140);
+    plog_close(log);
+    /* The segments recovered by scanning were sealed and synced: the next
+     * open trusts them and reads (almost) nothing. */
+    bytes_read = 0;
+    io_ops.pread = counting_pread;
+    log = open_log(fx);
+    io_ops_reset();
+    assert_true(bytes_read < 4096);
+    assert_int_equal(verify_all(log), 14);
+    plog_close(log);
+}
+
 static void test_missing_checkpoint_scans_all(void **state)
 {
     fx_t *fx = *state;
@@ -404,6 +425,7 @@ int main(void)
         T(test_garbage_after_tail),
         T(test_torn_middle_segment_drops_later),
         T(test_recovery_reads_only_from_checkpoint),
+        T(test_recovered_segments_trusted_next_time),
         T(test_missing_checkpoint_scans_all),
         T(test_corrupt_checkpoint_ignored),
         T(test_damaged_old_index_rebuilt),
