@@ -440,6 +440,67 @@ static void test_eio_on_fdatasync(void **state)
     plog_close(log);
 }
 
+static int st_fail_renameat(int od, const char *op, int nd, const char *np)
+{
+    if (st_should_fail()) return -1;
+    return renameat(od, op, nd, np);
+}
+
+static void test_rename_failures(void **state)
+{
+    fx_t *fx = *state;
+    plog_t *log = open_log(fx);
+    int64_t base;
+    for (int i = 0; i < 10; i++) assert_int_equal(append(log, 10, 1000, i, &base), 0);
+    /* DeleteRecords whose start file cannot be replaced changes nothing. */
+    io_ops.renameat = st_fail_renameat;
+    st_fail(EIO, 0, 1);
+    assert_int_equal(plog_delete_before(log, 50), -EIO);
+    io_ops_reset();
+    assert_int_equal(plog_start_offset(log), 0);
+    assert_false(plog_failed(log));
+    /* A checkpoint that cannot be written does not fail the data sync. */
+    assert_int_equal(plog_delete_before(log, 50), 0);
+    assert_int_equal(append(log, 10, 1000, 10, &base), 0);
+    plog_sync_t s;
+    assert_int_equal(plog_sync_begin(log, &s), 1);
+    io_ops.renameat = st_fail_renameat;
+    st_fail(ENOSPC, 0, -1);
+    plog_sync_run(&s);
+    io_ops_reset();
+    assert_int_equal(s.ckpt_status, -ENOSPC);
+    assert_int_equal(plog_sync_end(log, &s), 0);
+    assert_false(plog_failed(log));
+    assert_int_equal(plog_durable_offset(log), 110);
+    plog_close(log);
+    log = open_log(fx);
+    assert_int_equal(plog_start_offset(log), 50);
+    assert_int_equal(plog_end_offset(log), 110);
+    plog_close(log);
+}
+
+static void test_index_write_failure_fails_log(void **state)
+{
+    fx_t *fx = *state;
+    plog_t *log = open_log(fx);
+    int64_t base;
+    for (int i = 0; i < 5; i++) assert_int_equal(append(log, 10, 1000, i, &base), 0);
+    assert_int_equal(plog_segment_count(log), 2);
+    /* the round's first pwrite writes the rolled segment's index entries */
+    io_ops.pwrite = st_fail_pwrite;
+    st_fail(ENOSPC, 0, 1);
+    plog_sync_t s;
+    assert_int_equal(plog_sync_begin(log, &s), -ENOSPC);
+    io_ops_reset();
+    assert_true(plog_failed(log));
+    int64_t next;
+    assert_int_equal(read_all(log, 0, 1 << 20, &next), 5);
+    plog_close(log);
+    log = open_log(fx);
+    assert_int_equal(read_all(log, 0, 1 << 20, &next), 5);
+    plog_close(log);
+}
+
 static void test_bad_append_args(void **state)
 {
     fx_t *fx = *state;
@@ -482,7 +543,8 @@ int main(void)
         T(test_offset_for_time), T(test_roll_by_size),      T(test_retention_bytes),
         T(test_retention_time), T(test_roll_by_time),       T(test_delete_before),
         T(test_reopen_clean),   T(test_enospc_on_write),    T(test_eio_on_fdatasync),
-        T(test_bad_append_args), T(test_destroy_dir),
+        T(test_bad_append_args), T(test_destroy_dir),      T(test_rename_failures),
+        T(test_index_write_failure_fails_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
