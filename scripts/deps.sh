@@ -4,7 +4,7 @@
 # Idempotent: checks each package with dpkg-query before calling apt-get.
 set -euo pipefail
 
-build_pkgs=(meson ninja-build pkg-config gcc libuv1-dev zlib1g-dev libsnappy-dev
+build_pkgs=(meson ninja-build pkg-config gcc libuv1-dev zlib1g-dev libsnappy-dev uthash-dev
             liblz4-dev libzstd-dev python3)
 test_pkgs=(clang libcmocka-dev librdkafka-dev kcat python3-confluent-kafka
            python3-kafka python3-pytest python3-pika)

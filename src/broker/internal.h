@@ -1,0 +1,103 @@
+/*
+ * Broker-internal structures shared by broker.c, topic.c, catalog.c and the
+ * group coordinator. Not for front ends (they use broker.h).
+ */
+#ifndef HERALD_BROKER_INTERNAL_H
+#define HERALD_BROKER_INTERNAL_H
+
+#include <uthash.h>
+
+#include "broker/broker.h"
+#include "store/flusher.h"
+#include "store/plog.h"
+
+#define PRODUCER_BATCHES_KEPT 5 /* as Kafka: the last 5 batches per producer */
+
+typedef struct {
+    int32_t first_seq, last_seq;
+    int64_t base_offset;
+} producer_batch_t;
+
+/* Idempotent producer state for one partition and producer id. */
+typedef struct {
+    int64_t producer_id; /* hash key */
+    int16_t epoch;
+    int n;                                    /* batches in ring, <= PRODUCER_BATCHES_KEPT */
+    int head;                                 /* index of the newest */
+    producer_batch_t ring[PRODUCER_BATCHES_KEPT];
+    UT_hash_handle hh;
+} producer_state_t;
+
+struct partition {
+    topic_t *topic;         /* NULL for internal logs (catalog, offsets) */
+    int32_t index;
+    plog_t *log;
+    char *dir;              /* owned */
+    pwaiter_t *waiters;     /* waiting for the high watermark; unordered */
+    producer_state_t *producers; /* uthash by producer_id */
+    int failed;             /* a sync failed: the log is read-only */
+    UT_hash_handle hh_log;  /* in broker->by_log, keyed by the plog pointer */
+};
+
+typedef struct topic_cfg_entry {
+    char *key, *value; /* owned */
+    struct topic_cfg_entry *next;
+} topic_cfg_entry_t;
+
+struct topic {
+    char *name;             /* owned, NUL-terminated */
+    uint8_t id[16];
+    int32_t npart;
+    partition_t **parts;    /* npart entries, owned */
+    topic_cfg_entry_t *configs; /* overrides, owned */
+    topic_t *next, *prev;   /* creation order */
+    UT_hash_handle hh;
+};
+
+struct broker {
+    uv_loop_t *loop;
+    config_t cfg;
+    char cluster_id[32];
+    char adv_host[256];
+    int adv_port;
+    flusher_t *flusher;
+    topic_t *topics;                  /* uthash by name */
+    topic_t *first, *last;            /* creation order */
+    int ntopics;
+    partition_t *by_log;              /* uthash: plog pointer -> partition */
+    partition_t *catalog;             /* internal log: topics, producer id blocks */
+    partition_t *offsets;             /* internal log: committed group offsets */
+    int64_t next_pid, pid_block_end;  /* producer ids [next_pid, pid_block_end) are ours */
+    group_coord_t *groups;
+    uv_timer_t maint_timer;
+    uint64_t requests_total;
+};
+
+/* Opens an internal or topic partition log in dir (taking ownership of dir)
+ * and registers it with the flusher map. */
+partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err);
+/* Closes the log (clean), fails its waiters with HE_CLOSED, frees. */
+void partition_close(broker_t *b, partition_t *p);
+/* Called when the high watermark may have moved: fires satisfied waiters. */
+void partition_hw_advanced(partition_t *p, int status);
+/* Fills a plog config from broker defaults and the topic's overrides. */
+void topic_plog_config(const broker_t *b, const topic_t *t, plog_config_t *pc);
+/* Appends an internal record (key/value) to an internal log: used by the
+ * catalog and the offsets log. Returns 0 and the offset after it (wait
+ * target) or <0. */
+int internal_append(broker_t *b, partition_t *p, const void *key, int32_t klen, const void *val, int32_t vlen,
+                    int64_t *target);
+
+/* Catalog records (catalog.c). */
+int catalog_replay(broker_t *b);
+int catalog_put_topic(broker_t *b, const topic_t *t, int64_t *target);
+int catalog_delete_topic(broker_t *b, const char *name, int64_t *target);
+int catalog_put_pid_block(broker_t *b, int64_t block_end, int64_t *target);
+
+/* Topic objects (topic.c). */
+topic_t *topic_alloc(const char *name, size_t len, const uint8_t id[16], int32_t npart);
+void topic_free(broker_t *b, topic_t *t);
+int topic_open_partitions(broker_t *b, topic_t *t, int32_t from);
+void topic_set_config_raw(topic_t *t, const char *key, const char *value);
+
+#endif

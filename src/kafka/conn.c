@@ -1,0 +1,307 @@
+/* Kafka connection: framing, in-order response queue. See conn.h. */
+#include "kafka/conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "broker/broker.h"
+#include "kafka/dispatch.h"
+
+#define READ_CHUNK (64 * 1024)
+#define MIN_FRAME 8          /* api_key + api_version + correlation_id */
+#define MAX_QUEUED 1024      /* pending requests before reading pauses */
+#define MAX_IOV 64           /* responses gathered into one write */
+
+struct kafka_conn {
+    uv_tcp_t tcp;          /* first: handle data points back to us */
+    broker_t *broker;
+    kafka_conn_t *prev, *next; /* in the open-connection list */
+    char peer[64];         /* "ip:port" for log lines */
+    uint8_t *rbuf;         /* bytes read but not yet framed */
+    size_t rlen, rcap;
+    kreq_t *head, *tail;   /* in-order request queue */
+    int queued;            /* requests in the queue */
+    int refs;              /* 1 for the open handle + 1 per queued request */
+    unsigned closing : 1;  /* uv_close called; no more reads or writes */
+    unsigned paused : 1;   /* reading stopped for backpressure */
+    int writes_inflight;   /* uv_write requests not yet completed */
+};
+
+typedef struct {
+    uv_write_t req;
+    kafka_conn_t *conn;
+    int n;
+    kreq_t *done[MAX_IOV]; /* freed in the write callback */
+} write_batch_t;
+
+static kafka_conn_t *g_conns;
+static int g_nconns;
+
+int kafka_conn_count(void) { return g_nconns; }
+
+static void conn_unref(kafka_conn_t *c)
+{
+    if (--c->refs > 0) return;
+    free(c->rbuf);
+    free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    kafka_conn_t *c = h->data;
+    conn_unref(c);
+}
+
+static void conn_close(kafka_conn_t *c)
+{
+    if (c->closing) return;
+    c->closing = 1;
+    if (c->prev) c->prev->next = c->next;
+    else g_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    g_nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void kreq_free(kreq_t *rq)
+{
+    arena_destroy(&rq->arena);
+    wbuf_destroy(&rq->resp);
+    free(rq->frame);
+    free(rq);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    write_batch_t *wb = (write_batch_t *)w;
+    kafka_conn_t *c = wb->conn;
+    c->writes_inflight--;
+    if (status < 0 && !c->closing) {
+        LOG_I("kafka %s: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+    }
+    /* Each request held a reference; the last one may free c. */
+    int n = wb->n;
+    for (int i = 0; i < n; i++) kreq_free(wb->done[i]);
+    free(wb);
+    for (int i = 0; i < n; i++) conn_unref(c);
+}
+
+static void conn_read_start(kafka_conn_t *c);
+
+/* Writes every completed response at the head of the queue. */
+static void conn_flush(kafka_conn_t *c)
+{
+    c->refs++; /* released below: writes completing inline may drop the last */
+    while (c->head && c->head->done) {
+        write_batch_t *wb = xmalloc(sizeof *wb);
+        uv_buf_t bufs[MAX_IOV];
+        int nb = 0;
+        wb->conn = c;
+        wb->n = 0;
+        while (c->head && c->head->done && wb->n < MAX_IOV) {
+            kreq_t *rq = c->head;
+            c->head = rq->next;
+            if (!c->head) c->tail = NULL;
+            c->queued--;
+            wb->done[wb->n++] = rq;
+            if (!rq->no_response && rq->resp.len) bufs[nb++] = uv_buf_init((char *)rq->resp.p, (unsigned)rq->resp.len);
+        }
+        if (c->closing || nb == 0) {
+            /* Nothing to send (acks=0, or the client is gone): release now. */
+            c->writes_inflight++;
+            on_write(&wb->req, 0);
+            continue;
+        }
+        c->writes_inflight++;
+        int rc = uv_write(&wb->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, on_write);
+        if (rc < 0) {
+            LOG_I("kafka %s: write failed: %s", c->peer, uv_strerror(rc));
+            on_write(&wb->req, rc);
+        }
+    }
+    if (c->paused && !c->closing && c->queued < MAX_QUEUED / 2) {
+        c->paused = 0;
+        conn_read_start(c);
+    }
+    conn_unref(c);
+}
+
+void kreq_begin_response(kreq_t *rq)
+{
+    wbuf_reset(&rq->resp);
+    wbuf_reserve(&rq->resp, 4);
+    kafka_resp_header_encode(&rq->resp, rq->hdr.api_key, rq->hdr.api_version, rq->hdr.correlation_id);
+}
+
+void kreq_done(kreq_t *rq)
+{
+    if (!rq->no_response) {
+        if (rq->resp.len < 4) kreq_begin_response(rq); /* defensive: empty body */
+        wbuf_patch_u32(&rq->resp, 0, (uint32_t)(rq->resp.len - 4));
+    }
+    rq->done = 1;
+    broker_observe_request(rq->conn->broker, rq->hdr.api_key, clock_mono_ns() - rq->start_ns);
+    conn_flush(rq->conn);
+}
+
+int kreq_conn_closed(const kreq_t *rq) { return rq->conn->closing; }
+
+/* Hands one complete frame to the dispatcher. Takes ownership of frame. */
+static void conn_dispatch(kafka_conn_t *c, uint8_t *frame, size_t len)
+{
+    kreq_t *rq = xcalloc(1, sizeof *rq);
+    rq->conn = c;
+    rq->frame = frame;
+    rq->start_ns = clock_mono_ns();
+    arena_init(&rq->arena);
+    wbuf_init(&rq->resp);
+    rbuf_init(&rq->body, frame, len);
+    int rc = kafka_req_header_decode(&rq->body, &rq->hdr);
+    if (rc < 0 || rq->body.err) {
+        LOG_W("kafka %s: malformed request header (%u bytes), closing", c->peer, (unsigned)len);
+        kreq_free(rq);
+        conn_close(c);
+        return;
+    }
+    c->refs++;
+    if (c->tail) c->tail->next = rq;
+    else c->head = rq;
+    c->tail = rq;
+    c->queued++;
+    if (kafka_dispatch(c->broker, rq) < 0) {
+        /* The handler judged the request unanswerable (malformed body,
+         * unknown API): Kafka's rule is to close the connection. */
+        LOG_W("kafka %s: closing after bad request api_key=%d version=%d", c->peer, rq->hdr.api_key,
+              rq->hdr.api_version);
+        rq->no_response = 1;
+        kreq_done(rq);
+        conn_close(c);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    kafka_conn_t *c = h->data;
+    (void)suggested;
+    if (c->rcap - c->rlen < READ_CHUNK / 4) {
+        size_t cap = c->rcap ? c->rcap : READ_CHUNK;
+        while (cap - c->rlen < READ_CHUNK / 4) cap *= 2;
+        c->rbuf = xrealloc(c->rbuf, cap);
+        c->rcap = cap;
+    }
+    *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    kafka_conn_t *c = s->data;
+    (void)buf;
+    if (n < 0) {
+        if (n != UV_EOF) LOG_I("kafka %s: read error: %s", c->peer, uv_strerror((int)n));
+        else LOG_D("kafka %s: closed by peer", c->peer);
+        conn_close(c);
+        return;
+    }
+    c->rlen += (size_t)n;
+    size_t pos = 0;
+    int64_t limit = broker_config(c->broker)->max_request_bytes;
+    while (!c->closing && c->rlen - pos >= 4) {
+        uint32_t size = buf_get_be32(c->rbuf + pos);
+        if (size > (uint64_t)limit || size < MIN_FRAME) {
+            LOG_W("kafka %s: request size %u outside [%d, %lld], closing", c->peer, size, MIN_FRAME,
+                  (long long)limit);
+            conn_close(c);
+            return;
+        }
+        if (c->rlen - pos - 4 < size) {
+            /* Make room for the whole frame so it arrives in one piece. */
+            if (c->rcap < (size_t)size + 4) {
+                memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+                c->rlen -= pos;
+                pos = 0;
+                c->rbuf = xrealloc(c->rbuf, (size_t)size + 4 + READ_CHUNK);
+                c->rcap = (size_t)size + 4 + READ_CHUNK;
+            }
+            break;
+        }
+        uint8_t *frame = xmalloc(size);
+        memcpy(frame, c->rbuf + pos + 4, size);
+        pos += 4 + (size_t)size;
+        conn_dispatch(c, frame, size);
+    }
+    if (pos) {
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
+    }
+    /* Give back a large buffer once it is drained. */
+    if (c->rlen == 0 && c->rcap > 4 * READ_CHUNK) {
+        free(c->rbuf);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+    if (!c->closing && c->queued >= MAX_QUEUED && !c->paused) {
+        c->paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+static void conn_read_start(kafka_conn_t *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        LOG_W("kafka %s: read start failed: %s", c->peer, uv_strerror(rc));
+        conn_close(c);
+    }
+}
+
+int kafka_conn_accept(broker_t *b, uv_stream_t *server)
+{
+    kafka_conn_t *c = xcalloc(1, sizeof *c);
+    c->broker = b;
+    c->refs = 1;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->tcp.data = c;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+        return rc;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char ip[48];
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        }
+    }
+    if (g_nconns >= broker_config(b)->max_connections) {
+        LOG_W("kafka %s: connection limit %d reached, refusing", c->peer, broker_config(b)->max_connections);
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+        return 0;
+    }
+    c->next = g_conns;
+    if (g_conns) g_conns->prev = c;
+    g_conns = c;
+    g_nconns++;
+    LOG_D("kafka %s: connected", c->peer);
+    conn_read_start(c);
+    return 0;
+}
+
+void kafka_conn_close_all(broker_t *b)
+{
+    (void)b;
+    while (g_conns) conn_close(g_conns);
+}

@@ -1,0 +1,144 @@
+/* The broker process: loop, listeners, signals. See server.h. */
+#include "server/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "broker/broker.h"
+#include "kafka/conn.h"
+
+typedef struct {
+    uv_loop_t loop;
+    broker_t *broker;
+    uv_tcp_t kafka_listener;
+    uv_signal_t sigint, sigterm;
+    int stopping;
+} server_t;
+
+static void on_kafka_connection(uv_stream_t *server, int status)
+{
+    server_t *s = server->data;
+    if (status < 0) {
+        LOG_W("kafka accept: %s", uv_strerror(status));
+        return;
+    }
+    int rc = kafka_conn_accept(s->broker, server);
+    if (rc < 0) LOG_W("kafka accept: %s", uv_strerror(rc));
+}
+
+/* Parses HOST:PORT ("[::1]:9092" for IPv6) into a sockaddr. */
+static int resolve(const char *addr, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon) return HE_INVALID;
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= sizeof host) return HE_INVALID;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    int port = atoi(colon + 1);
+    char *h = host;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h[hl - 1] = '\0';
+        h++;
+    }
+    if (!strcmp(h, "localhost")) h = "127.0.0.1";
+    if (uv_ip4_addr(h, port, (struct sockaddr_in *)ss) == 0) return 0;
+    if (uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+    return HE_INVALID;
+}
+
+static int listen_on(server_t *s, uv_tcp_t *tcp, const char *addr, uv_connection_cb cb, int *bound_port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (resolve(addr, &ss) < 0) {
+        LOG_E("cannot parse listen address %s", addr);
+        return HE_INVALID;
+    }
+    uv_tcp_init(&s->loop, tcp);
+    tcp->data = s;
+    int rc = uv_tcp_bind(tcp, (struct sockaddr *)&ss, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)tcp, 1024, cb);
+    if (rc < 0) {
+        LOG_E("cannot listen on %s: %s", addr, uv_strerror(rc));
+        return rc;
+    }
+    struct sockaddr_storage got;
+    int gl = sizeof got;
+    uv_tcp_getsockname(tcp, (struct sockaddr *)&got, &gl);
+    *bound_port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                  : ((struct sockaddr_in *)&got)->sin_port);
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h) { (void)h; }
+
+static void server_stop(server_t *s)
+{
+    if (s->stopping) return;
+    s->stopping = 1;
+    LOG_I("shutting down");
+    if (uv_is_active((uv_handle_t *)&s->kafka_listener) || s->kafka_listener.data)
+        uv_close((uv_handle_t *)&s->kafka_listener, on_closed);
+    uv_close((uv_handle_t *)&s->sigint, on_closed);
+    uv_close((uv_handle_t *)&s->sigterm, on_closed);
+    kafka_conn_close_all(s->broker);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    server_t *s = sig->data;
+    LOG_I("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(s);
+}
+
+int server_run(const config_t *cfg)
+{
+    server_t s;
+    memset(&s, 0, sizeof s);
+    log_set_level((log_level_t)cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&s.loop);
+    int err = 0;
+    s.broker = broker_new(&s.loop, cfg, &err);
+    if (!s.broker) {
+        LOG_E("cannot start: %s", herald_strerror(err));
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s.loop);
+        return 1;
+    }
+    int port = 0, code = 0;
+    if (listen_on(&s, &s.kafka_listener, cfg->kafka_listen, on_kafka_connection, &port) < 0) {
+        code = 1;
+        s.stopping = 1;
+        uv_close((uv_handle_t *)&s.kafka_listener, on_closed);
+    } else {
+        broker_set_kafka_port(s.broker, port);
+        const char *ah;
+        int ap;
+        broker_kafka_advertised(s.broker, &ah, &ap);
+        LOG_I("kafka listening on %s (port %d), advertised as %s:%d", cfg->kafka_listen, port, ah, ap);
+        /* Tests and scripts read the bound port from this line. */
+        fprintf(stdout, "herald: kafka port %d\n", port);
+        fflush(stdout);
+        uv_signal_init(&s.loop, &s.sigint);
+        uv_signal_init(&s.loop, &s.sigterm);
+        s.sigint.data = s.sigterm.data = &s;
+        uv_signal_start(&s.sigint, on_signal, SIGINT);
+        uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+    }
+    broker_free(s.broker);
+    /* Let close callbacks of the broker's handles run. */
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&s.loop);
+    if (rc != 0) LOG_W("event loop closed with handles still open");
+    LOG_I("stopped");
+    return code;
+}
