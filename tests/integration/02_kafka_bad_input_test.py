@@ -1,0 +1,128 @@
+"""Malformed, truncated, oversized and unknown requests over a raw socket:
+the broker answers with the protocol's error or closes that one connection,
+and keeps serving everyone else."""
+import socket
+import struct
+
+import kraw
+from confluent_kafka import Producer
+
+
+def still_serving(broker):
+    s = kraw.connect(broker)
+    body = kraw.api_versions_v0(s, corr=77)
+    s.close()
+    assert body is not None and struct.unpack(">i", body[:4])[0] == 77
+    assert struct.unpack(">h", body[4:6])[0] == 0  # error_code NONE
+
+
+def test_api_versions_v0_lists_ranges(broker):
+    s = kraw.connect(broker)
+    body = kraw.api_versions_v0(s)
+    corr, err, n = struct.unpack(">ihi", body[:10])
+    assert (corr, err) == (1, 0)
+    ranges = {}
+    for i in range(n):
+        k, lo, hi = struct.unpack(">hhh", body[10 + 6 * i:16 + 6 * i])
+        ranges[k] = (lo, hi)
+    # librdkafka feature gates need min 0 for these (see docs/compatibility.md)
+    for k in (0, 10, 11, 12, 13, 14, 22):
+        assert ranges[k][0] == 0, (k, ranges[k])
+    assert ranges[1] == (4, 12)
+
+
+def test_api_versions_unknown_version_gets_v0_error_body(broker):
+    s = kraw.connect(broker)
+    s.sendall(kraw.request(18, 99, 5, body=b"\x00"))  # header v2: empty tagged fields
+    body = kraw.read_frame(s)
+    corr, err = struct.unpack(">ih", body[:6])
+    assert corr == 5 and err == 35  # UNSUPPORTED_VERSION, KIP-511
+    (n,) = struct.unpack(">i", body[6:10])
+    assert n > 10
+    still_serving(broker)
+
+
+def test_unknown_api_key_closes_only_that_connection(broker):
+    other = kraw.connect(broker)
+    s = kraw.connect(broker)
+    s.sendall(kraw.request(9999, 0, 1))
+    assert kraw.read_frame(s) is None
+    assert kraw.api_versions_v0(other, corr=9) is not None
+    still_serving(broker)
+
+
+def test_unsupported_version_closes_connection(broker):
+    s = kraw.connect(broker)
+    s.sendall(kraw.request(3, 99, 1))  # Metadata v99
+    assert kraw.read_frame(s) is None
+    still_serving(broker)
+
+
+def test_oversized_frame_rejected_before_allocation(broker_factory):
+    b = broker_factory("--max-request-bytes", "65536")
+    s = kraw.connect(b)
+    s.sendall(struct.pack(">i", 2_000_000_000))  # claims 2 GB
+    assert kraw.read_frame(s) is None
+    s = kraw.connect(b)
+    s.sendall(struct.pack(">i", 70000) + b"\0" * 1000)
+    assert kraw.read_frame(s) is None
+    assert "request size" in b.log()
+    still_serving(b)
+
+
+def test_negative_and_tiny_sizes(broker):
+    for size in (-1, 0, 3):
+        s = kraw.connect(broker)
+        s.sendall(struct.pack(">i", size) + b"\0" * 8)
+        assert kraw.read_frame(s) is None
+    still_serving(broker)
+
+
+def test_truncated_metadata_body_closes(broker):
+    s = kraw.connect(broker)
+    # Metadata v1 with a topics array claiming 1000 entries and no bytes.
+    s.sendall(kraw.request(3, 1, 1, struct.pack(">i", 1000)))
+    assert kraw.read_frame(s) is None
+    still_serving(broker)
+
+
+def test_hostile_string_length_in_header(broker):
+    s = kraw.connect(broker)
+    payload = struct.pack(">hhih", 18, 0, 1, 30000) + b"x" * 10  # client_id says 30000 bytes
+    s.sendall(struct.pack(">i", len(payload)) + payload)
+    assert kraw.read_frame(s) is None
+    still_serving(broker)
+
+
+def test_client_vanishes_mid_request(broker):
+    s = kraw.connect(broker)
+    frame = kraw.request(3, 1, 1, struct.pack(">i", -1))
+    s.sendall(frame[:7])
+    s.close()
+    still_serving(broker)
+
+
+def test_corrupt_batch_crc_gets_corrupt_message(broker):
+    """A produce whose batch fails its CRC is refused with CORRUPT_MESSAGE (2),
+    and nothing is appended."""
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("crc", b"ok")
+    p.flush(10)
+    # Build a v2 batch by hand with a wrong CRC and send Produce v3.
+    rec = bytes([0x10, 0x00, 0x00, 0x00, 0x01, 0x02, 0x02, 0x78, 0x00])
+    hdr_after_crc = struct.pack(">hiqqqhii", 0, 0, 0, 0, -1, -1, -1, 1)
+    batch_len = 4 + 1 + 4 + len(hdr_after_crc) + len(rec)
+    batch = struct.pack(">qiibI", 0, batch_len, 0, 2, 0xDEADBEEF) + hdr_after_crc + rec
+    topic = b"crc"
+    body = struct.pack(">hhi", -1, 1, 5000)          # transactional_id null, acks, timeout
+    body += struct.pack(">ih", 1, len(topic)) + topic  # 1 topic
+    body += struct.pack(">iii", 1, 0, len(batch)) + batch
+    s = kraw.connect(broker)
+    s.sendall(kraw.request(0, 3, 42, body))
+    resp = kraw.read_frame(s)
+    assert resp is not None
+    # corr, topics[1], name, partitions[1], index, error_code
+    off = 4 + 4 + 2 + len(topic) + 4 + 4
+    (err,) = struct.unpack(">h", resp[off:off + 2])
+    assert err == 2
+    still_serving(broker)

@@ -1,0 +1,183 @@
+"""Crash recovery, restart, compression codecs, timestamps, retention,
+partition growth and topic configs, driven by real clients."""
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+
+def consume_all(bootstrap, topic, partition=0, expect=None, timeout=30):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "x", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, partition, 0)])
+    got = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191 and (expect is None or len(got) >= expect):  # _PARTITION_EOF
+                break
+            continue
+        got.append(m)
+    c.close()
+    return got
+
+
+def test_sigkill_loses_no_acknowledged_message(broker):
+    """Producers with acks=all under --flush always; SIGKILL mid-stream;
+    every acknowledged message is there exactly once and in order."""
+    acked = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def produce(worker):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 2, "message.timeout.ms": 5000})
+
+        def cb(err, msg):
+            if err is None:
+                with lock:
+                    acked.append((msg.key(), msg.value(), msg.offset()))
+
+        i = 0
+        deadline = time.time() + 20
+        while not stop.is_set() and time.time() < deadline:
+            try:
+                p.produce("crash", key=b"w%d" % worker, value=b"w%d-%08d" % (worker, i), on_delivery=cb)
+                i += 1
+            except BufferError:
+                p.poll(0.01)
+            if i % 100 == 0:
+                p.poll(0)
+        p.flush(5)
+
+    p0 = Producer({"bootstrap.servers": broker.bootstrap})
+    p0.produce("crash", b"first")
+    p0.flush(10)
+    threads = [threading.Thread(target=produce, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 20
+    while len(acked) < 5000 and time.time() < deadline:
+        time.sleep(0.05)
+    broker.kill()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) >= 1000, "producers made too little progress before the kill"
+    broker.start()
+    got = consume_all(broker.bootstrap, "crash")
+    values = [m.value() for m in got]
+    offsets = [m.offset() for m in got]
+    assert offsets == list(range(len(got))), "offsets must be dense"
+    assert len(set(values)) == len(values), "no duplicates"
+    stored = set(values)
+    missing = [v for _, v, _ in acked if v not in stored]
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:3]}"
+    for k, v, off in acked:
+        assert values[off] == v, "acknowledged offset must hold that message"
+    for w in (0, 1):  # per-producer order
+        seq = [v for v in values if v.startswith(b"w%d-" % w)]
+        assert seq == sorted(seq)
+
+
+def test_clean_restart_keeps_topics_and_data(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in a.create_topics([NewTopic("keep", num_partitions=2, replication_factor=1,
+                                       config={"retention.ms": "3600000"})]).values():
+        f.result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(50):
+        p.produce("keep", value=b"%d" % i, partition=i % 2)
+    p.flush(10)
+    assert broker.restart()
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    md = a.list_topics(timeout=10)
+    assert len(md.topics["keep"].partitions) == 2
+    res = ConfigResource(ConfigResource.Type.TOPIC, "keep")
+    cfg = a.describe_configs([res])[res].result(10)
+    assert cfg["retention.ms"].value == "3600000"
+    assert len(consume_all(broker.bootstrap, "keep", 0)) == 25
+    assert len(consume_all(broker.bootstrap, "keep", 1)) == 25
+    assert "recover" not in broker.log().lower() or "clean" in broker.log().lower()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compression_codecs_round_trip(broker, codec):
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20})
+    for i in range(500):
+        p.produce("z-" + codec, key=b"k%d" % i, value=(b"payload-%d-" % i) * 10)
+    assert p.flush(20) == 0
+    got = consume_all(broker.bootstrap, "z-" + codec, expect=500)
+    assert [m.key() for m in got] == [b"k%d" % i for i in range(500)]
+    assert got[499].value() == b"payload-499-" * 10
+
+
+def test_list_offsets_by_timestamp(broker):
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    base = 1_700_000_000_000
+    for i in range(10):
+        p.produce("ts", value=b"%d" % i, timestamp=base + i * 1000)
+        p.flush(10)  # one batch per message, so each has its own timestamp
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ts"})
+    res = c.offsets_for_times([TopicPartition("ts", 0, base + 4500)], timeout=10)
+    assert res[0].offset == 5
+    res = c.offsets_for_times([TopicPartition("ts", 0, base + 99_000)], timeout=10)
+    assert res[0].offset == -1  # none that late
+    lo, hi = c.get_watermark_offsets(TopicPartition("ts", 0), timeout=10)
+    assert (lo, hi) == (0, 10)
+    c.close()
+
+
+def test_retention_by_bytes_deletes_old_segments(broker_factory):
+    b = broker_factory("--retention-check-interval-ms", "100")
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic("ret", 1, 1, config={"segment.bytes": "2048",
+                                                              "retention.bytes": "4096"})]).values():
+        f.result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+    for i in range(200):
+        p.produce("ret", value=b"x" * 200)
+        if i % 10 == 0:
+            p.flush(10)
+    p.flush(10)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ret"})
+    deadline = time.time() + 15
+    lo = 0
+    while time.time() < deadline:
+        lo, hi = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
+        if lo > 0:
+            break
+        time.sleep(0.2)
+    c.close()
+    assert lo > 100 and hi == 200, (lo, hi)
+
+
+def test_create_partitions_and_alter_configs(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in a.create_topics([NewTopic("grow", 1, 1)]).values():
+        f.result(10)
+    for f in a.create_partitions([NewPartitions("grow", 4)]).values():
+        f.result(10)
+    assert len(a.list_topics(timeout=10).topics["grow"].partitions) == 4
+    with pytest.raises(KafkaException):
+        for f in a.create_partitions([NewPartitions("grow", 2)]).values():
+            f.result(10)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "grow", set_config={"retention.ms": "1234567"})
+    for f in a.alter_configs([res]).values():
+        f.result(10)
+    cfg = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "grow")])
+    got = list(cfg.values())[0].result(10)
+    assert got["retention.ms"].value == "1234567"
+    assert got["segment.bytes"].is_default
+    bad = ConfigResource(ConfigResource.Type.TOPIC, "grow", set_config={"retention.ms": "soon"})
+    with pytest.raises(KafkaException):
+        for f in a.alter_configs([bad]).values():
+            f.result(10)
+    with pytest.raises(KafkaException):
+        for f in a.create_topics([NewTopic("bad-rf", 1, 3)]).values():
+            f.result(10)
