@@ -266,6 +266,11 @@ void config_print_markdown(FILE *out)
         snprintf(flag, sizeof flag, "--%s", table[i].key);
         for (char *p = flag + 2; *p; p++)
             if (*p == '.') *p = '-';
-        fprintf(out, "| `%s` | `%s` | `%s` | %s |\n", table[i].key, flag, table[i].def, table[i].help);
+        fprintf(out, "| `%s` | `%s` | `%s` | ", table[i].key, flag, table[i].def);
+        for (const char *h = table[i].help; *h; h++) {
+            if (*h == '|') fputc('\\', out);
+            fputc(*h, out);
+        }
+        fputs(" |\n", out);
     }
 }
