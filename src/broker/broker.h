@@ -147,6 +147,9 @@ int broker_catalog_wait(broker_t *b, pwaiter_t *w);
 int64_t partition_read(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out);
 /* Offset of the first batch with max timestamp >= ts; HE_NOT_FOUND if none. */
 int partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *batch_ts);
+/* The batch holding the largest timestamp (ListOffsets -3): its base offset
+ * and that timestamp; HE_NOT_FOUND when nothing is visible. */
+int partition_max_timestamp(partition_t *p, int64_t *offset, int64_t *ts);
 /* Kafka DeleteRecords: raises the log start offset (HE_OUT_OF_RANGE if
  * beyond the high watermark). */
 int partition_delete_before(broker_t *b, partition_t *p, int64_t offset);

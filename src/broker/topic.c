@@ -170,6 +170,48 @@ partition_t *topic_partition(topic_t *t, int32_t index)
 
 /* ---- partitions ---- */
 
+static void producer_record(partition_t *p, producer_state_t *ps, const batch_header_t *h, int64_t base);
+
+/* Rebuilds idempotent-producer state from the tail of the log, so a producer
+ * retrying across a broker restart is still de-duplicated. Only the last
+ * REBUILD_OFFSETS offsets are read (a producer needs its last 5 batches), and
+ * at most REBUILD_BYTES: a producer whose batches lie further back gets
+ * UNKNOWN_PRODUCER_ID and re-initialises, as with Kafka after its state
+ * expired. */
+#define REBUILD_OFFSETS 5000
+#define REBUILD_BYTES (16 << 20)
+
+static void producer_state_rebuild(partition_t *p)
+{
+    int64_t end = plog_end_offset(p->log), off = plog_start_offset(p->log);
+    if (end - off > REBUILD_OFFSETS) off = end - REBUILD_OFFSETS;
+    wbuf_t buf;
+    wbuf_init(&buf);
+    size_t total = 0;
+    while (off < end && total < REBUILD_BYTES) {
+        wbuf_reset(&buf);
+        int64_t n = plog_read(p->log, off, end, 1 << 20, &buf);
+        if (n <= 0) break;
+        total += (size_t)n;
+        size_t pos = 0;
+        int64_t next = off;
+        while (pos < buf.len) {
+            batch_header_t h;
+            if (batch_header_parse(buf.p + pos, buf.len - pos, &h) < 0) break;
+            if (h.producer_id >= 0 && h.base_sequence >= 0) {
+                producer_state_t *ps;
+                HASH_FIND(hh, p->producers, &h.producer_id, sizeof h.producer_id, ps);
+                if (!ps || h.producer_epoch >= ps->epoch) producer_record(p, ps, &h, h.base_offset);
+            }
+            next = h.base_offset + h.last_offset_delta + 1;
+            pos += 12 + (size_t)h.batch_length;
+        }
+        if (next <= off) break;
+        off = next;
+    }
+    wbuf_destroy(&buf);
+}
+
 partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err)
 {
     plog_config_t pc;
@@ -188,6 +230,7 @@ partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, i
     p->log = log;
     p->dir = dir;
     HASH_ADD(hh_log, b->by_log, log, sizeof(plog_t *), p);
+    if (t) producer_state_rebuild(p);
     return p;
 }
 
@@ -224,6 +267,12 @@ int partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64
     int rc = plog_offset_for_time(p->log, ts, offset, batch_ts);
     if (rc == 0 && *offset >= plog_durable_offset(p->log)) return HE_NOT_FOUND;
     return rc;
+}
+
+int partition_max_timestamp(partition_t *p, int64_t *offset, int64_t *ts)
+{
+    if (plog_durable_offset(p->log) <= plog_start_offset(p->log)) return HE_NOT_FOUND;
+    return partition_offset_for_time(p, plog_max_timestamp(p->log), offset, ts);
 }
 
 int partition_delete_before(broker_t *b, partition_t *p, int64_t offset)

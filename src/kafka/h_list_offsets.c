@@ -21,14 +21,9 @@ static void lookup(partition_t *p, int64_t ts, kafka_list_offsets_resp_list_offs
     } else if (ts == TS_EARLIEST) {
         off = partition_start_offset(p);
     } else if (ts == TS_MAX) {
-        /* The batch holding the largest timestamp: scan via the time lookup
-         * from the newest timestamp seen. Approximated by the last batch. */
-        int64_t hw = partition_high_watermark(p);
-        if (hw > partition_start_offset(p)) {
-            int rc = partition_offset_for_time(p, INT64_MIN + 1, &off, &bts);
-            (void)rc;
-            off = hw - 1;
-        }
+        /* The batch holding the largest timestamp (its first offset: the
+         * store indexes batches, not records). */
+        if (partition_max_timestamp(p, &off, &bts) < 0) off = bts = -1;
     } else if (ts >= 0) {
         int rc = partition_offset_for_time(p, ts, &off, &bts);
         if (rc < 0) {

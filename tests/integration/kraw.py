@@ -46,3 +46,69 @@ def closed_by_peer(s):
 def api_versions_v0(s, corr=1):
     s.sendall(request(18, 0, corr))
     return read_frame(s)
+
+
+# ---- RecordBatch v2 built by hand (protocol guide, "Record Batch") ----
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC_T = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = (c >> 8) ^ _CRC_T[(c ^ b) & 0xFF]
+    return c ^ 0xFFFFFFFF
+
+
+def _varint(v):
+    v = (v << 1) ^ (v >> 63)
+    out = b""
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def record_batch(values, producer_id=-1, epoch=-1, base_seq=-1, ts=1_700_000_000_000):
+    recs = b""
+    for i, v in enumerate(values):
+        body = b"\x00" + _varint(0) + _varint(i) + _varint(-1) + _varint(len(v)) + v + _varint(0)
+        recs += _varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, ts, ts, producer_id, epoch, base_seq,
+                            len(values)) + recs
+    crc = crc32c(after_crc)
+    batch_len = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", 0, batch_len, 0, 2, crc) + after_crc
+
+
+def produce_v3(topic, partition, batch, acks=-1):
+    t = topic.encode()
+    body = struct.pack(">hhi", -1, acks, 10000)
+    body += struct.pack(">ih", 1, len(t)) + t
+    body += struct.pack(">iii", 1, partition, len(batch)) + batch
+    return body
+
+
+def parse_produce_v3(resp, topic):
+    """Returns (error_code, base_offset) of the single partition."""
+    off = 4 + 4 + 2 + len(topic) + 4 + 4
+    err, base = struct.unpack(">hq", resp[off:off + 10])
+    return err, base
+
+
+def init_producer_id(s, corr=1):
+    s.sendall(request(22, 0, corr, struct.pack(">hi", -1, 60000)))
+    resp = read_frame(s)
+    _, _, err, pid, epoch = struct.unpack(">iihqh", resp[:20])
+    assert err == 0
+    return pid, epoch
