@@ -13,7 +13,8 @@
 #define READ_CHUNK (64 * 1024)
 #define MIN_FRAME 8          /* api_key + api_version + correlation_id */
 #define MAX_QUEUED 1024      /* pending requests before reading pauses */
-#define MAX_IOV 64           /* responses gathered into one write */
+#define MAX_RESP 64          /* responses gathered into one write */
+#define MAX_IOV 256          /* buffers in one write */
 
 struct kafka_conn {
     uv_tcp_t tcp;          /* first: handle data points back to us */
@@ -34,7 +35,7 @@ typedef struct {
     uv_write_t req;
     kafka_conn_t *conn;
     int n;
-    kreq_t *done[MAX_IOV]; /* freed in the write callback */
+    kreq_t *done[MAX_RESP]; /* freed in the write callback */
 } write_batch_t;
 
 static kafka_conn_t *g_conns;
@@ -70,6 +71,8 @@ static void kreq_free(kreq_t *rq)
 {
     arena_destroy(&rq->arena);
     wbuf_destroy(&rq->resp);
+    wbuf_destroy(&rq->hold);
+    kcodec_splices_destroy(&rq->splices);
     free(rq->frame);
     free(rq);
 }
@@ -102,13 +105,37 @@ static void conn_flush(kafka_conn_t *c)
         int nb = 0;
         wb->conn = c;
         wb->n = 0;
-        while (c->head && c->head->done && wb->n < MAX_IOV) {
+        while (c->head && c->head->done && wb->n < MAX_RESP) {
             kreq_t *rq = c->head;
+            if (nb + 2 * rq->splices.n + 1 > MAX_IOV && wb->n > 0) break;
             c->head = rq->next;
             if (!c->head) c->tail = NULL;
             c->queued--;
             wb->done[wb->n++] = rq;
-            if (!rq->no_response && rq->resp.len) bufs[nb++] = uv_buf_init((char *)rq->resp.p, (unsigned)rq->resp.len);
+            if (rq->no_response || !rq->resp.len) continue;
+            if (nb + 2 * rq->splices.n + 1 > MAX_IOV) {
+                /* Too many pieces for one write: flatten (rare). */
+                wbuf_t flat;
+                wbuf_init(&flat);
+                size_t prev = 0;
+                for (int i = 0; i < rq->splices.n; i++) {
+                    wbuf_put(&flat, rq->resp.p + prev, rq->splices.v[i].at - prev);
+                    wbuf_put(&flat, rq->splices.v[i].p, rq->splices.v[i].len);
+                    prev = rq->splices.v[i].at;
+                }
+                wbuf_put(&flat, rq->resp.p + prev, rq->resp.len - prev);
+                wbuf_destroy(&rq->resp);
+                rq->resp = flat;
+                rq->splices.n = 0;
+            }
+            size_t prev = 0;
+            for (int i = 0; i < rq->splices.n; i++) {
+                const kcodec_splice_t *sp = &rq->splices.v[i];
+                if (sp->at > prev) bufs[nb++] = uv_buf_init((char *)rq->resp.p + prev, (unsigned)(sp->at - prev));
+                bufs[nb++] = uv_buf_init((char *)sp->p, (unsigned)sp->len);
+                prev = sp->at;
+            }
+            if (rq->resp.len > prev) bufs[nb++] = uv_buf_init((char *)rq->resp.p + prev, (unsigned)(rq->resp.len - prev));
         }
         if (c->closing || nb == 0) {
             /* Nothing to send (acks=0, or the client is gone): release now. */
@@ -137,11 +164,25 @@ void kreq_begin_response(kreq_t *rq)
     kafka_resp_header_encode(&rq->resp, rq->hdr.api_key, rq->hdr.api_version, rq->hdr.correlation_id);
 }
 
+void kreq_splice_begin(kreq_t *rq, wbuf_t *backing)
+{
+    wbuf_destroy(&rq->hold);
+    rq->hold = *backing;
+    wbuf_init(backing);
+    kcodec_splice_begin(&rq->splices, &rq->resp);
+}
+
+void kreq_splice_end(kreq_t *rq)
+{
+    (void)rq;
+    kcodec_splice_end();
+}
+
 void kreq_done(kreq_t *rq)
 {
     if (!rq->no_response) {
         if (rq->resp.len < 4) kreq_begin_response(rq); /* defensive: empty body */
-        wbuf_patch_u32(&rq->resp, 0, (uint32_t)(rq->resp.len - 4));
+        wbuf_patch_u32(&rq->resp, 0, (uint32_t)(rq->resp.len - 4 + rq->splices.bytes));
     }
     rq->done = 1;
     broker_observe_request(rq->conn->broker, rq->hdr.api_key, clock_mono_ns() - rq->start_ns);

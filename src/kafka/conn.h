@@ -41,6 +41,8 @@ struct kreq {
     uint8_t *frame;           /* the request frame (owned, freed with the request) */
     arena_t arena;            /* request-scoped allocations (decoded structs) */
     wbuf_t resp;              /* the response: size, header, body */
+    kcodec_splices_t splices; /* byte ranges inserted into resp when sent (zero-copy) */
+    wbuf_t hold;              /* owns the memory the splices point into */
     int64_t start_ns;         /* monotonic arrival time (for metrics/latency) */
     unsigned done : 1;        /* response complete (or none is due) */
     unsigned no_response : 1; /* acks=0 produce: nothing is written back */
@@ -53,6 +55,12 @@ int kafka_conn_accept(broker_t *b, uv_stream_t *server);
 /* Writes the response header for rq (v0 or v1 by API and version) into
  * rq->resp after the size placeholder; the handler then encodes the body. */
 void kreq_begin_response(kreq_t *rq);
+
+/* Starts/stops zero-copy encoding into rq->resp: views of stored bytes
+ * written while active are sent by reference (see kcodec_splice_begin).
+ * `backing` (taken over, left empty) owns the memory the views point into. */
+void kreq_splice_begin(kreq_t *rq, wbuf_t *backing);
+void kreq_splice_end(kreq_t *rq);
 
 /* Marks rq answered: patches the frame size and writes every completed
  * response at the head of the connection's queue. May be called from any

@@ -138,8 +138,11 @@ static void fetch_respond(fetch_state_t *st, kafka_fetch_resp_t *collected, wbuf
         records = &own;
     }
     kreq_begin_response(rq);
+    /* The records stay in `records` (now owned by rq) and go out by
+     * reference: stored bytes are copied once, into that buffer. */
+    kreq_splice_begin(rq, records);
     kafka_fetch_resp_encode(&rq->resp, rq->hdr.api_version, collected);
-    wbuf_destroy(records);
+    kreq_splice_end(rq);
     kreq_done(rq);
     st->timer.data = st;
     uv_close((uv_handle_t *)&st->timer, fetch_state_closed);

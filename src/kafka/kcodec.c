@@ -1,6 +1,10 @@
 /* Kafka codec primitives and headers; see kcodec.h for the wire layout. */
 #include "kafka/kcodec.h"
 
+#include <stdlib.h>
+
+#include "base/mem.h"
+
 #include <assert.h>
 #include <string.h>
 
@@ -153,12 +157,39 @@ void kcodec_write_str(wbuf_t *w, int flex, kstr_t s)
         wbuf_put(w, s.p, (size_t)s.len);
 }
 
+/* The splice list in force (one event-loop thread encodes at a time). */
+static kcodec_splices_t *g_splices;
+
+void kcodec_splice_begin(kcodec_splices_t *s, wbuf_t *w)
+{
+    s->w = w;
+    g_splices = s;
+}
+
+void kcodec_splice_end(void) { g_splices = NULL; }
+
+void kcodec_splices_destroy(kcodec_splices_t *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
 void kcodec_write_bytes(wbuf_t *w, int flex, kbytes_t b)
 {
     if (flex)
         wbuf_uvarint(w, b.len < 0 ? 0 : (uint32_t)b.len + 1);
     else
         wbuf_i32(w, b.len < 0 ? -1 : b.len);
+    kcodec_splices_t *s = g_splices;
+    if (s && s->w == w && b.len >= KCODEC_SPLICE_MIN) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 8;
+            s->v = xrealloc(s->v, sizeof *s->v * (size_t)s->cap);
+        }
+        s->v[s->n++] = (kcodec_splice_t){w->len, b.p, (size_t)b.len};
+        s->bytes += (size_t)b.len;
+        return;
+    }
     if (b.len > 0)
         wbuf_put(w, b.p, (size_t)b.len);
 }

@@ -115,6 +115,30 @@ void kcodec_skip_tags(rbuf_t *r);
 
 void kcodec_write_str(wbuf_t *w, int flex, kstr_t s);
 void kcodec_write_bytes(wbuf_t *w, int flex, kbytes_t b);
+
+/* Zero-copy byte ranges (fetch responses). While a splice list is active
+ * for writer w, kcodec_write_bytes() writes the length prefix of a view of
+ * at least KCODEC_SPLICE_MIN bytes but, instead of copying the bytes, records
+ * where they belong (`at`, an offset in w). The encoded message is then
+ * w's bytes with every view inserted at its offset: the connection sends it
+ * with writev, so stored record batches are copied once (from the page
+ * cache into the read buffer) on their way to the socket. The views must
+ * stay valid until the write completes. */
+#define KCODEC_SPLICE_MIN 512
+typedef struct {
+    size_t at;        /* offset in the writer where the bytes belong */
+    const uint8_t *p; /* borrowed */
+    size_t len;
+} kcodec_splice_t;
+typedef struct {
+    wbuf_t *w;          /* the writer the splices refer to */
+    kcodec_splice_t *v; /* owned */
+    int n, cap;
+    size_t bytes;       /* sum of len */
+} kcodec_splices_t;
+void kcodec_splice_begin(kcodec_splices_t *s, wbuf_t *w);
+void kcodec_splice_end(void);
+void kcodec_splices_destroy(kcodec_splices_t *s);
 /* Writes an array count; n < 0 writes null. */
 void kcodec_write_count(wbuf_t *w, int flex, int32_t n);
 /* Writes tag, size and the bytes of *t, then destroys *t. */
