@@ -19,6 +19,7 @@
 #include "base/mem.h"
 #include "broker/group.h"
 #include "broker/internal.h"
+#include "store/deleter.h"
 
 #define PID_BLOCK 1000
 
@@ -88,8 +89,10 @@ broker_t *broker_new(uv_loop_t *loop, const config_t *cfg, int *err)
         LOG_E("cannot create data directory %s: %s", cfg->data_dir, herald_strerror(rc));
         goto fail;
     }
+    store_deleter_install(loop);
     char *topics_dir = xasprintf("%s/topics", cfg->data_dir);
     rc = mkdir_p(topics_dir);
+    if (rc == 0) store_sweep_deleting(topics_dir);
     free(topics_dir);
     if (rc < 0) goto fail;
 
@@ -149,6 +152,8 @@ void broker_free(broker_t *b)
     if (b->offsets) partition_close(b, b->offsets);
     if (b->catalog) partition_close(b, b->catalog);
     flusher_free(b->flusher);
+    /* Deletions already queued finish while the server drains the loop. */
+    store_deleter_uninstall();
     free(b);
 }
 

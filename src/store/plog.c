@@ -15,6 +15,7 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "store/deleter.h"
 #include "store/io.h"
 
 void plog_config_default(plog_config_t *c)
@@ -307,22 +308,4 @@ int plog_maintain(plog_t *log, int64_t now_ms)
     return n;
 }
 
-int plog_destroy_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? 0 : -errno;
-    int rc = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[4096];
-        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) {
-            rc = -ENAMETOOLONG;
-            continue;
-        }
-        if (io_ops.unlink(p) < 0 && errno != ENOENT && !rc) rc = -errno;
-    }
-    closedir(d);
-    if (rmdir(dir) < 0 && !rc) rc = -errno;
-    return rc;
-}
+int plog_destroy_dir(const char *dir) { return store_remove_dir(dir); }

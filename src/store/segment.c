@@ -12,6 +12,7 @@
 
 #include "base/crc32c.h"
 #include "base/mem.h"
+#include "store/deleter.h"
 #include "store/io.h"
 
 #define SCAN_BUF_BYTES (1 << 20)
@@ -73,12 +74,14 @@ void segment_free(segment_t *s)
 
 int segment_unlink(const char *dir, int64_t base)
 {
-    static const char *const ext[] = {".index", ".timeindex", ".log"};
+    /* The .log goes first: recovery enumerates segments by their .log, so
+     * an index left behind by a crash is never read. */
+    static const char *const ext[] = {".log", ".index", ".timeindex"};
     int first = 0;
     for (size_t i = 0; i < 3; i++) {
         char p[4096];
         int rc = segment_path(p, sizeof p, dir, base, ext[i]);
-        if (!rc && io_ops.unlink(p) < 0 && errno != ENOENT) rc = -errno;
+        if (!rc) store_unlink(p); /* on the worker pool when installed */
         if (rc && !first) first = rc;
     }
     return first;

@@ -181,3 +181,28 @@ def test_create_partitions_and_alter_configs(broker):
     with pytest.raises(KafkaException):
         for f in a.create_topics([NewTopic("bad-rf", 1, 3)]).values():
             f.result(10)
+
+
+def test_delete_then_recreate_same_name_starts_empty(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for f in a.create_topics([NewTopic("again", 1, 1)]).values():
+        f.result(10)
+    for i in range(20):
+        p.produce("again", b"old%d" % i)
+    p.flush(10)
+    for f in a.delete_topics(["again"]).values():
+        f.result(10)
+    for f in a.create_topics([NewTopic("again", 1, 1)]).values():
+        f.result(10)
+    p.produce("again", b"new")
+    p.flush(10)
+    got = consume_all(broker.bootstrap, "again", expect=1)
+    assert [m.value() for m in got] == [b"new"]
+    broker.kill()
+    broker.start()
+    got = consume_all(broker.bootstrap, "again", expect=1)
+    assert [m.value() for m in got] == [b"new"]
+    import os
+    leftovers = [d for d in os.listdir(os.path.join(broker.data_dir, "topics")) if "deleting" in d]
+    assert leftovers == []
