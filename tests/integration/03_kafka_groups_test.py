@@ -222,3 +222,189 @@ def test_confluent_admin_list_groups(broker_factory):
     assert len(groups["grp6"].members) == 1
     # confluent-kafka 1.7.0 has no delete_consumer_groups (kafka-python covers DeleteGroups).
     c.close()
+
+
+# ---- raw protocol: edge cases real clients rarely hit ----
+
+import socket  # noqa: E402
+
+from kafka.protocol.api import Request, Response  # noqa: E402
+from kafka.protocol.commit import OffsetCommitRequest_v2, OffsetFetchRequest_v1  # noqa: E402
+from kafka.protocol.parser import KafkaProtocol  # noqa: E402
+from kafka.protocol.types import Array, Bytes, Int16, Int32, Schema, String  # noqa: E402
+
+S = String("utf-8")
+
+
+class JoinResp5(Response):
+    API_KEY, API_VERSION = 11, 5
+    SCHEMA = Schema(("throttle", Int32), ("error", Int16), ("generation", Int32), ("protocol", S),
+                    ("leader", S), ("member_id", S),
+                    ("members", Array(("member_id", S), ("instance", S), ("metadata", Bytes))))
+
+
+class Join5(Request):
+    API_KEY, API_VERSION, RESPONSE_TYPE = 11, 5, JoinResp5
+    SCHEMA = Schema(("group", S), ("session", Int32), ("rebalance", Int32), ("member_id", S), ("instance", S),
+                    ("protocol_type", S), ("protocols", Array(("name", S), ("metadata", Bytes))))
+
+
+class HbResp3(Response):
+    API_KEY, API_VERSION = 12, 3
+    SCHEMA = Schema(("throttle", Int32), ("error", Int16))
+
+
+class Hb3(Request):
+    API_KEY, API_VERSION, RESPONSE_TYPE = 12, 3, HbResp3
+    SCHEMA = Schema(("group", S), ("generation", Int32), ("member_id", S), ("instance", S))
+
+
+class SyncResp3(Response):
+    API_KEY, API_VERSION = 14, 3
+    SCHEMA = Schema(("throttle", Int32), ("error", Int16), ("assignment", Bytes))
+
+
+class Sync3(Request):
+    API_KEY, API_VERSION, RESPONSE_TYPE = 14, 3, SyncResp3
+    SCHEMA = Schema(("group", S), ("generation", Int32), ("member_id", S), ("instance", S),
+                    ("assignments", Array(("member_id", S), ("assignment", Bytes))))
+
+
+class LeaveResp3(Response):
+    API_KEY, API_VERSION = 13, 3
+    SCHEMA = Schema(("throttle", Int32), ("error", Int16),
+                    ("members", Array(("member_id", S), ("instance", S), ("error", Int16))))
+
+
+class Leave3(Request):
+    API_KEY, API_VERSION, RESPONSE_TYPE = 13, 3, LeaveResp3
+    SCHEMA = Schema(("group", S), ("members", Array(("member_id", S), ("instance", S))))
+
+
+class Raw:
+    def __init__(self, broker):
+        self.sock = socket.create_connection(("127.0.0.1", broker.port), timeout=20)
+        self.proto = KafkaProtocol(client_id="raw")
+
+    def send(self, req):
+        self.proto.send_request(req)
+        self.sock.sendall(self.proto.send_bytes())
+
+    def recv(self):
+        def exact(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = self.sock.recv(n - len(buf))
+                assert chunk, "connection closed"
+                buf += chunk
+            return buf
+        size = exact(4)
+        out = self.proto.receive_bytes(size + exact(int.from_bytes(size, "big")))
+        return out[0][1]
+
+    def call(self, req):
+        self.send(req)
+        return self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+def join(raw, group, member="", instance=None, session=6000, rebalance=1000, meta=b"m"):
+    return raw.call(Join5(group, session, rebalance, member, instance, "consumer", [("range", meta)]))
+
+
+def test_raw_join_sync_heartbeat_errors(broker):
+    r = Raw(broker)
+    assert join(r, "rawg", session=1).error == 26  # INVALID_SESSION_TIMEOUT
+    j = join(r, "rawg")
+    assert j.error == 79 and j.member_id.startswith("raw-")  # MEMBER_ID_REQUIRED (KIP-394)
+    mid = j.member_id
+    j = join(r, "rawg", member=mid)
+    assert (j.error, j.generation, j.leader, j.member_id) == (0, 1, mid, mid)
+    assert [(m[0], m[2]) for m in j.members] == [(mid, b"m")]
+    s = r.call(Sync3("rawg", 1, mid, None, [(mid, b"assign-a")]))
+    assert (s.error, s.assignment) == (0, b"assign-a")
+    assert r.call(Hb3("rawg", 1, mid, None)).error == 0
+    assert r.call(Hb3("rawg", 7, mid, None)).error == 22  # ILLEGAL_GENERATION
+    assert r.call(Hb3("rawg", 1, "nobody", None)).error == 25  # UNKNOWN_MEMBER_ID
+    assert join(r, "rawg", member="nobody").error == 25
+
+    # A second member joins: the first is told to rejoin, does not, and is
+    # dropped when the rebalance timeout (1 s) expires.
+    r2 = Raw(broker)
+    j2 = join(r2, "rawg")
+    mid2 = j2.member_id
+    r2.send(Join5("rawg", 6000, 1000, mid2, None, "consumer", [("range", b"m2")]))
+    time.sleep(0.3)
+    assert r.call(Hb3("rawg", 1, mid, None)).error == 27  # REBALANCE_IN_PROGRESS
+    j2 = r2.recv()
+    assert (j2.error, j2.generation, j2.leader) == (0, 2, mid2)
+    assert [m[0] for m in j2.members] == [mid2]
+    assert r.call(Hb3("rawg", 1, mid, None)).error == 25
+    # The leader's sync completes; commits need the current generation.
+    assert r2.call(Sync3("rawg", 2, mid2, None, [(mid2, b"x")])).error == 0
+    create_topic(broker, "rawt", 1)
+    bad = r.call(OffsetCommitRequest_v2("rawg", 1, mid, -1, [("rawt", [(0, 5, "")])]))
+    assert bad.topics[0][1][0][1] == 25
+    ok = r2.call(OffsetCommitRequest_v2("rawg", 2, mid2, -1, [("rawt", [(0, 5, "meta")])]))
+    assert ok.topics[0][1][0][1] == 0
+    f = r.call(OffsetFetchRequest_v1("rawg", [("rawt", [0, 1])]))
+    assert f.topics[0][1] == [(0, 5, "meta", 0), (1, -1, "", 0)]
+    # LeaveGroup v3 (batch): one known, one unknown member.
+    lv = r2.call(Leave3("rawg", [(mid2, None), ("ghost", None)]))
+    assert lv.error == 0 and [m[2] for m in lv.members] == [0, 25]
+    # Empty group now: simple commits (generation -1) are allowed.
+    ok = r.call(OffsetCommitRequest_v2("rawg", -1, "", -1, [("rawt", [(0, 9, "")])]))
+    assert ok.topics[0][1][0][1] == 0
+    r.close()
+    r2.close()
+
+
+def test_raw_static_member_rejoin_and_fencing(broker):
+    r = Raw(broker)
+    j = join(r, "statg", instance="inst-1")
+    assert j.error == 0 and j.generation == 1  # static members skip MEMBER_ID_REQUIRED
+    old = j.member_id
+    assert r.call(Sync3("statg", 1, old, "inst-1", [(old, b"a")])).error == 0
+    # Follower-less group: the rejoining leader triggers a rebalance; a
+    # second static member that restarts with unchanged metadata does not.
+    r2 = Raw(broker)
+    r2.send(Join5("statg", 6000, 1000, "", "inst-2", "consumer", [("range", b"m")]))
+    time.sleep(0.3)
+    assert r.call(Hb3("statg", 1, old, "inst-1")).error == 27
+    j = join(r, "statg", member=old, instance="inst-1")
+    j2 = r2.recv()
+    assert j.error == 0 and j2.error == 0 and j.generation == j2.generation == 2
+    gen = j.generation
+    m2 = j2.member_id
+    r.call(Sync3("statg", gen, old, "inst-1", [(old, b"a"), (m2, b"b")]))
+    assert r2.call(Sync3("statg", gen, m2, "inst-2", [])).assignment == b"b"
+    # inst-2 restarts (new connection, empty member id, same metadata).
+    r3 = Raw(broker)
+    j3 = join(r3, "statg", instance="inst-2")
+    assert j3.error == 0 and j3.generation == gen and j3.member_id != m2
+    assert r3.call(Sync3("statg", gen, j3.member_id, "inst-2", [])).assignment == b"b"
+    assert r2.call(Hb3("statg", gen, m2, "inst-2")).error == 82  # FENCED_INSTANCE_ID
+    assert r.call(Hb3("statg", gen, old, "inst-1")).error == 0
+    for x in (r, r2, r3):
+        x.close()
+
+
+def test_session_timeout_expires_member(broker):
+    r = Raw(broker)
+    j = join(r, "sessg", instance="s1", session=1000, rebalance=1000)
+    assert j.error == 0
+    r.call(Sync3("sessg", 1, j.member_id, "s1", [(j.member_id, b"a")]))
+    time.sleep(1.6)
+    assert r.call(Hb3("sessg", 1, j.member_id, "s1")).error == 25
+    r.close()
+
+
+def test_shutdown_answers_pending_join(broker_factory):
+    broker = broker_factory("--group-initial-rebalance-delay-ms", "20000")
+    r = Raw(broker)
+    r.send(Join5("pend", 30000, 30000, "", "i", "consumer", [("range", b"m")]))
+    time.sleep(0.3)
+    assert broker.stop() == 0
+    r.close()
