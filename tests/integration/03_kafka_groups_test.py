@@ -87,6 +87,13 @@ def test_commit_survives_restart(broker):
     c.subscribe(["g2"])
     got = consume_n(c, 20)
     assert [m.offset() for m in got] == list(range(30, 50))
+    c.commit(message=got[9], asynchronous=False)  # offset 40, answered once durable
+    c.close()
+
+    broker.kill()  # a crash: the acknowledged commit must survive
+    broker.start()
+    c = consumer(broker, "grp2")
+    assert c.committed([TopicPartition("g2", 0)], timeout=10)[0].offset == 40
     c.close()
 
 
@@ -199,8 +206,14 @@ def test_kafka_python_consumer_and_admin(broker_factory):
     res = dict(admin.delete_consumer_groups(["grp5", "nope"]))
     assert res["grp5"].errno == 0
     assert res["nope"].errno == 69  # GROUP_ID_NOT_FOUND
-    assert admin.list_consumer_group_offsets("grp5") == {} or all(
-        om.offset == -1 for om in admin.list_consumer_group_offsets("grp5").values())
+    assert admin.list_consumer_group_offsets("grp5") == {}
+    admin.close()
+
+    # The tombstones hold across a restart.
+    broker.restart()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, api_version=(2, 0, 0))
+    assert admin.list_consumer_group_offsets("grp5") == {}
+    assert "grp5" not in [g for g, _ in admin.list_consumer_groups()]
     admin.close()
 
 
@@ -408,3 +421,114 @@ def test_shutdown_answers_pending_join(broker_factory):
     time.sleep(0.3)
     assert broker.stop() == 0
     r.close()
+
+
+# ---- flexible versions by hand: FindCoordinator v4, OffsetFetch v8 ----
+
+import struct  # noqa: E402
+
+
+def _uv(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def _cstr(s):
+    if s is None:
+        return _uv(0)
+    s = s.encode()
+    return _uv(len(s) + 1) + s
+
+
+class _Rd:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v[0]
+
+    def uv(self):
+        n = shift = 0
+        while True:
+            c = self.b[self.p]
+            self.p += 1
+            n |= (c & 0x7F) << shift
+            shift += 7
+            if not c & 0x80:
+                return n
+
+    def cstr(self):
+        n = self.uv()
+        if n == 0:
+            return None
+        s = self.b[self.p:self.p + n - 1].decode()
+        self.p += n - 1
+        return s
+
+    def tags(self):
+        for _ in range(self.uv()):
+            self.uv()
+            self.p += self.uv()
+
+
+def _flex_call(broker, api_key, version, body):
+    hdr = struct.pack(">hhih", api_key, version, 7, 3) + b"raw" + _uv(0)
+    frame = hdr + body
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=20) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            assert chunk
+            buf += chunk
+    r = _Rd(buf[4:])
+    assert r.take(">i") == 7
+    r.tags()
+    return r
+
+
+def test_flexible_find_coordinator_v4_and_offset_fetch_v8(broker):
+    r = _flex_call(broker, 10, 4, struct.pack(">b", 0) + _uv(3) + _cstr("ga") + _cstr("gb") + _uv(0))
+    r.take(">i")
+    coords = []
+    for _ in range(r.uv() - 1):
+        key, node, host, port, err = r.cstr(), r.take(">i"), r.cstr(), r.take(">i"), r.take(">h")
+        r.cstr()
+        r.tags()
+        coords.append((key, host, port, err))
+    assert coords == [("ga", "127.0.0.1", broker.port, 0), ("gb", "127.0.0.1", broker.port, 0)]
+
+    create_topic(broker, "flex", 2)
+    raw = Raw(broker)
+    ok = raw.call(OffsetCommitRequest_v2("ga", -1, "", -1, [("flex", [(1, 42, "md")])]))
+    assert ok.topics[0][1][0][1] == 0
+    raw.close()
+    # groups: ga with topics=null (everything), gb with one explicit partition.
+    body = (_uv(3) + _cstr("ga") + _uv(0) + _uv(0)
+            + _cstr("gb") + _uv(2) + _cstr("flex") + _uv(2) + struct.pack(">i", 0) + _uv(0) + _uv(0)
+            + struct.pack(">b", 0) + _uv(0))
+    r = _flex_call(broker, 9, 8, body)
+    r.take(">i")
+    groups = {}
+    for _ in range(r.uv() - 1):
+        gid = r.cstr()
+        parts = []
+        for _ in range(r.uv() - 1):
+            name = r.cstr()
+            for _ in range(r.uv() - 1):
+                idx, off, ep, md, err = r.take(">i"), r.take(">q"), r.take(">i"), r.cstr(), r.take(">h")
+                r.tags()
+                parts.append((name, idx, off, ep, md, err))
+            r.tags()
+        r.take(">h")
+        r.tags()
+        groups[gid] = parts
+    assert groups == {"ga": [("flex", 1, 42, -1, "md", 0)], "gb": [("flex", 0, -1, -1, "", 0)]}
