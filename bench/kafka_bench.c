@@ -5,7 +5,7 @@
  *   kafka_bench --brokers HOST:PORT [--mode all|produce|consume|latency]
  *               [--count N] [--size BYTES] [--acks 1|all] [--topic NAME]
  *               [--rate MSGS_PER_S] [--seconds S] [--pid BROKER_PID]
- *               [--deadline S] [--repeat N]
+ *               [--deadline S] [--repeat N] [--linger MS]
  *
  * Mode "all" runs, each on a fresh topic where it writes:
  *   produce acks=1, produce acks=all, consume (the acks=all topic from
@@ -47,6 +47,7 @@ typedef struct bench_opts {
     int pid;
     int deadline_s;
     int repeat;
+    const char *linger_ms; /* latency phase producer */
 } bench_opts_t;
 
 static bench_opts_t opts = {
@@ -61,6 +62,7 @@ static bench_opts_t opts = {
     .pid = 0,
     .deadline_s = 90,
     .repeat = 3,
+    .linger_ms = "0",
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -328,7 +330,8 @@ static void bench_produce(const char *topic, const char *acks, const char *phase
     if (r->errors)
         fprintf(stderr, "kafka_bench: %s: %ld of %ld not delivered (first error: %s)\n", phase,
                 r->errors, sent, rd_kafka_err2str(dr.first_err));
-    fprintf(stderr, "kafka_bench: %s: %ld msgs in %.2f s\n", phase, r->msgs, r->secs);
+    fprintf(stderr, "kafka_bench: %s: %ld msgs in %.2f s, broker CPU %.2f s\n", phase, r->msgs,
+            r->secs, r->cpu_s);
 
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_flush(rk, 1000);
@@ -405,7 +408,8 @@ static void bench_consume(const char *topic, long skip, long want, const char *p
     r->secs = (double)(t1 - t0) / 1e9;
     if (cpu0 >= 0 && cpu1 >= 0)
         r->cpu_s = cpu1 - cpu0;
-    fprintf(stderr, "kafka_bench: %s: %ld msgs in %.2f s\n", phase, r->msgs, r->secs);
+    fprintf(stderr, "kafka_bench: %s: %ld msgs in %.2f s, broker CPU %.2f s\n", phase, r->msgs,
+            r->secs, r->cpu_s);
 
     free(batch);
     bench_consumer_free(rk, rkt);
@@ -474,7 +478,7 @@ static void bench_latency(const char *topic, const char *phase)
     uint64_t hdr[3] = {BENCH_MAGIC, 0, (uint64_t)-1};
 
     bench_dr_t dr = {0};
-    rd_kafka_t *rk = bench_producer_new("all", "0", &dr);
+    rd_kafka_t *rk = bench_producer_new("all", opts.linger_ms, &dr);
 
     /* Warm-up: create the topic, then wait until the consumer sees it. */
     hdr[1] = bench_now_ns();
@@ -558,7 +562,8 @@ static void bench_latency(const char *topic, const char *phase)
         r->p999_ms = (double)L.lat_ns[(long)(0.999 * (double)(n - 1))] / 1e6;
         r->max_ms = (double)L.lat_ns[n - 1] / 1e6;
     }
-    fprintf(stderr, "kafka_bench: %s: sent %ld, received %ld in %.2f s\n", phase, sent, n, r->secs);
+    fprintf(stderr, "kafka_bench: %s: sent %ld, received %ld in %.2f s, broker CPU %.2f s\n",
+            phase, sent, n, r->secs, r->cpu_s);
 
     free(L.lat_ns);
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -574,7 +579,8 @@ static void bench_usage(void)
     fprintf(stderr,
             "usage: kafka_bench --brokers HOST:PORT [--mode all|produce|consume|latency]\n"
             "       [--count N] [--size BYTES] [--acks 1|all] [--topic NAME]\n"
-            "       [--rate MSGS_PER_S] [--seconds S] [--pid BROKER_PID] [--deadline S] [--repeat N]\n");
+            "       [--rate MSGS_PER_S] [--seconds S] [--pid BROKER_PID] [--deadline S] [--repeat N]\n"
+            "       [--linger MS (latency producer, default 0)]\n");
     exit(2);
 }
 
@@ -603,6 +609,8 @@ int main(int argc, char **argv)
             opts.seconds = atoi(v);
         else if (!strcmp(k, "--pid"))
             opts.pid = atoi(v);
+        else if (!strcmp(k, "--linger"))
+            opts.linger_ms = v;
         else if (!strcmp(k, "--repeat"))
             opts.repeat = atoi(v);
         else if (!strcmp(k, "--deadline"))
@@ -638,7 +646,8 @@ int main(int argc, char **argv)
                 b->cpu_s = p->cpu_s + c->cpu_s;
                 b->errors = p->errors + c->errors;
             }
-            snprintf(label, sizeof label, "latency %ld/s acks=all", opts.rate);
+            snprintf(label, sizeof label, "latency %ld/s acks=all linger %sms", opts.rate,
+                     opts.linger_ms);
             snprintf(t, sizeof t, "%s-%d-latency", base, run);
             bench_latency(t, label);
         } else if (!strcmp(opts.mode, "produce")) {
@@ -650,7 +659,8 @@ int main(int argc, char **argv)
                 bench_die("--mode consume needs --topic");
             bench_consume(base, 0, opts.count, "consume");
         } else if (!strcmp(opts.mode, "latency")) {
-            snprintf(label, sizeof label, "latency %ld/s acks=all", opts.rate);
+            snprintf(label, sizeof label, "latency %ld/s acks=all linger %sms", opts.rate,
+                     opts.linger_ms);
             snprintf(t, sizeof t, "%s-%d", base, run);
             bench_latency(t, label);
         } else {

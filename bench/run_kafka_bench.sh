@@ -11,6 +11,7 @@
 #   FLUSH=always    herald --flush (always | interval:MS | never)
 #   PERF=0          1: also profile the broker with perf during a produce run
 #   REPEAT=3        runs of each phase; the table shows medians
+#   LINGER=0        linger.ms of the latency phase producer
 #   DOC=1           0: do not touch docs/benchmarks.md
 set -eu
 
@@ -22,6 +23,7 @@ FLUSH=${FLUSH:-always}
 PERF=${PERF:-0}
 DOC=${DOC:-1}
 REPEAT=${REPEAT:-3}
+LINGER=${LINGER:-0}
 
 if [ ! -x build/herald ]; then
     [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
@@ -74,7 +76,7 @@ start_broker
 sleep 0.5
 rss_idle=$(status_kb VmRSS)
 
-cmd="build/kafka_bench --brokers 127.0.0.1:$port --pid $pid --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT"
+cmd="build/kafka_bench --brokers 127.0.0.1:$port --pid $pid --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT --linger $LINGER"
 rc=0
 timeout 240 $cmd >"$work/table.md" 2>"$work/bench.err" || rc=$?
 rss_peak=$(status_kb VmHWM)
@@ -105,8 +107,8 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench\` (\`bench/run_kafka_bench.sh\`: COUNT=$COUNT RATE=$RATE SECONDS_LAT=$SECONDS_LAT REPEAT=$REPEAT FLUSH=$FLUSH)"
-    echo "- broker: \`herald serve --flush $FLUSH\`, fresh data dir, loopback; tool: \`${cmd%% --brokers*} --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT\`"
+    echo "- command: \`make bench\` (\`bench/run_kafka_bench.sh\`: COUNT=$COUNT RATE=$RATE SECONDS_LAT=$SECONDS_LAT REPEAT=$REPEAT LINGER=$LINGER FLUSH=$FLUSH)"
+    echo "- broker: \`herald serve --flush $FLUSH\`, fresh data dir, loopback; tool: \`${cmd%% --brokers*} --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT --linger $LINGER\`"
     echo "- payload: 100-byte messages, one partition, a fresh topic per phase; librdkafka $(pkg-config --modversion rdkafka)"
     echo
     grep -v "^Broker RSS now" "$work/table.md" 2>/dev/null || true
