@@ -109,6 +109,9 @@ section=$(
     echo "- machine: $machine"
     echo "- command: \`make bench\` (\`bench/run_kafka_bench.sh\`: COUNT=$COUNT RATE=$RATE SECONDS_LAT=$SECONDS_LAT REPEAT=$REPEAT LINGER=$LINGER FLUSH=$FLUSH)"
     echo "- broker: \`herald serve --flush $FLUSH\`, fresh data dir, loopback; tool: \`${cmd%% --brokers*} --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT --linger $LINGER\`"
+    rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then rev="$rev + uncommitted changes in src/"; fi
+    echo "- herald: built from $rev"
     echo "- payload: 100-byte messages, one partition, a fresh topic per phase; librdkafka $(pkg-config --modversion rdkafka)"
     echo
     grep -v "^Broker RSS now" "$work/table.md" 2>/dev/null || true
