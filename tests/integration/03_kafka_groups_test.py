@@ -532,3 +532,34 @@ def test_flexible_find_coordinator_v4_and_offset_fetch_v8(broker):
         r.tags()
         groups[gid] = parts
     assert groups == {"ga": [("flex", 1, 42, -1, "md", 0)], "gb": [("flex", 0, -1, -1, "", 0)]}
+
+
+def test_static_members_restart_without_rebalance(broker_factory):
+    broker = broker_factory("--group-initial-rebalance-delay-ms", "0")
+    create_topic(broker, "g7", 2)
+    revoked = []
+    c1 = consumer(broker, "grp7", **{"group.instance.id": "i1"})
+    c2 = consumer(broker, "grp7", **{"group.instance.id": "i2"})
+    c1.subscribe(["g7"], on_revoke=lambda c, parts: revoked.append(len(parts)))
+    c2.subscribe(["g7"])
+    deadline = time.time() + 30
+    while time.time() < deadline and sorted(len(c.assignment()) for c in (c1, c2)) != [1, 1]:
+        for c in (c1, c2):
+            c.poll(0.1)
+    assert sorted(len(c.assignment()) for c in (c1, c2)) == [1, 1]
+    before = len(revoked)
+    p2 = c2.assignment()[0].partition
+    c2.close()  # a static member sends no LeaveGroup
+    c2 = consumer(broker, "grp7", **{"group.instance.id": "i2"})
+    c2.subscribe(["g7"])
+    deadline = time.time() + 20
+    while time.time() < deadline and not c2.assignment():
+        c2.poll(0.1)
+        c1.poll(0.1)
+    assert [tp.partition for tp in c2.assignment()] == [p2]
+    for _ in range(10):
+        c1.poll(0.1)
+    assert len(revoked) == before  # c1 kept its partition throughout
+    assert "static member" in broker.log()  # i2 took over its old identity
+    c1.close()
+    c2.close()
