@@ -75,6 +75,10 @@ static void on_synced(void *ctx, plog_t *log, int status)
 {
     fx_t *fx = ctx;
     int i = index_of(fx, log);
+    if (i < 0 || i >= NLOGS) {
+        fail_msg("callback for a log the test does not know");
+        return;
+    }
     fx->calls[i]++;
     fx->last_status[i] = status;
     if (i == 0 && fx->reappend > 0) {
