@@ -19,9 +19,13 @@
  * skipped at replay (a later format adds a version, never reinterprets 0).
  * Replay applies records in log order, so the last record per key wins.
  *
- * TODO(compaction): the log grows with every commit and is replayed whole at
- * start-up; rewriting it from the live state when it holds far more than
- * that (say > 4x and > 64 MiB) is not done yet.
+ * Compaction: the log grows with every commit and is replayed from its start
+ * offset. When it exceeds COMPACT_MIN_BYTES and COMPACT_RATIO times the
+ * estimated size of the live offsets, every live offset is appended again
+ * (a snapshot; commit timestamps become the snapshot time) and, once that is
+ * durable, the log start offset is raised to the snapshot's first offset,
+ * which deletes the whole segments before it. A crash in between is
+ * harmless: replay sees old records then the snapshot, and the last wins.
  *
  * Rebalance timing: one periodic sweep timer (SWEEP_MS) expires sessions,
  * pending (KIP-394) member ids, and rebalances whose timeout has passed; a
@@ -40,6 +44,10 @@
 #include "store/batch.h"
 
 #define SWEEP_MS 100
+#define COMPACT_MIN_BYTES (64ll << 20)
+#define COMPACT_RATIO 4
+#define COMPACT_RECHECK_BYTES (8ll << 20) /* log growth between live-size estimates */
+#define REC_OVERHEAD 96                     /* batch header (61) + record framing */
 #define OFFSET_REC_VERSION 0
 
 typedef struct goff {
@@ -95,6 +103,10 @@ struct group_coord {
     partition_t *log;
     group_t *groups; /* uthash by id */
     uv_timer_t *timer; /* heap: freed in its close callback */
+    pwaiter_t compact_w;   /* a snapshot waiting to be durable */
+    int compacting;
+    int64_t compact_from;  /* first offset of the snapshot */
+    int64_t compact_check; /* log size at which to estimate the live size again */
 };
 
 static uint64_t now_ms(group_coord_t *c) { return uv_now(broker_loop(c->b)); }
@@ -775,10 +787,9 @@ int16_t group_commit_check(group_coord_t *c, group_str_t gid, int32_t generation
     return GERR_NONE;
 }
 
-int group_commit(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
-                 int32_t leader_epoch, group_str_t metadata, int64_t *target)
+static int offset_append(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
+                         int32_t leader_epoch, group_str_t metadata, int64_t *target)
 {
-    if (gid.len <= 0 || gid.len > 0xffff || topic.len < 0 || topic.len > TOPIC_NAME_MAX) return HE_INVALID;
     wbuf_t k, v;
     wbuf_init(&k);
     wbuf_init(&v);
@@ -792,10 +803,69 @@ int group_commit(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t p
     int rc = internal_append(c->b, c->log, k.p, (int32_t)k.len, v.p, (int32_t)v.len, target);
     wbuf_destroy(&k);
     wbuf_destroy(&v);
+    return rc;
+}
+
+static int64_t live_bytes(group_coord_t *c)
+{
+    int64_t n = 0;
+    for (group_t *g = c->groups; g; g = g->hh.next)
+        for (goff_t *o = g->offsets; o; o = o->hh.next)
+            n += REC_OVERHEAD + 9 + g->idlen + (int64_t)strlen(o->topic) + 26 + (o->meta_len > 0 ? o->meta_len : 0);
+    return n;
+}
+
+static void compact_done(pwaiter_t *w, int status)
+{
+    group_coord_t *c = w->ctx;
+    c->compacting = 0;
+    if (status < 0) return;
+    int rc = partition_delete_before(c->b, c->log, c->compact_from);
+    if (rc < 0) LOG_W("offsets log compaction: %s", herald_strerror(rc));
+    else LOG_I("offsets log compacted: starts at %lld, %lld bytes", (long long)c->compact_from,
+               (long long)partition_size_bytes(c->log));
+}
+
+int group_offsets_compact(group_coord_t *c)
+{
+    if (c->compacting) return 0;
+    int64_t from = partition_end_offset(c->log), target = from;
+    for (group_t *g = c->groups; g; g = g->hh.next)
+        for (goff_t *o = g->offsets; o; o = o->hh.next) {
+            int64_t t = 0;
+            int rc = offset_append(c, (group_str_t){g->id, g->idlen}, (group_str_t){o->topic, (int32_t)strlen(o->topic)},
+                                   o->part, o->offset, o->epoch, (group_str_t){o->meta, o->meta ? o->meta_len : -1}, &t);
+            if (rc < 0) return rc;
+            if (t > target) target = t;
+        }
+    c->compacting = 1;
+    c->compact_from = from;
+    memset(&c->compact_w, 0, sizeof c->compact_w);
+    c->compact_w.target = target;
+    c->compact_w.cb = compact_done;
+    c->compact_w.ctx = c;
+    if (partition_wait(c->log, &c->compact_w)) compact_done(&c->compact_w, 0);
+    return 0;
+}
+
+static void maybe_compact(group_coord_t *c)
+{
+    int64_t size = partition_size_bytes(c->log);
+    if (c->compacting || size < COMPACT_MIN_BYTES || size < c->compact_check) return;
+    c->compact_check = size + COMPACT_RECHECK_BYTES;
+    if (size > COMPACT_RATIO * live_bytes(c)) group_offsets_compact(c);
+}
+
+int group_commit(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
+                 int32_t leader_epoch, group_str_t metadata, int64_t *target)
+{
+    if (gid.len <= 0 || gid.len > 0xffff || topic.len < 0 || topic.len > TOPIC_NAME_MAX) return HE_INVALID;
+    int rc = offset_append(c, gid, topic, partition, offset, leader_epoch, metadata, target);
     if (rc < 0) return rc;
     group_t *g = group_find(c, gid);
     if (!g) g = group_create(c, gid);
     offset_apply(g, topic, partition, offset, leader_epoch, metadata);
+    maybe_compact(c);
     return 0;
 }
 
@@ -973,6 +1043,7 @@ static void timer_closed(uv_handle_t *h) { free(h); }
 void group_coord_free(group_coord_t *c)
 {
     if (!c) return;
+    pwaiter_cancel(&c->compact_w);
     if (c->timer) {
         uv_timer_stop(c->timer);
         uv_close((uv_handle_t *)c->timer, timer_closed);

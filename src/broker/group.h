@@ -118,6 +118,10 @@ int16_t group_commit_check(group_coord_t *c, group_str_t gid, int32_t generation
  * offset to wait for (group_offsets_wait). Returns 0 or <0 (storage). */
 int group_commit(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
                  int32_t leader_epoch, group_str_t metadata, int64_t *target);
+/* Rewrites the live offsets and drops the log before them once durable
+ * (runs by itself when the log outgrows the live state; exposed for tests).
+ * Returns 0 or <0. */
+int group_offsets_compact(group_coord_t *c);
 /* partition_wait on the offsets log. */
 int group_offsets_wait(group_coord_t *c, pwaiter_t *w);
 /* Returns 1 and the committed offset, or 0 if none. *meta points into

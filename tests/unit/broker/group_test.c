@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -176,11 +177,60 @@ static void test_offsets_replay_and_tombstones(void **state)
     st_rmdir(dir);
 }
 
+static void test_offsets_compaction(void **state)
+{
+    (void)state;
+    char *dir = st_tmpdir();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    broker_t *b = open_broker(&loop, dir);
+    group_coord_t *c = broker_groups(b);
+    int64_t t;
+    for (int i = 0; i < 200; i++) {
+        char md[16];
+        snprintf(md, sizeof md, "v%d", i);
+        assert_int_equal(group_commit(c, GSTR("g"), GSTR("t"), i % 3, i, -1, GSTR(md), &t), 0);
+    }
+    assert_int_equal(group_commit(c, GSTR("gone"), GSTR("t"), 0, 1, -1, GNULL, &t), 0);
+    assert_int_equal(group_delete(c, GSTR("gone"), &t), GERR_NONE);
+    assert_int_equal(group_offsets_compact(c), 0);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/__offsets/log-start-offset", dir);
+    for (int i = 0; i < 500 && access(path, F_OK) != 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_int_equal(access(path, F_OK), 0);
+    broker_free(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    b = open_broker(&loop, dir);
+    c = broker_groups(b);
+    int64_t off;
+    int32_t ep;
+    group_str_t md;
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(group_offset_get(c, GSTR("g"), GSTR("t"), p, &off, &ep, &md), 1);
+        int last = 199 - ((199 - p) % 3);
+        char want[16];
+        snprintf(want, sizeof want, "v%d", last);
+        assert_int_equal(off, last);
+        assert_int_equal(md.len, (int32_t)strlen(want));
+        assert_memory_equal(md.p, want, (size_t)md.len);
+    }
+    assert_null(group_find(c, GSTR("gone")));
+    broker_free(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    st_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_protocol_vote_and_sync),
         cmocka_unit_test(test_offsets_replay_and_tombstones),
+        cmocka_unit_test(test_offsets_compaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
