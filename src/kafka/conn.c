@@ -11,6 +11,7 @@
 #include "kafka/dispatch.h"
 
 #define READ_CHUNK (64 * 1024)
+#define BIG_FRAME (READ_CHUNK / 2) /* frames at least this large get their own buffer */
 #define MIN_FRAME 8          /* api_key + api_version + correlation_id */
 #define MAX_QUEUED 1024      /* pending requests before reading pauses */
 #define MAX_RESP 64          /* responses gathered into one write */
@@ -23,6 +24,8 @@ struct kafka_conn {
     char peer[64];         /* "ip:port" for log lines */
     uint8_t *rbuf;         /* bytes read but not yet framed */
     size_t rlen, rcap;
+    uint8_t *big;          /* a large frame being read straight into its own buffer */
+    size_t big_len, big_have; /* its size and the bytes received so far */
     kreq_t *head, *tail;   /* in-order request queue */
     int queued;            /* requests in the queue */
     int refs;              /* 1 for the open handle + 1 per queued request */
@@ -47,6 +50,7 @@ static void conn_unref(kafka_conn_t *c)
 {
     if (--c->refs > 0) return;
     free(c->rbuf);
+    free(c->big);
     free(c);
 }
 
@@ -228,6 +232,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     kafka_conn_t *c = h->data;
     (void)suggested;
+    if (c->big) { /* the rest of a large frame goes straight into place */
+        *buf = uv_buf_init((char *)c->big + c->big_have, (unsigned)(c->big_len - c->big_have));
+        return;
+    }
     if (c->rcap - c->rlen < READ_CHUNK / 4) {
         size_t cap = c->rcap ? c->rcap : READ_CHUNK;
         while (cap - c->rlen < READ_CHUNK / 4) cap *= 2;
@@ -247,6 +255,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    if (c->big) {
+        c->big_have += (size_t)n;
+        if (c->big_have == c->big_len) {
+            uint8_t *frame = c->big;
+            c->big = NULL;
+            conn_dispatch(c, frame, c->big_len);
+        }
+        goto backpressure;
+    }
     c->rlen += (size_t)n;
     size_t pos = 0;
     int64_t limit = broker_config(c->broker)->max_request_bytes;
@@ -259,13 +276,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         if (c->rlen - pos - 4 < size) {
-            /* Make room for the whole frame so it arrives in one piece. */
-            if (c->rcap < (size_t)size + 4) {
-                memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-                c->rlen -= pos;
-                pos = 0;
-                c->rbuf = xrealloc(c->rbuf, (size_t)size + 4 + READ_CHUNK);
-                c->rcap = (size_t)size + 4 + READ_CHUNK;
+            if (size >= BIG_FRAME) {
+                /* A large frame (a produce batch): give it its own buffer
+                 * now and read the rest directly into it, so its bytes are
+                 * never copied out of the read buffer. */
+                size_t have = c->rlen - pos - 4;
+                c->big = xmalloc(size);
+                memcpy(c->big, c->rbuf + pos + 4, have);
+                c->big_len = size;
+                c->big_have = have;
+                pos = c->rlen;
             }
             break;
         }
@@ -278,6 +298,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
         c->rlen -= pos;
     }
+backpressure:
     /* Give back a large buffer once it is drained. */
     if (c->rlen == 0 && c->rcap > 4 * READ_CHUNK) {
         free(c->rbuf);

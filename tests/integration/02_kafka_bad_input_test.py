@@ -126,3 +126,21 @@ def test_corrupt_batch_crc_gets_corrupt_message(broker):
     (err,) = struct.unpack(">h", resp[off:off + 2])
     assert err == 2
     still_serving(broker)
+
+
+def test_large_frame_split_across_writes_then_vanish(broker):
+    """A large frame (read straight into its own buffer) that stops halfway
+    and a client that then disconnects: no leak, no crash; and a large frame
+    sent in small pieces still works."""
+    s = kraw.connect(broker)
+    big = kraw.request(0, 3, 1, kraw.produce_v3("bigf", 0, kraw.record_batch([b"x" * 200_000])))
+    s.sendall(big[:100_000])
+    s.close()
+    s = kraw.connect(broker)
+    s.sendall(kraw.request(3, 1, 1, b"\x00\x00\x00\x01\x00\x04bigf"))
+    kraw.read_frame(s)
+    for i in range(0, len(big), 7_000):
+        s.sendall(big[i:i + 7_000])
+    err, base = kraw.parse_produce_v3(kraw.read_frame(s), "bigf")
+    assert (err, base) == (0, 0)
+    still_serving(broker)
