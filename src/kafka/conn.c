@@ -22,6 +22,7 @@ struct kafka_conn {
     broker_t *broker;
     kafka_conn_t *prev, *next; /* in the open-connection list */
     char peer[64];         /* "ip:port" for log lines */
+    char host[64];         /* "/ip", as Kafka shows client hosts */
     uint8_t *rbuf;         /* bytes read but not yet framed */
     size_t rlen, rcap;
     uint8_t *big;          /* a large frame being read straight into its own buffer */
@@ -195,6 +196,8 @@ void kreq_done(kreq_t *rq)
 
 int kreq_conn_closed(const kreq_t *rq) { return rq->conn->closing; }
 
+const char *kreq_client_host(const kreq_t *rq) { return rq->conn->host; }
+
 /* Hands one complete frame to the dispatcher. Takes ownership of frame. */
 static void conn_dispatch(kafka_conn_t *c, uint8_t *frame, size_t len)
 {
@@ -341,9 +344,11 @@ int kafka_conn_accept(broker_t *b, uv_stream_t *server)
         char ip[48];
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            snprintf(c->host, sizeof c->host, "/%s", ip);
             snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
         } else {
             uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            snprintf(c->host, sizeof c->host, "/%s", ip);
             snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
         }
     }

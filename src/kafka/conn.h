@@ -67,6 +67,10 @@ void kreq_splice_end(kreq_t *rq);
  * loop callback after the handler returned; after it, rq must not be used. */
 void kreq_done(kreq_t *rq);
 
+/* The client's address as Kafka reports it ("/127.0.0.1"), NUL-terminated,
+ * valid while rq is. */
+const char *kreq_client_host(const kreq_t *rq);
+
 /* True if the client has gone away (the response will be discarded). */
 int kreq_conn_closed(const kreq_t *rq);
 

@@ -103,7 +103,8 @@ int kafka_h_join_group(broker_t *b, kreq_t *rq)
     jr.instance_id = GS(req.group_instance_id);
     jr.protocol_type = GS(req.protocol_type);
     jr.client_id = GS(rq->hdr.client_id);
-    jr.client_host = (group_str_t){"", 0};
+    const char *host = kreq_client_host(rq);
+    jr.client_host = (group_str_t){host, (int32_t)strlen(host)};
     jr.session_ms = req.session_timeout_ms;
     /* v0 has no rebalance timeout: Kafka uses the session timeout. */
     jr.rebalance_ms = req.rebalance_timeout_ms > 0 ? req.rebalance_timeout_ms : req.session_timeout_ms;

@@ -194,6 +194,7 @@ def test_kafka_python_consumer_and_admin(broker_factory):
     assert desc.group == "grp5"
     assert desc.state == "Stable"
     assert len(desc.members) == 1
+    assert desc.members[0].client_host == "/127.0.0.1"
     offs = admin.list_consumer_group_offsets("grp5")
     assert {tp.partition: om.offset for tp, om in offs.items()} == {0: 20, 1: 20}
     kc.close()
