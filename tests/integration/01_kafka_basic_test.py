@@ -97,3 +97,35 @@ def test_kafka_python_producer_consumer(broker):
     got = [m.value for m in c]
     c.close()
     assert got == [b"m%d" % i for i in range(200)]
+
+
+def test_keyed_messages_keep_per_partition_order(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in a.create_topics([NewTopic("keyed", num_partitions=4, replication_factor=1)]).values():
+        f.result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2})
+    for i in range(2000):
+        p.produce("keyed", key=b"user-%d" % (i % 10), value=b"%d" % i)
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "keyed", "enable.partition.eof": True})
+    c.assign([TopicPartition("keyed", n, 0) for n in range(4)])
+    seen, eofs = {}, set()
+    deadline = time.time() + 30
+    while len(eofs) < 4 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            eofs.add(m.partition())
+            continue
+        seen.setdefault(m.key(), []).append((m.partition(), int(m.value())))
+    c.close()
+    assert sum(len(v) for v in seen.values()) == 2000
+    used = set()
+    for key, msgs in seen.items():
+        parts = {part for part, _ in msgs}
+        assert len(parts) == 1, f"{key} spread over {parts}"
+        used |= parts
+        values = [v for _, v in msgs]
+        assert values == sorted(values), f"{key} out of order"
+    assert len(used) > 1  # the keys really were spread over partitions
