@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Extends crc (0 to start) over n bytes. */
+/* Extends crc (0 to start) over n bytes. The first call initialises static
+ * tables (CPU detection, lane shifts): make it from one thread before others
+ * (the broker computes CRCs on its event loop only). */
 uint32_t crc32c(uint32_t crc, const void *data, size_t n);
 
 #endif
