@@ -206,3 +206,16 @@ def test_delete_then_recreate_same_name_starts_empty(broker):
     import os
     leftovers = [d for d in os.listdir(os.path.join(broker.data_dir, "topics")) if "deleting" in d]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("mode", ["interval:50", "never"])
+def test_relaxed_flush_modes_serve_and_keep_data_on_clean_shutdown(broker_factory, mode):
+    b = broker_factory("--flush", mode)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 1})
+    for i in range(300):
+        p.produce("relaxed", value=b"%d" % i)
+    assert p.flush(20) == 0
+    assert len(consume_all(b.bootstrap, "relaxed", expect=300)) == 300
+    assert b.restart()  # a clean shutdown syncs everything, whatever the mode
+    got = consume_all(b.bootstrap, "relaxed", expect=300)
+    assert [m.value() for m in got] == [b"%d" % i for i in range(300)]
