@@ -45,7 +45,11 @@ static size_t fetch_collect(broker_t *b, kreq_t *rq, const kafka_fetch_req_t *re
 {
     int16_t v = rq->hdr.api_version;
     size_t total = 0;
+    /* The client's max_bytes, capped by the broker: a fetch must not make
+     * the broker buffer a whole segment because a client asked for 2 GiB. */
     size_t budget = req->max_bytes > 0 ? (size_t)req->max_bytes : 0;
+    size_t cap = (size_t)broker_config(b)->fetch_max_bytes;
+    if (budget > cap) budget = cap;
     int32_t nt = req->topics_n > 0 ? req->topics_n : 0;
     resp->responses_n = nt;
     resp->responses = arena_calloc(&rq->arena, (size_t)(nt ? nt : 1), sizeof *resp->responses);

@@ -39,6 +39,8 @@ static const entry_t table[] = {
     {"log.level", K_LEVEL, F(log_level), "info", NOLIM, "debug | info | warn | error | off"},
     {"max.request.bytes", K_SIZE, F(max_request_bytes), "104857600", 1024, 1LL << 31,
      "largest request frame accepted; bigger ones close the connection"},
+    {"fetch.max.bytes", K_SIZE, F(fetch_max_bytes), "57671680", 1024, 1LL << 30,
+     "most record bytes one fetch response carries, whatever the client asks (one batch may exceed it)"},
     {"auto.create.topics", K_BOOL, F(auto_create_topics), "true", NOLIM,
      "create a topic on first Metadata/Produce for it"},
     {"num.partitions", K_I32, F(num_partitions), "1", 1, 10000, "partitions of auto-created topics"},

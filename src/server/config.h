@@ -21,6 +21,7 @@ typedef struct {
     int32_t flush_interval_ms;     /* from "flush = interval:MS" */
     int32_t log_level;             /* "log.level", a log_level_t */
     int64_t max_request_bytes;     /* "max.request.bytes" */
+    int64_t fetch_max_bytes;       /* "fetch.max.bytes": cap on one fetch response's records */
     int32_t auto_create_topics;    /* "auto.create.topics", bool */
     int32_t num_partitions;        /* "num.partitions" for auto-created topics */
     int64_t segment_bytes;         /* "segment.bytes" */

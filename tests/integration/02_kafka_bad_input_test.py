@@ -144,3 +144,24 @@ def test_large_frame_split_across_writes_then_vanish(broker):
     err, base = kraw.parse_produce_v3(kraw.read_frame(s), "bigf")
     assert (err, base) == (0, 0)
     still_serving(broker)
+
+
+def test_fetch_asking_for_2gib_is_capped(broker_factory):
+    """A fetch with max_bytes and partition_max_bytes of 2^31-1 gets at most
+    fetch.max.bytes of records (plus one whole batch), not the segment."""
+    b = broker_factory("--fetch-max-bytes", "65536")
+    s = kraw.connect(b)
+    s.sendall(kraw.request(3, 1, 1, b"\x00\x00\x00\x01\x00\x03cap"))
+    kraw.read_frame(s)
+    for i in range(20):  # 20 batches of ~20 KB
+        s.sendall(kraw.request(0, 3, 10 + i, kraw.produce_v3("cap", 0, kraw.record_batch([b"x" * 20000]))))
+        assert kraw.parse_produce_v3(kraw.read_frame(s), "cap")[0] == 0
+    t = b"cap"
+    # Fetch v4: replica_id, max_wait, min_bytes, max_bytes, isolation, topics[1]{name, partitions[1]{...}}
+    body = struct.pack(">iiiib", -1, 100, 1, 2**31 - 1, 0) + struct.pack(">ih", 1, len(t)) + t
+    body += struct.pack(">iiqi", 1, 0, 0, 2**31 - 1)
+    s.sendall(kraw.request(1, 4, 99, body))
+    resp = kraw.read_frame(s)
+    assert resp is not None
+    assert 20000 < len(resp) < 65536 + 21000 + 200, len(resp)
+    still_serving(b)
