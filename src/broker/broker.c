@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -56,19 +57,22 @@ static void on_synced(void *ctx, plog_t *log, int status)
 static void on_maint(uv_timer_t *t)
 {
     broker_t *b = t->data;
-    int64_t now = (int64_t)uv_now(b->loop);
-    (void)now;
-    int64_t wall = 0;
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
-    for (topic_t *tp = b->first; tp; tp = tp->next)
+    int64_t wall = clock_wall_ms();
+    for (topic_t *tp = b->first; tp; tp = tp->next) {
+        /* A partition whose log could not be opened (EMFILE, EIO) is
+         * unavailable; try it again now. */
+        for (int32_t i = 0; i < tp->npart; i++)
+            if (!tp->parts[i]) {
+                int rc = topic_open_partitions(b, tp, i);
+                if (rc < 0) LOG_W("topic %s: partitions still unavailable: %s", tp->name, herald_strerror(rc));
+                break;
+            }
         for (int32_t i = 0; i < tp->npart; i++) {
+            if (!tp->parts[i]) continue;
             int n = plog_maintain(tp->parts[i]->log, wall);
             if (n > 0) LOG_I("retention: %s-%d deleted %d segment(s)", tp->name, i, n);
         }
+    }
 }
 
 static int open_internal(broker_t *b, const char *name, partition_t **out)
@@ -261,7 +265,7 @@ int broker_topic_delete(broker_t *b, topic_t *t)
     if (rc < 0) return rc;
     LOG_I("topic %s deleted", t->name);
     char **dirs = xcalloc((size_t)t->npart + 1, sizeof *dirs);
-    for (int32_t i = 0; i < t->npart; i++) dirs[i] = xstrdup(t->parts[i]->dir);
+    for (int32_t i = 0; i < t->npart; i++) dirs[i] = xasprintf("%s/topics/%s-%d", b->cfg.data_dir, t->name, i);
     int32_t n = t->npart;
     topic_free(b, t);
     for (int32_t i = 0; i < n; i++) {
@@ -331,7 +335,8 @@ int broker_topic_set_configs(broker_t *b, topic_t *t, const topic_kv_t *configs,
     if (rc < 0) return rc;
     plog_config_t pc;
     topic_plog_config(b, t, &pc);
-    for (int32_t i = 0; i < t->npart; i++) plog_set_config(t->parts[i]->log, &pc);
+    for (int32_t i = 0; i < t->npart; i++)
+        if (t->parts[i]) plog_set_config(t->parts[i]->log, &pc);
     return 0;
 }
 

@@ -80,7 +80,8 @@ static void fill_topic(broker_t *b, kreq_t *rq, kafka_metadata_resp_topic_t *mt,
     *one = node;
     for (int32_t i = 0; i < np; i++) {
         kafka_metadata_resp_partition_t *mp = &mt->partitions[i];
-        mp->error_code = KERR_NONE;
+        /* A partition whose log could not be opened has no leader yet. */
+        mp->error_code = topic_partition(t, i) ? KERR_NONE : KERR_LEADER_NOT_AVAILABLE;
         mp->partition_index = i;
         mp->leader_id = node;
         mp->leader_epoch = 0;

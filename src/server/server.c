@@ -2,6 +2,7 @@
 #include "server/server.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,18 @@ static int listen_on(server_t *s, uv_tcp_t *tcp, const char *addr, uv_connection
 
 static void on_closed(uv_handle_t *h) { (void)h; }
 
+/* Every partition keeps a few files open (segment, two indexes, directory),
+ * so the soft descriptor limit (often 1024) is raised to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        LOG_I("open-file limit raised from %llu to %llu", (unsigned long long)old, (unsigned long long)rl.rlim_max);
+}
+
 static void server_stop(server_t *s)
 {
     if (s->stopping) return;
@@ -104,6 +117,7 @@ int server_run(const config_t *cfg)
     memset(&s, 0, sizeof s);
     log_set_level((log_level_t)cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     uv_loop_init(&s.loop);
     int err = 0;
     s.broker = broker_new(&s.loop, cfg, &err);

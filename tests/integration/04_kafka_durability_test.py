@@ -219,3 +219,45 @@ def test_relaxed_flush_modes_serve_and_keep_data_on_clean_shutdown(broker_factor
     assert b.restart()  # a clean shutdown syncs everything, whatever the mode
     got = consume_all(b.bootstrap, "relaxed", expect=300)
     assert [m.value() for m in got] == [b"%d" % i for i in range(300)]
+
+
+def test_many_partitions_under_a_low_soft_fd_limit(broker_factory):
+    """Each partition keeps several files open; the broker raises its soft
+    open-file limit so 300 partitions work where the soft limit is 256."""
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4096:
+        pytest.skip("hard open-file limit too low to show anything")
+    b = broker_factory(soft_nofile=256)
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic("wide", num_partitions=300, replication_factor=1)]).values():
+        f.result(30)
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(300):
+        p.produce("wide", value=b"%d" % i, partition=i)
+    assert p.flush(30) == 0
+    assert len(consume_all(b.bootstrap, "wide", partition=299, expect=1)) == 1
+
+
+def test_out_of_file_descriptors_fails_cleanly(broker_factory):
+    """With the open-file limit pinned at 200, a 300-partition topic cannot
+    be opened: the client gets an error, partitions without a log report
+    LEADER_NOT_AVAILABLE, the periodic maintenance copes with the gaps, and
+    other topics keep working."""
+    b = broker_factory("--retention-check-interval-ms", "100", soft_nofile=-200)
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    p.produce("small", b"before")
+    assert p.flush(10) == 0
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    with pytest.raises(KafkaException):
+        for f in a.create_topics([NewTopic("toowide", num_partitions=300, replication_factor=1)]).values():
+            f.result(20)
+    time.sleep(0.5)  # several maintenance rounds over the half-open topic
+    md = a.list_topics(timeout=10)
+    errs = [pm.error for pm in md.topics["toowide"].partitions.values() if pm.error is not None]
+    assert errs, "partitions without a log must say so"
+    assert [m.value() for m in consume_all(b.bootstrap, "small", expect=1)] == [b"before"]
+    for f in a.delete_topics(["toowide"]).values():
+        f.result(20)
+    p.produce("small", b"after")
+    assert p.flush(10) == 0
+    assert "Too many open files" in b.log()

@@ -19,8 +19,9 @@ HERALD_BIN = os.environ.get("HERALD_BIN", os.path.join(ROOT, "build-test", "hera
 class Broker:
     """One herald process. restart() keeps the data directory."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), soft_nofile=None):
         self.data_dir = data_dir
+        self.soft_nofile = soft_nofile
         self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
@@ -39,8 +40,17 @@ class Broker:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        preexec = None
+        if self.soft_nofile:
+            import resource
+
+            def preexec():
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                if self.soft_nofile < 0:  # negative: pin both limits (the broker cannot raise them)
+                    hard = -self.soft_nofile
+                resource.setrlimit(resource.RLIMIT_NOFILE, (abs(self.soft_nofile), hard))
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                     text=True, bufsize=1)
+                                     text=True, bufsize=1, preexec_fn=preexec)
         deadline = time.time() + timeout
         while time.time() < deadline:
             line = self.proc.stdout.readline()
@@ -101,8 +111,8 @@ def data_dir():
 def broker_factory(data_dir):
     started = []
 
-    def make(*extra_args, data=None):
-        b = Broker(data or data_dir, extra_args)
+    def make(*extra_args, data=None, soft_nofile=None):
+        b = Broker(data or data_dir, extra_args, soft_nofile)
         started.append(b)
         return b.start()
 
