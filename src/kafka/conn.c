@@ -14,6 +14,8 @@
 #define BIG_FRAME (READ_CHUNK / 2) /* frames at least this large get their own buffer */
 #define MIN_FRAME 8          /* api_key + api_version + correlation_id */
 #define MAX_QUEUED 1024      /* pending requests before reading pauses */
+#define WQ_HIGH (16u << 20)  /* unsent response bytes before reading pauses */
+#define WQ_LOW (4u << 20)    /* ... and below which it resumes */
 #define MAX_RESP 64          /* responses gathered into one write */
 #define MAX_IOV 256          /* buffers in one write */
 
@@ -31,7 +33,8 @@ struct kafka_conn {
     int queued;            /* requests in the queue */
     int refs;              /* 1 for the open handle + 1 per queued request */
     unsigned closing : 1;  /* uv_close called; no more reads or writes */
-    unsigned paused : 1;   /* reading stopped for backpressure */
+    unsigned paused : 1;   /* reading and dispatching stopped for backpressure */
+    unsigned processing : 1; /* inside conn_process */
     int writes_inflight;   /* uv_write requests not yet completed */
 };
 
@@ -43,6 +46,9 @@ typedef struct {
 } write_batch_t;
 
 static kafka_conn_t *g_conns;
+
+static void conn_backpressure(kafka_conn_t *c);
+static void conn_process(kafka_conn_t *c);
 static int g_nconns;
 
 int kafka_conn_count(void) { return g_nconns; }
@@ -91,6 +97,7 @@ static void on_write(uv_write_t *w, int status)
         LOG_I("kafka %s: write failed: %s", c->peer, uv_strerror(status));
         conn_close(c);
     }
+    conn_backpressure(c); /* before the unrefs below, which may free c */
     /* Each request held a reference; the last one may free c. */
     int n = wb->n;
     for (int i = 0; i < n; i++) kreq_free(wb->done[i]);
@@ -99,6 +106,23 @@ static void on_write(uv_write_t *w, int status)
 }
 
 static void conn_read_start(kafka_conn_t *c);
+
+/* Backpressure: a client that sends requests faster than it reads the
+ * answers (or pipelines too many) stops being read until it catches up, so
+ * its unsent responses cannot grow without bound. */
+static void conn_backpressure(kafka_conn_t *c)
+{
+    if (c->closing) return;
+    size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (!c->paused && (c->queued >= MAX_QUEUED || wq >= WQ_HIGH)) {
+        c->paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    } else if (c->paused && c->queued < MAX_QUEUED / 2 && wq < WQ_LOW) {
+        c->paused = 0;
+        conn_read_start(c);
+        if (c->rlen && !c->big) conn_process(c); /* requests read before the pause */
+    }
+}
 
 /* Writes every completed response at the head of the queue. */
 static void conn_flush(kafka_conn_t *c)
@@ -155,10 +179,7 @@ static void conn_flush(kafka_conn_t *c)
             on_write(&wb->req, rc);
         }
     }
-    if (c->paused && !c->closing && c->queued < MAX_QUEUED / 2) {
-        c->paused = 0;
-        conn_read_start(c);
-    }
+    conn_backpressure(c);
     conn_unref(c);
 }
 
@@ -248,35 +269,25 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Frames the buffered bytes and dispatches complete requests while the
+ * connection is neither closing nor paused; what is left waits in rbuf (a
+ * paused connection resumes here from conn_backpressure). Not re-entrant:
+ * a handler answering at once may resume the connection, and the loop
+ * below then simply goes on. */
+static void conn_process(kafka_conn_t *c)
 {
-    kafka_conn_t *c = s->data;
-    (void)buf;
-    if (n < 0) {
-        if (n != UV_EOF) LOG_I("kafka %s: read error: %s", c->peer, uv_strerror((int)n));
-        else LOG_D("kafka %s: closed by peer", c->peer);
-        conn_close(c);
-        return;
-    }
-    if (c->big) {
-        c->big_have += (size_t)n;
-        if (c->big_have == c->big_len) {
-            uint8_t *frame = c->big;
-            c->big = NULL;
-            conn_dispatch(c, frame, c->big_len);
-        }
-        goto backpressure;
-    }
-    c->rlen += (size_t)n;
+    if (c->processing) return;
+    c->processing = 1;
+    c->refs++;
     size_t pos = 0;
     int64_t limit = broker_config(c->broker)->max_request_bytes;
-    while (!c->closing && c->rlen - pos >= 4) {
+    while (!c->closing && !c->paused && c->rlen - pos >= 4) {
         uint32_t size = buf_get_be32(c->rbuf + pos);
         if (size > (uint64_t)limit || size < MIN_FRAME) {
             LOG_W("kafka %s: request size %u outside [%d, %lld], closing", c->peer, size, MIN_FRAME,
                   (long long)limit);
             conn_close(c);
-            return;
+            break;
         }
         if (c->rlen - pos - 4 < size) {
             if (size >= BIG_FRAME) {
@@ -296,22 +307,44 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         memcpy(frame, c->rbuf + pos + 4, size);
         pos += 4 + (size_t)size;
         conn_dispatch(c, frame, size);
+        conn_backpressure(c);
     }
     if (pos) {
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
         c->rlen -= pos;
     }
-backpressure:
     /* Give back a large buffer once it is drained. */
     if (c->rlen == 0 && c->rcap > 4 * READ_CHUNK) {
         free(c->rbuf);
         c->rbuf = NULL;
         c->rcap = 0;
     }
-    if (!c->closing && c->queued >= MAX_QUEUED && !c->paused) {
-        c->paused = 1;
-        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->processing = 0;
+    conn_unref(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    kafka_conn_t *c = s->data;
+    (void)buf;
+    if (n < 0) {
+        if (n != UV_EOF) LOG_I("kafka %s: read error: %s", c->peer, uv_strerror((int)n));
+        else LOG_D("kafka %s: closed by peer", c->peer);
+        conn_close(c);
+        return;
     }
+    if (c->big) {
+        c->big_have += (size_t)n;
+        if (c->big_have == c->big_len) {
+            uint8_t *frame = c->big;
+            c->big = NULL;
+            conn_dispatch(c, frame, c->big_len);
+        }
+    } else {
+        c->rlen += (size_t)n;
+        conn_process(c);
+    }
+    conn_backpressure(c);
 }
 
 static void conn_read_start(kafka_conn_t *c)

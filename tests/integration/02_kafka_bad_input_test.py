@@ -165,3 +165,48 @@ def test_fetch_asking_for_2gib_is_capped(broker_factory):
     assert resp is not None
     assert 20000 < len(resp) < 65536 + 21000 + 200, len(resp)
     still_serving(b)
+
+
+def _rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_client_that_does_not_read_is_paused(broker_factory):
+    """A client pipelining fetches without reading the answers is stopped
+    being read once ~16 MiB of responses wait, so the broker's memory stays
+    bounded; when it reads again, every response arrives in order."""
+    import time
+    b = broker_factory("--fetch-max-bytes", "1048576")
+    s = kraw.connect(b, timeout=10)
+    s.sendall(kraw.request(3, 1, 1, b"\x00\x00\x00\x01\x00\x04slow"))
+    kraw.read_frame(s)
+    batch = kraw.record_batch([b"y" * 1000] * 900)  # ~0.9 MB per batch
+    for i in range(3):
+        s.sendall(kraw.request(0, 3, 10 + i, kraw.produce_v3("slow", 0, batch)))
+        assert kraw.parse_produce_v3(kraw.read_frame(s), "slow")[0] == 0
+    t = b"slow"
+    body = struct.pack(">iiiib", -1, 0, 1, 2**31 - 1, 0) + struct.pack(">ih", 1, len(t)) + t
+    body += struct.pack(">iiqi", 1, 0, 0, 2**31 - 1)
+    frame = kraw.request(1, 4, 0, body)
+    base = _rss_kb(b.proc.pid)
+    s.setblocking(False)
+    sent = 0
+    for i in range(400):  # 400 x ~0.9 MB = ~360 MB if nothing held back
+        try:
+            s.sendall(kraw.request(1, 4, 1000 + i, body))
+            sent += 1
+        except (BlockingIOError, socket.timeout):
+            break
+    time.sleep(1.5)
+    grown = _rss_kb(b.proc.pid) - base
+    assert grown < 150_000, f"broker RSS grew by {grown} kB with {sent} unread fetches"
+    s.settimeout(20)
+    for i in range(sent):
+        resp = kraw.read_frame(s)
+        assert resp is not None
+        assert struct.unpack(">i", resp[:4])[0] == 1000 + i
+    still_serving(b)
