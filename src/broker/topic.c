@@ -179,7 +179,7 @@ static void producer_record(partition_t *p, producer_state_t *ps, const batch_he
  * UNKNOWN_PRODUCER_ID and re-initialises, as with Kafka after its state
  * expired. */
 #define REBUILD_OFFSETS 5000
-#define REBUILD_BYTES (16 << 20)
+#define REBUILD_BYTES (4 << 20)
 
 static void producer_state_rebuild(partition_t *p)
 {
