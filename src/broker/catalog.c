@@ -128,9 +128,7 @@ static int replay_topic(broker_t *b, const char *name, size_t nlen, const uint8_
     if (npart > t->npart) {
         t->parts = xrealloc(t->parts, sizeof *t->parts * (size_t)npart);
         for (int32_t i = t->npart; i < npart; i++) t->parts[i] = NULL;
-        int32_t from = t->npart;
-        t->npart = npart;
-        (void)from;
+        t->npart = npart; /* the new partitions' logs are opened after replay */
     }
     return 0;
 }

@@ -44,7 +44,6 @@ static int wanted(const kafka_describe_configs_req_describe_configs_resource_t *
 static void describe_topic(broker_t *b, kreq_t *rq, const kafka_describe_configs_req_describe_configs_resource_t *r,
                            kafka_describe_configs_resp_describe_configs_result_t *out)
 {
-    int16_t v = rq->hdr.api_version;
     topic_t *t = broker_topic_find(b, r->resource_name.p, r->resource_name.len > 0 ? (size_t)r->resource_name.len : 0);
     if (!t) {
         out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -71,7 +70,6 @@ static void describe_topic(broker_t *b, kreq_t *rq, const kafka_describe_configs
         c->synonyms_n = 0;
         c->config_type = config_type(key);
         c->documentation = KSTR_NULL;
-        (void)v;
     }
     out->configs_n = k;
 }

@@ -203,6 +203,7 @@ def test_client_that_does_not_read_is_paused(broker_factory):
             break
     time.sleep(1.5)
     grown = _rss_kb(b.proc.pid) - base
+    print("rss growth kB:", grown, "unread fetches:", sent)
     assert grown < 150_000, f"broker RSS grew by {grown} kB with {sent} unread fetches"
     s.settimeout(20)
     for i in range(sent):
