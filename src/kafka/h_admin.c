@@ -12,16 +12,14 @@
 
 /* ---- answering after the catalog is durable ---- */
 
-typedef void (*encode_fn)(kreq_t *rq, void *resp);
-
 typedef struct {
     pwaiter_t w;
     kreq_t *rq;
     void *resp;
-    encode_fn encode;
+    kafka_encode_fn encode;
 } catalog_wait_t;
 
-static void answer(kreq_t *rq, void *resp, encode_fn encode)
+static void answer(kreq_t *rq, void *resp, kafka_encode_fn encode)
 {
     kreq_begin_response(rq);
     encode(rq, resp);
@@ -35,8 +33,7 @@ static void on_catalog_durable(pwaiter_t *w, int status)
     answer(cw->rq, cw->resp, cw->encode);
 }
 
-/* Answers once every catalog change so far is on disk. */
-static void answer_durable(broker_t *b, kreq_t *rq, void *resp, encode_fn encode)
+void kafka_answer_after_catalog(broker_t *b, kreq_t *rq, void *resp, kafka_encode_fn encode)
 {
     catalog_wait_t *cw = arena_alloc(&rq->arena, sizeof *cw);
     cw->rq = rq;
@@ -126,7 +123,7 @@ int kafka_h_create_topics(broker_t *b, kreq_t *rq)
         memcpy(r->topic_id.b, topic_id(t), 16);
         r->configs_n = 0;
     }
-    answer_durable(b, rq, resp, enc_create_topics);
+    kafka_answer_after_catalog(b, rq, resp, enc_create_topics);
     return 0;
 }
 
@@ -180,7 +177,7 @@ int kafka_h_delete_topics(broker_t *b, kreq_t *rq)
         int rc = broker_topic_delete(b, t);
         if (rc < 0) r->error_code = kafka_error_from(rc);
     }
-    answer_durable(b, rq, resp, enc_delete_topics);
+    kafka_answer_after_catalog(b, rq, resp, enc_delete_topics);
     return 0;
 }
 
@@ -219,7 +216,7 @@ int kafka_h_create_partitions(broker_t *b, kreq_t *rq)
         int rc = broker_topic_add_partitions(b, t, ct->count);
         if (rc < 0) r->error_code = rc == HE_OUT_OF_RANGE ? KERR_INVALID_PARTITIONS : kafka_error_from(rc);
     }
-    answer_durable(b, rq, resp, enc_create_partitions);
+    kafka_answer_after_catalog(b, rq, resp, enc_create_partitions);
     return 0;
 }
 
@@ -302,6 +299,6 @@ int kafka_h_init_producer_id(broker_t *b, kreq_t *rq)
             resp->producer_epoch = 0;
         }
     }
-    answer_durable(b, rq, resp, enc_init_pid);
+    kafka_answer_after_catalog(b, rq, resp, enc_init_pid);
     return 0;
 }

@@ -151,27 +151,42 @@ static int16_t alter_topic(broker_t *b, kreq_t *rq, kstr_t name, topic_kv_t *kv,
     return rc < 0 ? KERR_INVALID_CONFIG : KERR_NONE;
 }
 
+/* The response prefix both alter APIs share: only topics are alterable.
+ * Returns KERR_NONE or the error (with *msg set). */
+static int16_t topic_resource(int8_t type, kstr_t *msg)
+{
+    *msg = KSTR_NULL;
+    if (type == RES_TOPIC) return KERR_NONE;
+    *msg = cstr("only topic configs can be altered");
+    return KERR_INVALID_REQUEST;
+}
+
+static void enc_alter_configs(kreq_t *rq, void *resp)
+{
+    kafka_alter_configs_resp_encode(&rq->resp, rq->hdr.api_version, resp);
+}
+
+static void enc_incremental_alter_configs(kreq_t *rq, void *resp)
+{
+    kafka_incremental_alter_configs_resp_encode(&rq->resp, rq->hdr.api_version, resp);
+}
+
+/* Alter responses are sent once the new configs are durable in the catalog. */
 int kafka_h_alter_configs(broker_t *b, kreq_t *rq)
 {
     int16_t v = rq->hdr.api_version;
     kafka_alter_configs_req_t req;
     if (kafka_alter_configs_req_decode(&rq->body, v, &rq->arena, &req) < 0) return HE_MALFORMED;
-    kafka_alter_configs_resp_t resp;
-    memset(&resp, 0, sizeof resp);
+    kafka_alter_configs_resp_t *resp = arena_alloc(&rq->arena, sizeof *resp);
     int32_t n = req.resources_n > 0 ? req.resources_n : 0;
-    resp.responses_n = n;
-    resp.responses = arena_calloc(&rq->arena, (size_t)(n ? n : 1), sizeof *resp.responses);
+    resp->responses_n = n;
+    resp->responses = arena_calloc(&rq->arena, (size_t)(n ? n : 1), sizeof *resp->responses);
     for (int32_t i = 0; i < n; i++) {
         const kafka_alter_configs_req_alter_configs_resource_t *r = &req.resources[i];
-        kafka_alter_configs_resp_alter_configs_resource_response_t *out = &resp.responses[i];
+        kafka_alter_configs_resp_alter_configs_resource_response_t *out = &resp->responses[i];
         out->resource_type = r->resource_type;
         out->resource_name = r->resource_name;
-        out->error_message = KSTR_NULL;
-        if (r->resource_type != RES_TOPIC) {
-            out->error_code = KERR_INVALID_REQUEST;
-            out->error_message = cstr("only topic configs can be altered");
-            continue;
-        }
+        if ((out->error_code = topic_resource(r->resource_type, &out->error_message))) continue;
         int32_t nc = r->configs_n > 0 ? r->configs_n : 0;
         topic_kv_t *kv = arena_calloc(&rq->arena, (size_t)(nc ? nc : 1), sizeof *kv);
         for (int32_t k = 0; k < nc; k++) {
@@ -181,9 +196,7 @@ int kafka_h_alter_configs(broker_t *b, kreq_t *rq)
         }
         out->error_code = alter_topic(b, rq, r->resource_name, kv, (size_t)nc, 1, req.validate_only, &out->error_message);
     }
-    kreq_begin_response(rq);
-    kafka_alter_configs_resp_encode(&rq->resp, v, &resp);
-    kreq_done(rq);
+    kafka_answer_after_catalog(b, rq, resp, enc_alter_configs);
     return 0;
 }
 
@@ -192,22 +205,16 @@ int kafka_h_incremental_alter_configs(broker_t *b, kreq_t *rq)
     int16_t v = rq->hdr.api_version;
     kafka_incremental_alter_configs_req_t req;
     if (kafka_incremental_alter_configs_req_decode(&rq->body, v, &rq->arena, &req) < 0) return HE_MALFORMED;
-    kafka_incremental_alter_configs_resp_t resp;
-    memset(&resp, 0, sizeof resp);
+    kafka_incremental_alter_configs_resp_t *resp = arena_alloc(&rq->arena, sizeof *resp);
     int32_t n = req.resources_n > 0 ? req.resources_n : 0;
-    resp.responses_n = n;
-    resp.responses = arena_calloc(&rq->arena, (size_t)(n ? n : 1), sizeof *resp.responses);
+    resp->responses_n = n;
+    resp->responses = arena_calloc(&rq->arena, (size_t)(n ? n : 1), sizeof *resp->responses);
     for (int32_t i = 0; i < n; i++) {
         const kafka_incremental_alter_configs_req_alter_configs_resource_t *r = &req.resources[i];
-        kafka_incremental_alter_configs_resp_alter_configs_resource_response_t *out = &resp.responses[i];
+        kafka_incremental_alter_configs_resp_alter_configs_resource_response_t *out = &resp->responses[i];
         out->resource_type = r->resource_type;
         out->resource_name = r->resource_name;
-        out->error_message = KSTR_NULL;
-        if (r->resource_type != RES_TOPIC) {
-            out->error_code = KERR_INVALID_REQUEST;
-            out->error_message = cstr("only topic configs can be altered");
-            continue;
-        }
+        if ((out->error_code = topic_resource(r->resource_type, &out->error_message))) continue;
         int32_t nc = r->configs_n > 0 ? r->configs_n : 0;
         topic_kv_t *kv = arena_calloc(&rq->arena, (size_t)(nc ? nc : 1), sizeof *kv);
         int bad = 0;
@@ -229,8 +236,6 @@ int kafka_h_incremental_alter_configs(broker_t *b, kreq_t *rq)
         }
         out->error_code = alter_topic(b, rq, r->resource_name, kv, (size_t)nc, 0, req.validate_only, &out->error_message);
     }
-    kreq_begin_response(rq);
-    kafka_incremental_alter_configs_resp_encode(&rq->resp, v, &resp);
-    kreq_done(rq);
+    kafka_answer_after_catalog(b, rq, resp, enc_incremental_alter_configs);
     return 0;
 }

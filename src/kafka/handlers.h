@@ -32,6 +32,12 @@ int kafka_h_list_groups(broker_t *b, kreq_t *rq);
 int kafka_h_describe_groups(broker_t *b, kreq_t *rq);
 int kafka_h_delete_groups(broker_t *b, kreq_t *rq);
 
+/* Answers rq once every catalog change made so far (topics, configs,
+ * producer-id blocks) is durable: encode(rq, resp) then writes the body.
+ * resp must live in rq->arena (it is used after the handler returns). */
+typedef void (*kafka_encode_fn)(kreq_t *rq, void *resp);
+void kafka_answer_after_catalog(broker_t *b, kreq_t *rq, void *resp, kafka_encode_fn encode);
+
 /* Finds a topic by a wire name, creating it when auto-creation is on and
  * `create` is set. Returns NULL with *err set to a Kafka error code. */
 topic_t *kafka_topic_lookup(broker_t *b, kstr_t name, int create, int16_t *err);

@@ -261,3 +261,50 @@ def test_out_of_file_descriptors_fails_cleanly(broker_factory):
     p.produce("small", b"after")
     assert p.flush(10) == 0
     assert "Too many open files" in b.log()
+
+
+def test_incremental_alter_configs_set_delete_and_refusals(broker):
+    """IncrementalAlterConfigs v0 by hand (the Python clients here predate
+    it): SET and DELETE apply and survive a crash; APPEND, unknown keys,
+    bad values and non-topic resources are refused; validate_only changes
+    nothing."""
+    import struct
+    import kraw
+
+    def s16(x):
+        x = x.encode()
+        return struct.pack(">h", len(x)) + x
+
+    def req(ops, validate=False, rtype=2, name="inc"):
+        body = struct.pack(">i", 1) + struct.pack(">b", rtype) + s16(name) + struct.pack(">i", len(ops))
+        for key, op, value in ops:
+            body += s16(key) + struct.pack(">b", op) + (struct.pack(">h", -1) if value is None else s16(value))
+        return body + struct.pack(">b", 1 if validate else 0)
+
+    def send(s, body, corr):
+        s.sendall(kraw.request(44, 0, corr, body))
+        r = kraw.read_frame(s)
+        _, _, n, err = struct.unpack(">iiih", r[:14])
+        return err
+
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in a.create_topics([NewTopic("inc", 1, 1, config={"retention.ms": "1000000"})]).values():
+        f.result(10)
+    s = kraw.connect(broker)
+    assert send(s, req([("segment.bytes", 0, "2097152")]), 1) == 0                 # SET
+    assert send(s, req([("retention.ms", 1, None)]), 2) == 0                      # DELETE
+    assert send(s, req([("cleanup.policy", 2, "compact")]), 3) == 40              # APPEND: INVALID_CONFIG
+    assert send(s, req([("no.such.key", 0, "1")]), 4) == 40
+    assert send(s, req([("retention.ms", 0, "soon")]), 5) == 40
+    assert send(s, req([("segment.ms", 0, "5000")], validate=True), 6) == 0
+    assert send(s, req([("segment.ms", 0, "5000")], rtype=4, name="1"), 7) == 42  # broker: INVALID_REQUEST
+    assert send(s, req([("segment.ms", 0, "5000")], name="missing"), 8) == 3
+    s.close()
+    broker.kill()  # answered means durable
+    broker.start()
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, "inc")
+    cfg = a.describe_configs([res])[res].result(10)
+    assert cfg["segment.bytes"].value == "2097152" and not cfg["segment.bytes"].is_default
+    assert cfg["retention.ms"].is_default
+    assert cfg["segment.ms"].is_default  # validate_only changed nothing
