@@ -309,14 +309,10 @@ SAMPLE_PRELUDE = BANNER + '''
 #include <string.h>
 
 static const char filler[] =
-    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij"
-    "klmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCD"
-    "EFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
-    "YZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh"
-    "ijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzAB"
-    "CDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
-    "WXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdef"
-    "ghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+@FILLER@;
+
+/* Strings are views into filler: offset < 40, length <= 600. */
+_Static_assert(sizeof filler > 40 + 600, "filler too short");
 
 /* Valid table contents (after the u32 length): empty; {"key": S "value"};
  * {"n": I 7, "t": t 1, "sub": F {"x": l -1}}. */
@@ -362,7 +358,9 @@ SAMPLE_VALUE = {
 
 
 def gen_sample(methods, hpath, cpath):
-    c = [SAMPLE_PRELUDE,
+    alnum = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ' * 12  # 744 chars
+    lines = ['    "%s"' % alnum[i:i + 72] for i in range(0, len(alnum), 72)]
+    c = [SAMPLE_PRELUDE.replace('@FILLER@', '\n'.join(lines)),
          'void amqp_sample_fill(amqp_method_t *m, uint32_t id, unsigned seed)', '{',
          '    memset(m, 0, sizeof *m);', '    m->id = id;', '    switch (id) {']
     for m in methods:
