@@ -120,14 +120,23 @@ int farray_validate(amqp_bytes_t content) { return check_array(content, 0); }
 
 void ftable_read(rbuf_t *r, amqp_bytes_t *out)
 {
-    uint32_t n = rbuf_u32(r);
-    const uint8_t *p = rbuf_view(r, n);
-    out->p = p;
-    out->len = p ? n : 0;
-    if (p && ftable_validate(*out) != 0) {
+    out->p = NULL;
+    out->len = 0;
+    /* checked here rather than by rbuf_u32/rbuf_view so that a short table
+     * is HE_MALFORMED (the frame around it is complete), not HE_TRUNCATED */
+    if (r->err)
+        return;
+    if (rbuf_remaining(r) < 4 || buf_get_be32(r->p + r->pos) > rbuf_remaining(r) - 4) {
         rbuf_fail(r, HE_MALFORMED);
-        out->len = 0;
+        return;
     }
+    uint32_t n = rbuf_u32(r);
+    amqp_bytes_t content = {rbuf_view(r, n), n};
+    if (ftable_validate(content) != 0) {
+        rbuf_fail(r, HE_MALFORMED);
+        return;
+    }
+    *out = content;
 }
 
 /* ---- iteration and lookup (on validated content) ---- */
