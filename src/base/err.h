@@ -17,7 +17,9 @@
     X(UNSUPPORTED, -10008, "unsupported")                              \
     X(INVALID, -10009, "invalid argument")                             \
     X(STORAGE, -10010, "storage failure: log is read-only")            \
-    X(CLOSED, -10011, "closed")
+    X(CLOSED, -10011, "closed")                                        \
+    X(BUSY, -10012, "in use")                                          \
+    X(DENIED, -10013, "not allowed")
 
 enum {
 #define HE_ENUM(name, val, str) HE_##name = (val),
