@@ -4,11 +4,12 @@
 #   make test   install missing packages, build with ASan+UBSan, run unit and
 #               integration tests, print one summary line
 #   make bench  build release + benchmark tools, run the Kafka benchmark
+#   make bench-amqp  build release, run the AMQP benchmark next to RabbitMQ
 
 PY := /usr/bin/python3
 RUN_ARGS ?=
 
-.PHONY: all build deps run test test-unit test-integration bench clean
+.PHONY: all build deps run test test-unit test-integration bench bench-amqp clean
 
 all: build
 
@@ -34,6 +35,12 @@ bench:
 	@[ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
 	@ninja -C build
 	@bench/run_kafka_bench.sh
+
+bench-amqp:
+	@scripts/deps.sh bench
+	@[ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
+	@ninja -C build
+	@bench/run_amqp_bench.sh
 
 clean:
 	rm -rf build build-test build-clang

@@ -8,7 +8,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libuv1-dev zlib1g-dev libsnappy-dev
             liblz4-dev libzstd-dev python3)
 test_pkgs=(clang libcmocka-dev librdkafka-dev kcat python3-confluent-kafka
            python3-kafka python3-pytest python3-pika)
-bench_pkgs=(librdkafka-dev)
+bench_pkgs=(librdkafka-dev librabbitmq-dev amqp-tools rabbitmq-server)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
