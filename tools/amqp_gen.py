@@ -216,7 +216,7 @@ def gen_decode(m, c):
             c.append('    {')
             c.append('        uint8_t bits = rbuf_u8(r);')
             for i, b in enumerate(typ):
-                c.append('        o->%s = (bits >> %d) & 1;' % (b, i))
+                c.append('        o->%s = %s & 1;' % (b, '(bits >> %d)' % i if i else 'bits'))
             c.append('    }')
         elif typ in READ:
             c.append('    o->%s = %s(r);' % (name, READ[typ]))
@@ -236,7 +236,9 @@ def gen_encode(m, c):
     for name, typ in groups(m.fields):
         if name == 'bits':
             terms = ['(o->%s ? %#x : 0)' % (b, 1 << i) for i, b in enumerate(typ)]
-            c.append('    wbuf_u8(w, (uint8_t)(%s));' % '\n                         | '.join(terms))
+            if len(terms) > 1:
+                terms[0], terms[-1] = '(' + terms[0], terms[-1] + ')'
+            c.append('    wbuf_u8(w, (uint8_t)%s);' % '\n                         | '.join(terms))
         elif typ in READ:
             c.append('    %s(w, o->%s);' % (WRITE[typ], name))
         elif typ == 'table':
