@@ -10,8 +10,8 @@ The table (src/amqp/methods.amqp) reads:
 
 with TYPE one of octet short long longlong shortstr longstr bit table
 timestamp. Comments start with '#'. Consecutive bits pack into one octet, low
-bit first; any other field, or the end of the method, closes the octet
-(spec 4.2.5.2).
+bit first (a ninth bit starts another octet); any other field, or the end of
+the method, closes the octet (spec 4.2.5.2).
 
 Writes the codec (amqp_methods.h/.c) and, for unit tests only, sample-value
 fillers and a field-wise comparison (amqp_sample.h/.c). Only the standard
@@ -84,11 +84,12 @@ def parse(path):
 
 
 def groups(fields):
-    """Splits fields into runs: ('bits', [names]) for packed bits, else (name, type)."""
+    """Splits fields into runs: ('bits', [names]) for one octet of packed bits
+    (more than 8 consecutive bits continue in the next octet), else (name, type)."""
     out = []
     for name, typ in fields:
         if typ == 'bit':
-            if out and out[-1][0] == 'bits':
+            if out and out[-1][0] == 'bits' and len(out[-1][1]) < 8:
                 out[-1][1].append(name)
             else:
                 out.append(('bits', [name]))
