@@ -505,6 +505,28 @@ static void test_e2e(void **state)
     assert_non_null(exchange_bindings(t));
     assert_null(xbinding_next(exchange_bindings(t)));
     assert_int_equal(route_mask(r, in, "a.c", NONE, &out), 0x8);
+
+    /* Headers reach a headers exchange behind a fanout one. */
+    exchange_t *hf = declare(r, "hf", EX_FANOUT, 0);
+    exchange_t *hh = xregistry_find(r, B("amq.headers"));
+    tbl_t bt, mt;
+    tbl_begin(&bt);
+    put_str(&bt, "k", "v");
+    tbl_begin(&mt);
+    put_str(&mt, "k", "v");
+    assert_int_equal(xregistry_bind(r, hf, dx(hh), B(""), NONE), 0);
+    assert_int_equal(xregistry_bind(r, hh, dq(4), B(""), tbl_end(&bt)), 0);
+    assert_int_equal(route_mask(r, hf, "", tbl_end(&mt), &out), 0x10);
+    assert_int_equal(route_mask(r, hf, "", NONE, &out), 0);
+    /* An unbound exchange binding is gone from the destination too. */
+    assert_int_equal(xregistry_unbind(r, hf, dx(hh), B(""), NONE), 0);
+    assert_int_equal(xregistry_bind(r, hf, dx(in), B(""), NONE), 0);
+    assert_int_equal(xregistry_unbind(r, hf, dx(in), B(""), NONE), 0);
+    assert_int_equal(xregistry_delete(r, in, 0), 0);
+    assert_null(exchange_bindings(hf));
+    assert_int_equal(route_mask(r, t, "a.c", NONE, &out), 0);
+    wbuf_destroy(&bt.w);
+    wbuf_destroy(&mt.w);
     xroute_destroy(&out);
     xregistry_free(r);
 }
