@@ -13,7 +13,9 @@
 #include "server/config.h"
 #include "server/server.h"
 
+#ifndef HERALD_VERSION
 #define HERALD_VERSION "0.1.0"
+#endif
 
 static void usage(FILE *out)
 {

@@ -20,11 +20,12 @@
 #include "base/mem.h"
 #include "broker/group.h"
 #include "broker/internal.h"
+#include "broker/vhost.h"
 #include "store/deleter.h"
 
 #define PID_BLOCK 1000
 
-static int mkdir_p(const char *path)
+int mkdir_p(const char *path)
 {
     char tmp[1024];
     size_t n = strlen(path);
@@ -115,6 +116,7 @@ broker_t *broker_new(uv_loop_t *loop, const config_t *cfg, int *err)
         snprintf(b->adv_host, sizeof b->adv_host, "127.0.0.1");
     b->adv_port = colon ? atoi(colon + 1) : 9092;
 
+    b->vhost = vhost_new(b);
     if ((rc = open_internal(b, "__catalog", &b->catalog)) < 0) goto fail;
     if ((rc = catalog_replay(b)) < 0) {
         LOG_E("cannot replay the topic catalog: %s", herald_strerror(rc));
@@ -122,6 +124,10 @@ broker_t *broker_new(uv_loop_t *loop, const config_t *cfg, int *err)
     }
     for (topic_t *t = b->first; t; t = t->next) {
         if ((rc = topic_open_partitions(b, t, 0)) < 0) goto fail;
+    }
+    if ((rc = vhost_open(b->vhost)) < 0) {
+        LOG_E("cannot open the AMQP queues: %s", herald_strerror(rc));
+        goto fail;
     }
     if ((rc = open_internal(b, "__offsets", &b->offsets)) < 0) goto fail;
     b->groups = group_coord_new(b, b->offsets);
@@ -152,6 +158,7 @@ void broker_free(broker_t *b)
         uv_close((uv_handle_t *)&b->maint_timer, on_timer_closed);
     }
     group_coord_free(b->groups);
+    vhost_free(b->vhost);
     while (b->first) topic_free(b, b->first);
     if (b->offsets) partition_close(b, b->offsets);
     if (b->catalog) partition_close(b, b->catalog);

@@ -145,6 +145,8 @@ static void replay_record(replay_ctx_t *cx, const batch_rec_t *rec)
     if (kl >= 2 && memcmp(k, "t:", 2) == 0) {
         int rc = replay_topic(cx->b, k + 2, (size_t)kl - 2, rec->value, rec->value_len);
         if (rc && !cx->rc) cx->rc = rc;
+    } else if (kl >= 2 && k[1] == ':' && (k[0] == 'x' || k[0] == 'q' || k[0] == 'b')) {
+        vhost_replay_record(cx->b, rec->key, kl, rec->value, rec->value_len);
     } else if (kl == 3 && memcmp(k, "pid", 3) == 0 && rec->value_len == 8) {
         int64_t end = (int64_t)buf_get_be64(rec->value);
         /* Ids below the persisted block end may have been handed out. */

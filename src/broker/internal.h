@@ -54,6 +54,9 @@ struct topic {
     UT_hash_handle hh;
 };
 
+typedef struct queue queue_t;
+typedef struct vhost vhost_t;
+
 struct broker {
     uv_loop_t *loop;
     config_t cfg;
@@ -71,6 +74,8 @@ struct broker {
     group_coord_t *groups;
     uv_timer_t maint_timer;
     uint64_t requests_total;
+    vhost_t *vhost;                   /* AMQP: the one virtual host, "/" */
+    queue_t *dirty_queues;            /* queues with records to append this loop turn */
 };
 
 /* Opens an internal or topic partition log in dir (taking ownership of dir)
@@ -88,11 +93,17 @@ void topic_plog_config(const broker_t *b, const topic_t *t, plog_config_t *pc);
 int internal_append(broker_t *b, partition_t *p, const void *key, int32_t klen, const void *val, int32_t vlen,
                     int64_t *target);
 
+/* Creates path and its missing parents. Returns 0 or -errno. */
+int mkdir_p(const char *path);
+
 /* Catalog records (catalog.c). */
 int catalog_replay(broker_t *b);
 int catalog_put_topic(broker_t *b, const topic_t *t, int64_t *target);
 int catalog_delete_topic(broker_t *b, const char *name, int64_t *target);
 int catalog_put_pid_block(broker_t *b, int64_t block_end, int64_t *target);
+
+/* AMQP entities in the catalog (vhost.c): keys starting "x:", "q:", "b:". */
+void vhost_replay_record(broker_t *b, const uint8_t *key, int32_t klen, const uint8_t *val, int32_t vlen);
 
 /* Topic objects (topic.c). */
 topic_t *topic_alloc(const char *name, size_t len, const uint8_t id[16], int32_t npart);

@@ -17,6 +17,12 @@ typedef struct {
     char data_dir[1024];           /* "data" */
     char kafka_listen[256];        /* "kafka": HOST:PORT */
     char kafka_advertised[256];    /* "kafka.advertised": HOST:PORT; empty = the listen address */
+    char amqp_listen[256];         /* "amqp": HOST:PORT, host "loopback" = 127.0.0.1 and ::1 */
+    char amqp_users[1024];         /* "amqp.users": USER:PASS[,USER:PASS...] */
+    int64_t amqp_frame_max;        /* "amqp.frame.max": bytes */
+    int32_t amqp_channel_max;      /* "amqp.channel.max" */
+    int32_t amqp_heartbeat_s;      /* "amqp.heartbeat": seconds, 0 none */
+    int64_t amqp_max_message_bytes; /* "amqp.max.message.bytes" */
     config_flush_t flush_mode;     /* "flush" */
     int32_t flush_interval_ms;     /* from "flush = interval:MS" */
     int32_t log_level;             /* "log.level", a log_level_t */

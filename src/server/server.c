@@ -11,12 +11,15 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "broker/broker.h"
+#include "amqp/conn.h"
 #include "kafka/conn.h"
 
 typedef struct {
     uv_loop_t loop;
     broker_t *broker;
     uv_tcp_t kafka_listener;
+    uv_tcp_t amqp_listeners[2]; /* "loopback" = IPv4 and IPv6 */
+    int n_amqp;
     uv_signal_t sigint, sigterm;
     int stopping;
 } server_t;
@@ -30,6 +33,17 @@ static void on_kafka_connection(uv_stream_t *server, int status)
     }
     int rc = kafka_conn_accept(s->broker, server);
     if (rc < 0) LOG_W("kafka accept: %s", uv_strerror(rc));
+}
+
+static void on_amqp_connection(uv_stream_t *server, int status)
+{
+    server_t *s = server->data;
+    if (status < 0) {
+        LOG_W("amqp accept: %s", uv_strerror(status));
+        return;
+    }
+    int rc = amqp_conn_accept(s->broker, server);
+    if (rc < 0) LOG_W("amqp accept: %s", uv_strerror(rc));
 }
 
 /* Parses HOST:PORT ("[::1]:9092" for IPv6) into a sockaddr. */
@@ -99,9 +113,41 @@ static void server_stop(server_t *s)
     LOG_I("shutting down");
     if (uv_is_active((uv_handle_t *)&s->kafka_listener) || s->kafka_listener.data)
         uv_close((uv_handle_t *)&s->kafka_listener, on_closed);
+    for (int i = 0; i < s->n_amqp; i++) uv_close((uv_handle_t *)&s->amqp_listeners[i], on_closed);
+    s->n_amqp = 0;
+    amqp_conn_close_all(s->broker);
     uv_close((uv_handle_t *)&s->sigint, on_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_closed);
     kafka_conn_close_all(s->broker);
+}
+
+/* The AMQP listener(s): host "loopback" binds 127.0.0.1 and, when the
+ * machine has IPv6, [::1] on the same port. Returns 0 or <0. */
+static int listen_amqp(server_t *s, const char *addr, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon && (size_t)(colon - addr) == 8 && !strncmp(addr, "loopback", 8)) {
+        char a4[64], a6[64];
+        snprintf(a4, sizeof a4, "127.0.0.1%s", colon);
+        int rc = listen_on(s, &s->amqp_listeners[0], a4, on_amqp_connection, port);
+        if (rc < 0) {
+            uv_close((uv_handle_t *)&s->amqp_listeners[0], on_closed);
+            return rc;
+        }
+        s->n_amqp = 1;
+        snprintf(a6, sizeof a6, "[::1]:%d", *port);
+        int p6;
+        if (listen_on(s, &s->amqp_listeners[1], a6, on_amqp_connection, &p6) == 0) s->n_amqp = 2;
+        else uv_close((uv_handle_t *)&s->amqp_listeners[1], on_closed);
+        return 0;
+    }
+    int rc = listen_on(s, &s->amqp_listeners[0], addr, on_amqp_connection, port);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&s->amqp_listeners[0], on_closed);
+        return rc;
+    }
+    s->n_amqp = 1;
+    return 0;
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -127,12 +173,18 @@ int server_run(const config_t *cfg)
         uv_loop_close(&s.loop);
         return 1;
     }
-    int port = 0, code = 0;
-    if (listen_on(&s, &s.kafka_listener, cfg->kafka_listen, on_kafka_connection, &port) < 0) {
+    int port = 0, code = 0, aport = 0;
+    if (listen_amqp(&s, cfg->amqp_listen, &aport) < 0) {
+        code = 1;
+        s.stopping = 1;
+    } else if (listen_on(&s, &s.kafka_listener, cfg->kafka_listen, on_kafka_connection, &port) < 0) {
         code = 1;
         s.stopping = 1;
         uv_close((uv_handle_t *)&s.kafka_listener, on_closed);
+        for (int i = 0; i < s.n_amqp; i++) uv_close((uv_handle_t *)&s.amqp_listeners[i], on_closed);
     } else {
+        LOG_I("amqp listening on %s (port %d)", cfg->amqp_listen, aport);
+        fprintf(stdout, "herald: amqp port %d\n", aport);
         broker_set_kafka_port(s.broker, port);
         const char *ah;
         int ap;

@@ -25,6 +25,7 @@ class Broker:
         self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
+        self.amqp_port = None
         self.log_lines = []
         self._reader = None
 
@@ -35,8 +36,9 @@ class Broker:
     def start(self, timeout=20):
         # Reuse the previous port on restart so clients can reconnect.
         port = self.port or 0
+        aport = self.amqp_port or 0
         args = [HERALD_BIN, "serve", "--data", self.data_dir, "--kafka", f"127.0.0.1:{port}",
-                "--log-level", "info"] + self.extra_args
+                "--amqp", f"127.0.0.1:{aport}", "--log-level", "info"] + self.extra_args
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -59,6 +61,9 @@ class Broker:
                     break
                 continue
             self.log_lines.append(line)
+            if line.startswith("herald: amqp port "):
+                self.amqp_port = int(line.split()[-1])
+            # The server prints the AMQP port first, the Kafka port last.
             if line.startswith("herald: kafka port "):
                 self.port = int(line.split()[-1])
                 self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -126,3 +131,30 @@ def broker_factory(data_dir):
 @pytest.fixture
 def broker(broker_factory):
     return broker_factory()
+
+
+class ReferenceAmqp:
+    """An AMQP broker started elsewhere (HERALD_AMQP_REFERENCE=host:port, e.g.
+    RabbitMQ), to check that a test's expectations match the reference
+    behaviour. Tests that restart or kill the broker skip under it."""
+
+    def __init__(self, spec):
+        host, port = spec.rsplit(":", 1)
+        self.host = host
+        self.amqp_port = int(port)
+        self.reference = True
+
+    def log(self):
+        return ""
+
+
+@pytest.fixture
+def amqp_broker(broker_factory):
+    """The broker AMQP tests talk to: `.amqp_port` (and `.host`)."""
+    ref = os.environ.get("HERALD_AMQP_REFERENCE")
+    if ref:
+        return ReferenceAmqp(ref)
+    b = broker_factory()
+    b.host = "127.0.0.1"
+    b.reference = False
+    return b

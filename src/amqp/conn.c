@@ -1,0 +1,704 @@
+/*
+ * An AMQP 0-9-1 client connection: the protocol header, frames (see
+ * wire.h for the layout), the connection.* handshake and close,
+ * heartbeats, and the write path. Channel frames go to channel.c.
+ *
+ * Input is parsed frame by frame from one buffer. A frame's size is checked
+ * against the negotiated frame-max as soon as its 7-byte header arrives,
+ * before anything is allocated for it. Output frames are appended to `out`
+ * and written with one uv_write per callback; while one write is in
+ * flight, later frames accumulate and go in the next.
+ */
+#include "amqp/conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp/ftable.h"
+#include "amqp/internal.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+#define AMQP_READ_CHUNK (64 * 1024)
+#define AMQP_INPUT_PAUSE (16u << 20) /* stop reading while this much output is unsent */
+#define AMQP_CLOSE_TIMEOUT_MS 3000
+
+static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+
+static amqp_conn_t *all_conns;
+static int nconns;
+
+int amqp_conn_count(void) { return nconns; }
+
+amqp_conn_t *amqp_conn_by_id(uint64_t id)
+{
+    for (amqp_conn_t *c = all_conns; c; c = c->next)
+        if (c->id == id && c->state == AC_RUNNING) return c;
+    return NULL;
+}
+
+static void conn_unref(amqp_conn_t *c)
+{
+    if (--c->refs > 0) return;
+    wbuf_destroy(&c->out);
+    wbuf_destroy(&c->inflight);
+    free(c->in);
+    free(c->channels);
+    free(c);
+}
+
+static void on_closed(uv_handle_t *h) { conn_unref(h->data); }
+
+/* Releases channels and exclusive queues, closes the socket. */
+static void conn_close(amqp_conn_t *c)
+{
+    if (c->state == AC_CLOSED) return;
+    c->state = AC_CLOSED;
+    pwaiter_cancel(&c->wait);
+    if (c->channels)
+        for (uint32_t i = 1; i <= c->channel_max; i++)
+            if (c->channels[i]) {
+                amqp_channel_free(c->channels[i]);
+                c->channels[i] = NULL;
+            }
+    if (c->vh) vhost_owner_gone(c->vh, c);
+    if (c->prev) c->prev->next = c->next;
+    else all_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    nconns--;
+    uv_timer_stop(&c->timer);
+    c->refs++;
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void amqp_conn_close_all(broker_t *b)
+{
+    (void)b;
+    while (all_conns) conn_close(all_conns);
+}
+
+/* ---- output ---- */
+
+static void frame_begin(wbuf_t *w, uint8_t type, uint16_t ch, size_t *size_at)
+{
+    wbuf_u8(w, type);
+    wbuf_u16(w, ch);
+    *size_at = w->len;
+    wbuf_u32(w, 0);
+}
+
+static void frame_end(wbuf_t *w, size_t size_at)
+{
+    wbuf_patch_u32(w, size_at, (uint32_t)(w->len - size_at - 4));
+    wbuf_u8(w, AMQP_FRAME_END);
+}
+
+void amqp_send_method(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m)
+{
+    if (c->state == AC_CLOSED) return;
+    size_t at;
+    frame_begin(&c->out, AMQP_FRAME_METHOD, ch, &at);
+    amqp_method_encode(&c->out, m);
+    frame_end(&c->out, at);
+}
+
+void amqp_send_content(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m, amqp_bytes_t props,
+                       const uint8_t *body, uint64_t body_len)
+{
+    if (c->state == AC_CLOSED) return;
+    amqp_send_method(c, ch, m);
+    size_t at;
+    frame_begin(&c->out, AMQP_FRAME_HEADER, ch, &at);
+    amqp_header_encode(&c->out, body_len, props);
+    frame_end(&c->out, at);
+    uint64_t max = c->frame_max - AMQP_FRAME_OVERHEAD;
+    for (uint64_t off = 0; off < body_len; off += max) {
+        uint64_t n = body_len - off < max ? body_len - off : max;
+        frame_begin(&c->out, AMQP_FRAME_BODY, ch, &at);
+        wbuf_put(&c->out, body + off, (size_t)n);
+        frame_end(&c->out, at);
+    }
+}
+
+size_t amqp_conn_backlog(const amqp_conn_t *c) { return c->out.len + c->inflight.len; }
+
+static void start_reading(amqp_conn_t *c);
+
+static void on_written(uv_write_t *req, int status)
+{
+    amqp_conn_t *c = req->data;
+    c->writing = 0;
+    wbuf_reset(&c->inflight);
+    if (status < 0 && c->state != AC_CLOSED) {
+        LOG_I("amqp %s: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+    }
+    if (c->state != AC_CLOSED) {
+        amqp_conn_flush(c);
+        /* Consumers held back by the backlog may go on. */
+        if (c->channels && c->state == AC_RUNNING)
+            for (uint32_t i = 1; i <= c->channel_max && amqp_conn_backlog(c) < AMQP_BACKLOG_MAX; i++)
+                if (c->channels[i]) amqp_channel_kick(c->channels[i]);
+        amqp_conn_flush(c);
+        start_reading(c);
+    }
+    conn_unref(c);
+}
+
+void amqp_conn_flush(amqp_conn_t *c)
+{
+    /* While a reply waits for durability, nothing after it may go out. */
+    if (c->writing || c->waiting || c->state == AC_CLOSED) return;
+    if (!c->out.len) {
+        if (c->close_when_flushed) conn_close(c);
+        return;
+    }
+    wbuf_t t = c->inflight;
+    c->inflight = c->out;
+    c->out = t;
+    wbuf_reset(&c->out);
+    uv_buf_t buf = uv_buf_init((char *)c->inflight.p, (unsigned)c->inflight.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+    if (rc < 0) {
+        LOG_I("amqp %s: write failed: %s", c->peer, uv_strerror(rc));
+        wbuf_reset(&c->inflight);
+        conn_close(c);
+        return;
+    }
+    c->writing = 1;
+    c->refs++;
+    c->last_send_ms = clock_mono_ms();
+}
+
+static void on_close_timeout(uv_timer_t *t)
+{
+    amqp_conn_t *c = t->data;
+    LOG_I("amqp %s: no close-ok, closing", c->peer);
+    conn_close(c);
+}
+
+void amqp_conn_error(amqp_conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, ...)
+{
+    if (c->state == AC_CLOSING || c->state == AC_CLOSED) return;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    LOG_I("amqp %s: closing connection: %u %s", c->peer, code, text);
+    amqp_method_t m = {.id = AMQP_CONNECTION_CLOSE};
+    m.m.connection_close.reply_code = code;
+    m.m.connection_close.reply_text = amqp_cstr(text);
+    m.m.connection_close.class_id = (uint16_t)(method_id >> 16);
+    m.m.connection_close.method_id = (uint16_t)method_id;
+    amqp_send_method(c, 0, &m);
+    if (c->channels)
+        for (uint32_t i = 1; i <= c->channel_max; i++)
+            if (c->channels[i]) {
+                amqp_channel_free(c->channels[i]);
+                c->channels[i] = NULL;
+            }
+    c->state = AC_CLOSING;
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_close_timeout, AMQP_CLOSE_TIMEOUT_MS, 0);
+    amqp_conn_flush(c);
+}
+
+/* ---- the handshake ---- */
+
+static void put_bool(wbuf_t *w, const char *name, int v)
+{
+    ftable_put_name(w, name);
+    ftable_put_bool(w, v);
+}
+
+static void put_str(wbuf_t *w, const char *name, const char *v)
+{
+    ftable_put_name(w, name);
+    ftable_put_longstr(w, v, strlen(v));
+}
+
+static void send_start(amqp_conn_t *c)
+{
+    wbuf_t props;
+    wbuf_init(&props);
+    size_t mark = ftable_begin(&props);
+    ftable_put_name(&props, "capabilities");
+    size_t caps = ftable_put_table_begin(&props);
+    put_bool(&props, "publisher_confirms", 1);
+    put_bool(&props, "exchange_exchange_bindings", 1);
+    put_bool(&props, "basic.nack", 1);
+    put_bool(&props, "consumer_cancel_notify", 1);
+    put_bool(&props, "connection.blocked", 1);
+    put_bool(&props, "authentication_failure_close", 1);
+    put_bool(&props, "per_consumer_qos", 1);
+    put_bool(&props, "direct_reply_to", 1);
+    ftable_end(&props, caps);
+    put_str(&props, "cluster_name", broker_cluster_id(c->b));
+    put_str(&props, "product", "Herald");
+    put_str(&props, "version", HERALD_VERSION);
+    put_str(&props, "platform", "C");
+    put_str(&props, "information", "Herald message broker: Kafka and AMQP 0-9-1 on one durable log");
+    ftable_end(&props, mark);
+    amqp_method_t m = {.id = AMQP_CONNECTION_START};
+    m.m.connection_start.version_major = 0;
+    m.m.connection_start.version_minor = 9;
+    /* The method carries the table content; strip the length prefix. */
+    m.m.connection_start.server_properties = (amqp_bytes_t){props.p + 4, (uint32_t)props.len - 4};
+    m.m.connection_start.mechanisms = amqp_cstr("PLAIN AMQPLAIN");
+    m.m.connection_start.locales = amqp_cstr("en_US");
+    amqp_send_method(c, 0, &m);
+    wbuf_destroy(&props);
+    c->state = AC_START_OK;
+}
+
+/* Checks user:password against amqp.users. guest only from loopback. */
+static int auth_ok(amqp_conn_t *c, amqp_bytes_t user, amqp_bytes_t pass)
+{
+    const char *users = broker_config(c->b)->amqp_users;
+    const char *p = users;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *colon = memchr(p, ':', n);
+        if (colon) {
+            size_t ul = (size_t)(colon - p), pl = n - ul - 1;
+            if (ul == user.len && !memcmp(p, user.p, ul) && pl == pass.len && !memcmp(colon + 1, pass.p, pl)) {
+                if (ul == 5 && !memcmp(p, "guest", 5) && !c->loopback) return 0;
+                return 1;
+            }
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+static void read_caps(amqp_conn_t *c, amqp_bytes_t client_props)
+{
+    fvalue_t caps, v;
+    if (!ftable_get(client_props, "capabilities", &caps) || caps.type != FV_TABLE) return;
+    if (ftable_get(caps.v.table, "consumer_cancel_notify", &v) && v.type == FV_BOOL && v.v.i)
+        c->caps |= CAP_CANCEL_NOTIFY;
+    if (ftable_get(caps.v.table, "connection.blocked", &v) && v.type == FV_BOOL && v.v.i) c->caps |= CAP_BLOCKED;
+    if (ftable_get(caps.v.table, "authentication_failure_close", &v) && v.type == FV_BOOL && v.v.i)
+        c->caps |= CAP_AUTH_FAILURE_CLOSE;
+}
+
+static int handle_start_ok(amqp_conn_t *c, const amqp_connection_start_ok_t *so)
+{
+    read_caps(c, so->client_properties);
+    amqp_bytes_t user = {NULL, 0}, pass = {NULL, 0};
+    if (amqp_bytes_eq(so->mechanism, "PLAIN")) {
+        /* authzid NUL authcid NUL password */
+        const uint8_t *r = so->response.p, *e = r + so->response.len;
+        const uint8_t *z1 = r ? memchr(r, 0, so->response.len) : NULL;
+        const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, (size_t)(e - z1 - 1)) : NULL;
+        if (z2) {
+            user = (amqp_bytes_t){z1 + 1, (uint32_t)(z2 - z1 - 1)};
+            pass = (amqp_bytes_t){z2 + 1, (uint32_t)(e - z2 - 1)};
+        }
+    } else if (amqp_bytes_eq(so->mechanism, "AMQPLAIN")) {
+        /* A field table without its length prefix. */
+        if (ftable_validate(so->response) == 0) {
+            ftable_get_str(so->response, "LOGIN", &user);
+            ftable_get_str(so->response, "PASSWORD", &pass);
+        }
+    } else {
+        amqp_conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
+                        "ACCESS_REFUSED - unsupported authentication mechanism '%.*s'", (int)so->mechanism.len,
+                        (const char *)so->mechanism.p);
+        return -1;
+    }
+    if (!user.p || !auth_ok(c, user, pass)) {
+        LOG_W("amqp %s: login refused for user '%.*s'", c->peer, (int)(user.len > 64 ? 64 : user.len),
+              user.p ? (const char *)user.p : "");
+        if (c->caps & CAP_AUTH_FAILURE_CLOSE) {
+            amqp_conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
+                            "ACCESS_REFUSED - Login was refused using authentication mechanism %.*s. For "
+                            "details see the broker logfile.",
+                            (int)so->mechanism.len, (const char *)so->mechanism.p);
+        } else {
+            conn_close(c);
+        }
+        return -1;
+    }
+    snprintf(c->user, sizeof c->user, "%.*s", (int)user.len, (const char *)user.p);
+    const config_t *cfg = broker_config(c->b);
+    amqp_method_t m = {.id = AMQP_CONNECTION_TUNE};
+    m.m.connection_tune.channel_max = (uint16_t)cfg->amqp_channel_max;
+    m.m.connection_tune.frame_max = (uint32_t)cfg->amqp_frame_max;
+    m.m.connection_tune.heartbeat = (uint16_t)cfg->amqp_heartbeat_s;
+    amqp_send_method(c, 0, &m);
+    c->state = AC_TUNE_OK;
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static int handle_tune_ok(amqp_conn_t *c, const amqp_connection_tune_ok_t *t)
+{
+    const config_t *cfg = broker_config(c->b);
+    uint32_t fmax = t->frame_max ? t->frame_max : (uint32_t)cfg->amqp_frame_max;
+    if (fmax < AMQP_FRAME_MIN_SIZE) {
+        amqp_conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                        "NOT_ALLOWED - frame_max=%u < %u min size", fmax, AMQP_FRAME_MIN_SIZE);
+        return -1;
+    }
+    if (fmax > (uint32_t)cfg->amqp_frame_max) {
+        amqp_conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                        "NOT_ALLOWED - frame_max=%u > %u max size", fmax, (uint32_t)cfg->amqp_frame_max);
+        return -1;
+    }
+    uint16_t chmax = t->channel_max ? t->channel_max : (uint16_t)cfg->amqp_channel_max;
+    if (chmax > cfg->amqp_channel_max) {
+        amqp_conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                        "NOT_ALLOWED - channel_max=%u > %d max", chmax, cfg->amqp_channel_max);
+        return -1;
+    }
+    c->frame_max = fmax;
+    c->channel_max = chmax;
+    c->heartbeat_s = t->heartbeat;
+    c->channels = xcalloc((size_t)chmax + 1, sizeof *c->channels);
+    c->state = AC_OPEN;
+    uv_timer_stop(&c->timer); /* the handshake deadline */
+    if (c->heartbeat_s) {
+        uint64_t ms = (uint64_t)c->heartbeat_s * 1000 / 2;
+        uv_timer_start(&c->timer, on_timer, ms, ms);
+    }
+    return 0;
+}
+
+static int handle_open(amqp_conn_t *c, const amqp_connection_open_t *o)
+{
+    c->vh = broker_vhost(c->b, o->virtual_host);
+    if (!c->vh) {
+        amqp_conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_OPEN,
+                        "NOT_ALLOWED - vhost %.*s not found", (int)o->virtual_host.len,
+                        (const char *)o->virtual_host.p);
+        return -1;
+    }
+    amqp_method_t m = {.id = AMQP_CONNECTION_OPEN_OK};
+    amqp_send_method(c, 0, &m);
+    c->state = AC_RUNNING;
+    return 0;
+}
+
+/* ---- heartbeats ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    amqp_conn_t *c = t->data;
+    int64_t now = clock_mono_ms(), hb = (int64_t)c->heartbeat_s * 1000;
+    if (now - c->last_recv_ms > 2 * hb) {
+        LOG_I("amqp %s: missed heartbeats from client, timeout: %ds", c->peer, c->heartbeat_s);
+        conn_close(c);
+        return;
+    }
+    if (now - c->last_send_ms >= hb / 2) {
+        static const uint8_t frame[8] = {AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, AMQP_FRAME_END};
+        wbuf_put(&c->out, frame, sizeof frame);
+        amqp_conn_flush(c);
+    }
+}
+
+/* ---- input ---- */
+
+static int conn_method(amqp_conn_t *c, const uint8_t *p, uint32_t len)
+{
+    amqp_method_t m;
+    int rc = amqp_method_decode(p, len, &m);
+    if (rc == HE_NOT_FOUND) {
+        amqp_conn_error(c, AMQP_NOT_IMPLEMENTED, m.id, "NOT_IMPLEMENTED - unknown method %u.%u", m.id >> 16,
+                        m.id & 0xffff);
+        return -1;
+    }
+    if (rc < 0) {
+        amqp_conn_error(c, AMQP_SYNTAX_ERROR, m.id, "SYNTAX_ERROR - malformed %s",
+                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method");
+        return -1;
+    }
+    if (c->state == AC_CLOSING) {
+        if (m.id == AMQP_CONNECTION_CLOSE_OK) conn_close(c);
+        else if (m.id == AMQP_CONNECTION_CLOSE) {
+            amqp_method_t ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+            amqp_send_method(c, 0, &ok);
+            amqp_conn_flush(c);
+        }
+        return -1;
+    }
+    uint32_t want = c->state == AC_START_OK ? AMQP_CONNECTION_START_OK
+                    : c->state == AC_TUNE_OK ? AMQP_CONNECTION_TUNE_OK
+                    : c->state == AC_OPEN    ? AMQP_CONNECTION_OPEN
+                                             : 0;
+    if (want && m.id != want) {
+        amqp_conn_error(c, AMQP_COMMAND_INVALID, m.id, "COMMAND_INVALID - expected %s, got %s",
+                        amqp_method_name(want), amqp_method_name(m.id) ? amqp_method_name(m.id) : "?");
+        return -1;
+    }
+    switch (m.id) {
+    case AMQP_CONNECTION_START_OK: return handle_start_ok(c, &m.m.connection_start_ok);
+    case AMQP_CONNECTION_TUNE_OK: return handle_tune_ok(c, &m.m.connection_tune_ok);
+    case AMQP_CONNECTION_OPEN: return handle_open(c, &m.m.connection_open);
+    case AMQP_CONNECTION_CLOSE: {
+        amqp_method_t ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+        amqp_send_method(c, 0, &ok);
+        /* Channels go now; the socket closes once close-ok is written. */
+        if (c->channels)
+            for (uint32_t i = 1; i <= c->channel_max; i++)
+                if (c->channels[i]) {
+                    amqp_channel_free(c->channels[i]);
+                    c->channels[i] = NULL;
+                }
+        c->state = AC_CLOSING;
+        c->close_when_flushed = 1;
+        amqp_conn_flush(c);
+        return -1;
+    }
+    case AMQP_CONNECTION_CLOSE_OK: return 0;
+    case AMQP_CONNECTION_BLOCKED:
+    case AMQP_CONNECTION_UNBLOCKED: return 0;
+    case AMQP_CONNECTION_UPDATE_SECRET: {
+        amqp_method_t ok = {.id = AMQP_CONNECTION_UPDATE_SECRET_OK};
+        amqp_send_method(c, 0, &ok);
+        return 0;
+    }
+    default:
+        amqp_conn_error(c, AMQP_COMMAND_INVALID, m.id, "COMMAND_INVALID - %s on channel 0",
+                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method");
+        return -1;
+    }
+}
+
+static int conn_frame(amqp_conn_t *c, uint8_t type, uint16_t chan, const uint8_t *p, uint32_t len)
+{
+    if (type == AMQP_FRAME_HEARTBEAT) {
+        if (chan != 0) {
+            amqp_conn_error(c, AMQP_COMMAND_INVALID, 0, "COMMAND_INVALID - heartbeat on channel %u", chan);
+            return -1;
+        }
+        return 0;
+    }
+    if (type != AMQP_FRAME_METHOD && type != AMQP_FRAME_HEADER && type != AMQP_FRAME_BODY) {
+        amqp_conn_error(c, AMQP_FRAME_ERROR, 0, "FRAME_ERROR - unknown frame type %u", type);
+        return -1;
+    }
+    if (chan == 0) {
+        if (type != AMQP_FRAME_METHOD) {
+            amqp_conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "UNEXPECTED_FRAME - content frame on channel 0");
+            return -1;
+        }
+        return conn_method(c, p, len);
+    }
+    if (c->state == AC_CLOSING) return 0; /* only close-ok matters now */
+    if (c->state != AC_RUNNING) {
+        amqp_conn_error(c, AMQP_COMMAND_INVALID, 0, "COMMAND_INVALID - channel frame before connection.open");
+        return -1;
+    }
+    if (chan > c->channel_max) {
+        amqp_conn_error(c, AMQP_CHANNEL_ERROR, 0, "CHANNEL_ERROR - channel %u above channel_max %u", chan,
+                        c->channel_max);
+        return -1;
+    }
+    amqp_channel_t *ch = c->channels[chan];
+    if (!ch) {
+        /* Only channel.open may address a channel that is not open. */
+        if (type == AMQP_FRAME_METHOD && len >= 4 && buf_get_be32(p) == AMQP_CHANNEL_OPEN) {
+            ch = c->channels[chan] = amqp_channel_new(c, chan);
+        } else {
+            amqp_conn_error(c, AMQP_CHANNEL_ERROR, 0, "CHANNEL_ERROR - expected 'channel.open' on channel %u",
+                            chan);
+            return -1;
+        }
+    }
+    return amqp_channel_frame(ch, type, p, len);
+}
+
+static void after_input(amqp_conn_t *c)
+{
+    if (c->channels && c->state == AC_RUNNING)
+        for (uint32_t i = 1; i <= c->channel_max; i++)
+            if (c->channels[i]) amqp_channel_after_input(c->channels[i]);
+    amqp_conn_flush(c);
+}
+
+/* Parses whole frames from the input buffer. */
+static void parse_input(amqp_conn_t *c)
+{
+    size_t pos = 0;
+    while (c->state != AC_CLOSED && !c->waiting) {
+        size_t avail = c->in_len - pos;
+        const uint8_t *p = c->in + pos;
+        if (c->state == AC_HEADER) {
+            if (avail < 8) break;
+            if (memcmp(p, protocol_header, 8) != 0) {
+                LOG_I("amqp %s: bad protocol header, answering with ours", c->peer);
+                wbuf_put(&c->out, protocol_header, 8);
+                c->state = AC_CLOSING;
+                c->close_when_flushed = 1;
+                amqp_conn_flush(c);
+                break;
+            }
+            pos += 8;
+            send_start(c);
+            continue;
+        }
+        if (avail < 7) break;
+        uint8_t type = p[0];
+        uint16_t chan = (uint16_t)(p[1] << 8 | p[2]);
+        uint32_t size = buf_get_be32(p + 3);
+        uint32_t limit = c->frame_max;
+        if ((uint64_t)size + AMQP_FRAME_OVERHEAD > limit) {
+            amqp_conn_error(c, AMQP_FRAME_ERROR, 0, "FRAME_ERROR - type %u, size %u > frame_max %u", type,
+                            size + AMQP_FRAME_OVERHEAD, limit);
+            break;
+        }
+        if (avail < (size_t)size + AMQP_FRAME_OVERHEAD) {
+            if (c->in_cap < (size_t)size + AMQP_FRAME_OVERHEAD && pos == 0) {
+                c->in_cap = (size_t)size + AMQP_FRAME_OVERHEAD;
+                c->in = xrealloc(c->in, c->in_cap);
+            }
+            break;
+        }
+        if (p[7 + size] != AMQP_FRAME_END) {
+            amqp_conn_error(c, AMQP_FRAME_ERROR, 0, "FRAME_ERROR - bad frame end octet 0x%02x", p[7 + size]);
+            break;
+        }
+        pos += (size_t)size + AMQP_FRAME_OVERHEAD;
+        if (conn_frame(c, type, chan, p + 7, size) < 0 && c->state != AC_RUNNING) break;
+    }
+    if (c->state == AC_CLOSED) return;
+    if (pos) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+    after_input(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    amqp_conn_t *c = h->data;
+    size_t want = c->in_len + AMQP_READ_CHUNK;
+    if (c->in_cap < want) {
+        size_t cap = c->in_cap ? c->in_cap : AMQP_READ_CHUNK;
+        while (cap < want) cap *= 2;
+        c->in = xrealloc(c->in, cap);
+        c->in_cap = cap;
+    }
+    *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    amqp_conn_t *c = s->data;
+    if (n < 0) {
+        if (n != UV_EOF) LOG_I("amqp %s: read failed: %s", c->peer, uv_strerror((int)n));
+        else if (c->state == AC_RUNNING) LOG_I("amqp %s: client closed the connection", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (n == 0) return;
+    c->in_len += (size_t)n;
+    c->last_recv_ms = clock_mono_ms();
+    if (c->state == AC_CLOSED) return;
+    parse_input(c);
+    if (c->state != AC_CLOSED && amqp_conn_backlog(c) > AMQP_INPUT_PAUSE && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void start_reading(amqp_conn_t *c)
+{
+    if (c->reading || c->state == AC_CLOSED || c->waiting || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static void on_wait_fired(pwaiter_t *w, int status)
+{
+    amqp_conn_t *c = w->ctx;
+    c->waiting = 0;
+    void (*done)(amqp_conn_t *, int) = c->wait_done;
+    c->wait_done = NULL;
+    if (c->state == AC_CLOSED) {
+        conn_unref(c);
+        return;
+    }
+    if (done) done(c, status);
+    if (c->waiting) { /* done() waits again */
+        conn_unref(c);
+        return;
+    }
+    amqp_conn_flush(c);
+    parse_input(c); /* frames that arrived meanwhile */
+    start_reading(c);
+    conn_unref(c);
+}
+
+void amqp_conn_hold(amqp_conn_t *c, void (*done)(amqp_conn_t *c, int status))
+{
+    c->waiting = 1;
+    c->wait_done = done;
+    c->wait.cb = on_wait_fired;
+    c->wait.ctx = c;
+    c->refs++;
+}
+
+/* ---- accept ---- */
+
+int amqp_conn_accept(broker_t *b, uv_stream_t *server)
+{
+    amqp_conn_t *c = xcalloc(1, sizeof *c);
+    c->b = b;
+    c->refs = 1;
+    c->frame_max = AMQP_FRAME_MIN_SIZE; /* until tune-ok: the spec's minimum */
+    wbuf_init(&c->out);
+    wbuf_init(&c->inflight);
+    uv_tcp_init(broker_loop(b), &c->tcp);
+    c->tcp.data = c;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return rc;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_init(broker_loop(b), &c->timer);
+    c->timer.data = c;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char host[48] = "";
+        int port = 0;
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof host);
+            port = ntohs(a->sin_port);
+            c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof host);
+            port = ntohs(a->sin6_port);
+            c->loopback = !strcmp(host, "::1") || !strncmp(host, "::ffff:127.", 11);
+        }
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    }
+    c->last_recv_ms = c->last_send_ms = clock_mono_ms();
+    uv_random(NULL, NULL, &c->id, sizeof c->id, 0, NULL);
+    c->next = all_conns;
+    if (all_conns) all_conns->prev = c;
+    all_conns = c;
+    nconns++;
+    /* A client that never sends the header is dropped after a while. */
+    uv_timer_start(&c->timer, on_close_timeout, 10000, 0);
+    start_reading(c);
+    return 0;
+}

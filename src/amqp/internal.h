@@ -1,0 +1,122 @@
+/*
+ * AMQP front end internals shared by conn.c (connection, frames,
+ * handshake, heartbeats), channel.c (channels, publishing, deliveries,
+ * acks, confirms, transactions) and h_entities.c (exchange.* and queue.*).
+ */
+#ifndef HERALD_AMQP_INTERNAL_H
+#define HERALD_AMQP_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "amqp/amqp_methods.h"
+#include "amqp/props.h"
+#include "amqp/wire.h"
+#include "base/buf.h"
+#include "broker/broker.h"
+#include "broker/vhost.h"
+
+typedef struct amqp_conn amqp_conn_t;
+typedef struct amqp_channel amqp_channel_t;
+typedef struct amqp_consumer amqp_consumer_t;
+
+typedef enum {
+    AC_HEADER,   /* waiting for the protocol header */
+    AC_START_OK, /* sent connection.start */
+    AC_TUNE_OK,  /* sent connection.tune */
+    AC_OPEN,     /* waiting for connection.open */
+    AC_RUNNING,  /* open */
+    AC_CLOSING,  /* sent connection.close, waiting for close-ok */
+    AC_CLOSED,   /* socket closing */
+} amqp_conn_state_t;
+
+/* Client capabilities that change what the server may send. */
+enum { CAP_CANCEL_NOTIFY = 1, CAP_BLOCKED = 2, CAP_AUTH_FAILURE_CLOSE = 4 };
+
+struct amqp_conn {
+    broker_t *b;
+    vhost_t *vh;
+    uv_tcp_t tcp;
+    amqp_conn_state_t state;
+    uint8_t *in;             /* unparsed input */
+    size_t in_len, in_cap;
+    wbuf_t out;              /* frames not yet handed to the socket */
+    wbuf_t inflight;         /* frames being written */
+    uv_write_t wreq;
+    int writing;
+    int reading;             /* uv_read_start active */
+    int close_when_flushed;  /* close the socket once the output is written */
+    int waiting;             /* a handler waits for durability: input parsing paused */
+    pwaiter_t wait;          /* for `waiting` */
+    void (*wait_done)(amqp_conn_t *c, int status);
+    uint16_t channel_max;
+    uint32_t frame_max;      /* negotiated (or offered, before tune-ok) */
+    uint16_t heartbeat_s;    /* negotiated, 0 none */
+    uv_timer_t timer;        /* heartbeats and the close-ok timeout */
+    int64_t last_recv_ms, last_send_ms;
+    unsigned caps;           /* CAP_* */
+    amqp_channel_t **channels; /* channel_max + 1 slots, [0] unused */
+    char peer[64];           /* "127.0.0.1:34567" */
+    char user[64];
+    int refs;                /* the socket + pending callbacks; freed at 0 */
+    int loopback;            /* peer address is loopback */
+    uint64_t id;             /* random: names the connection in direct reply-to addresses */
+    amqp_conn_t *prev, *next; /* all connections */
+};
+
+/* ---- conn.c ---- */
+
+/* Appends a method frame on channel ch. */
+void amqp_send_method(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m);
+/* Appends a content-bearing method with its header and body frames. */
+void amqp_send_content(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m, amqp_bytes_t props,
+                       const uint8_t *body, uint64_t body_len);
+/* Starts writing what was appended (at the end of each callback). */
+void amqp_conn_flush(amqp_conn_t *c);
+/* Hard error: sends connection.close with the code and text and stops
+ * processing input. text is formatted like printf. */
+void amqp_conn_error(amqp_conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The open connection with this id, or NULL. */
+amqp_conn_t *amqp_conn_by_id(uint64_t id);
+/* Bytes queued for the socket (deliveries stop above a threshold). */
+size_t amqp_conn_backlog(const amqp_conn_t *c);
+#define AMQP_BACKLOG_MAX (4u << 20)
+/* Pauses input until wait_done runs (a reply that needs durability). The
+ * caller linked c->wait (partition_wait/broker_catalog_wait returned 0). */
+void amqp_conn_hold(amqp_conn_t *c, void (*done)(amqp_conn_t *c, int status));
+
+/* ---- channel.c ---- */
+
+amqp_channel_t *amqp_channel_new(amqp_conn_t *c, uint16_t id);
+/* Releases everything (consumers removed, unacked requeued) and frees. */
+void amqp_channel_free(amqp_channel_t *ch);
+/* Handles one frame for an open channel. Returns 0, or <0 after a hard
+ * error was raised. */
+int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload, uint32_t len);
+/* Soft error: channel.close with code and text; the channel's resources
+ * are released at once, its frames ignored until close-ok. */
+void amqp_channel_error(amqp_channel_t *ch, uint16_t code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* End of an input batch: emit confirms, flush. */
+void amqp_channel_after_input(amqp_channel_t *ch);
+/* The socket drained: consumers may take more. */
+void amqp_channel_kick(amqp_channel_t *ch);
+uint16_t amqp_channel_id(const amqp_channel_t *ch);
+int amqp_channel_closing(const amqp_channel_t *ch);
+/* Remembers the queue last declared on the channel (for "" names). */
+void amqp_channel_set_last_queue(amqp_channel_t *ch, amqp_bytes_t name);
+amqp_bytes_t amqp_channel_last_queue(const amqp_channel_t *ch);
+amqp_conn_t *amqp_channel_conn(const amqp_channel_t *ch);
+
+/* ---- h_entities.c: exchange.* and queue.* methods ---- */
+
+/* Returns 0, or <0 if the channel or the connection was closed. */
+int amqp_handle_entity(amqp_channel_t *ch, const amqp_method_t *m);
+/* Finds the queue for a consume/get/bind, raising 404/405 as RabbitMQ.
+ * Returns NULL after raising the error. */
+queue_t *amqp_queue_for(amqp_channel_t *ch, amqp_bytes_t name, uint32_t method_id);
+/* Deletes an auto-delete queue that has lost its last consumer. */
+void amqp_queue_maybe_autodelete(amqp_conn_t *c, queue_t *q);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * AMQP queues: a log of messages plus delivery state (DESIGN.md, "Queues
+ * are logs plus delivery state").
+ *
+ * In memory a queue holds every live message as an entry: the ready list
+ * (sorted by arrival sequence, so a requeued message goes back ahead of
+ * newer ones) and the entries handed to consumers (owned by the front end's
+ * channel until acked or requeued). A durable queue also writes each
+ * persistent message to its data log and each ack to its state log; both
+ * are partition logs under data/queues/ (one directory pair per queue id)
+ * and recovered at start-up:
+ *
+ *   queues/ID-log     one record per persistent message:
+ *       key = routing key, value = body, timestamp = arrival (ms),
+ *       headers "x" = exchange name, "p" = the content-header property
+ *       bytes (flags + list) exactly as published, "e" = expiry time
+ *       (int64 BE, ms) when a TTL applies.
+ *   queues/<id>-state   delivery state records:
+ *       key "a": value = acked (or dropped) message offsets, int64 BE each
+ *       key "d": value = int64 BE, every message at or below this offset
+ *                may have been delivered (redelivered=true after a restart)
+ *       key "s": snapshot, value = int64 BE end offset E, int64 BE
+ *                delivered mark, then the live offsets below E (int64 BE
+ *                each); replay restarts from the latest snapshot
+ *
+ * A message at offset o is live after recovery iff it is in the data log,
+ * not acked after the last snapshot, and either o >= E or o is in the
+ * snapshot's live list. Records are appended (coalesced per loop turn) and
+ * synced by the group-commit flusher with everything else.
+ *
+ * Transient messages (delivery-mode != 2) and every message of a
+ * non-durable queue stay in memory only.
+ */
+#ifndef HERALD_BROKER_QUEUE_H
+#define HERALD_BROKER_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amqp/wire.h"
+#include "broker/broker.h"
+
+typedef struct queue queue_t;
+typedef struct qentry qentry_t;
+typedef struct qconsumer qconsumer_t;
+
+/* A published message: one allocation shared (refcounted) by every queue
+ * it was routed to. Immutable after qmsg_new + filling the body. */
+typedef struct qmsg {
+    uint32_t refs;
+    uint8_t persistent;    /* delivery-mode 2 */
+    uint8_t exchange_len;  /* bytes */
+    uint8_t key_len;       /* routing key bytes */
+    uint32_t props_len;    /* property bytes (flags + list) */
+    uint64_t body_len;
+    int64_t ts_ms;         /* arrival, wall clock */
+    int64_t expiration_ms; /* per-message TTL from the "expiration" property, -1 none */
+    uint8_t data[];        /* exchange | routing key | props | body */
+} qmsg_t;
+
+/* Allocates a message with refs = 1; the caller copies the body into
+ * qmsg_body(m). */
+qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len);
+static inline qmsg_t *qmsg_ref(qmsg_t *m) { m->refs++; return m; }
+void qmsg_unref(qmsg_t *m); /* NULL ok */
+static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
+static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }
+static inline amqp_bytes_t qmsg_props(const qmsg_t *m)
+{
+    return (amqp_bytes_t){m->data + m->exchange_len + m->key_len, m->props_len};
+}
+static inline uint8_t *qmsg_body(qmsg_t *m) { return m->data + m->exchange_len + m->key_len + m->props_len; }
+
+/* One message in one queue. */
+struct qentry {
+    qentry_t *prev, *next; /* in the ready list while ready, else in the held list */
+    queue_t *q;
+    qmsg_t *m;             /* one reference */
+    uint64_t seq;          /* arrival order in this queue */
+    int64_t offset;        /* record offset in the data log, -1 if not stored */
+    int64_t expires_ms;    /* wall-clock expiry, 0 none */
+    uint32_t deliveries;   /* times handed out */
+    uint8_t redelivered;   /* handed out before (this run or a previous one) */
+    uint8_t ready;         /* in the ready list (else held by a consumer) */
+    uint32_t pend_slot;    /* internal: 1 + index in the queue's pending writes, 0 none */
+};
+
+/* A consumer, embedded in the front end's struct. */
+struct qconsumer {
+    qconsumer_t *prev, *next; /* in the queue's consumer ring (internal) */
+    queue_t *q;               /* set while attached */
+    /* 1 if it can take one more message now (prefetch, write backlog). */
+    int (*can_take)(qconsumer_t *c);
+    /* Hands e over: the consumer owns it until queue_ack/queue_requeue
+     * (a no-ack consumer acks it right after writing it). */
+    void (*deliver)(qconsumer_t *c, qentry_t *e);
+    /* The queue is being deleted: the consumer was detached. */
+    void (*cancelled)(qconsumer_t *c);
+    int exclusive;
+};
+
+enum { QF_DURABLE = 1, QF_EXCLUSIVE = 2, QF_AUTO_DELETE = 4 };
+
+/* Creates a queue in memory. With QF_DURABLE, dir (taken over) is its log
+ * directory, opened by queue_open(); NULL otherwise. args: the arguments
+ * table content (copied). owner: the exclusive owner (opaque), or NULL. */
+queue_t *queue_new(broker_t *b, amqp_bytes_t name, uint64_t id, unsigned flags, amqp_bytes_t args, char *dir);
+/* Opens and recovers the logs of a durable queue (blocking; at start-up or
+ * declare). Returns 0 or <0. */
+int queue_open(queue_t *q);
+/* Deletes the queue: consumers get cancelled(), ready messages are dropped,
+ * the logs are removed. Entries held by consumers stay valid; acking or
+ * requeueing them is then a no-op that frees them. The struct itself is
+ * freed when the last such entry is released. */
+void queue_delete(queue_t *q);
+/* Closes without deleting (shutdown). Entries held by consumers must have
+ * been released first. */
+void queue_close(queue_t *q);
+
+amqp_bytes_t queue_name(const queue_t *q);
+const char *queue_name_cstr(const queue_t *q);
+uint64_t queue_id(const queue_t *q);
+unsigned queue_flags(const queue_t *q);
+amqp_bytes_t queue_args(const queue_t *q);
+uint32_t queue_ready_count(const queue_t *q);
+uint32_t queue_unacked_count(const queue_t *q);
+uint32_t queue_consumer_count(const queue_t *q);
+int queue_is_deleted(const queue_t *q);
+void *queue_owner(const queue_t *q);
+void queue_set_owner(queue_t *q, void *owner);
+/* For the vhost's x-expires and auto-delete handling. */
+int64_t queue_last_used_ms(const queue_t *q);
+void queue_touch(queue_t *q);
+int64_t queue_expires_ms(const queue_t *q);   /* x-expires, -1 none */
+int queue_had_consumer(const queue_t *q);
+int queue_has_exclusive_consumer(const queue_t *q);
+
+/* Adds m (takes no reference of the caller's; the queue takes its own) and
+ * tries to deliver. If the message is stored in the data log, returns 1
+ * and fills epoch and target for queue_publish_state and queue_wait.
+ * Returns 0 if nothing needs waiting (transient, non-durable) or <0 if
+ * storing failed (the message is kept in memory, not durable). */
+int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target);
+
+void queue_consumer_add(queue_t *q, qconsumer_t *c);
+/* Detaches c. The entries it holds stay with the front end. */
+void queue_consumer_remove(queue_t *q, qconsumer_t *c);
+/* Consumers may take messages now (credit returned): deliver what fits. */
+void queue_kick(queue_t *q);
+
+/* basic.get: the next ready message (the caller owns it as with deliver),
+ * or NULL. */
+qentry_t *queue_get(queue_t *q);
+/* Acknowledges and frees e (records the ack for a stored message). */
+void queue_ack(qentry_t *e);
+/* Puts entries back in the ready list in arrival order, marked
+ * redelivered, and delivers. */
+void queue_requeue(qentry_t **es, size_t n);
+/* Drops every ready message (acked as removed). Returns how many. */
+uint32_t queue_purge(queue_t *q);
+
+/* Drops expired ready messages (x-message-ttl / expiration) from the
+ * head; called by the vhost timer and before deliveries. */
+void queue_expire(queue_t *q, int64_t now_ms);
+
+/* Writes a snapshot of the delivery state when its log has grown, and
+ * drops log segments nobody needs any more. From the maintenance timer. */
+void queue_maintain(queue_t *q);
+
+/* Publisher confirms hold a queue (pin) while waiting for its log; the
+ * struct outlives a deletion until unpinned. */
+void queue_pin(queue_t *q);
+void queue_unpin(queue_t *q);
+/* Where a stored publish stands: *epoch is recorded by queue_publish.
+ * Returns 1 if durable (or the queue was deleted since: nothing left to
+ * wait for), 0 if not yet, <0 if storing it failed. */
+int queue_publish_state(queue_t *q, uint32_t epoch, int64_t target);
+/* Links w (w->cb/ctx set by the caller) to fire when the data log's
+ * durable offset may have reached target. Same return rule as
+ * partition_wait. */
+int queue_wait(queue_t *q, pwaiter_t *w, int64_t target);
+
+/* Appends the coalesced records (messages, acks) of every queue with
+ * pending writes. Called once per loop turn (a uv_prepare in the vhost). */
+void queue_flush_all(broker_t *b);
+
+#endif

@@ -1,0 +1,466 @@
+/*
+ * The AMQP virtual host "/" and its catalog records.
+ *
+ * Catalog records (in the broker catalog log, next to the topics; integers
+ * big-endian; the last record for a key wins, a null value deletes):
+ *
+ *   key "x:<exchange name>"  value: version u8 (=1), type u8 (ex_type_t),
+ *                            flags u8 (EXF_*), arguments: u32 length + table content
+ *   key "q:<queue name>"     value: version u8 (=1), id u64 (names the log
+ *                            directories queues/<id as 16 hex>-log and -state),
+ *                            flags u8 (QF_*), arguments: u32 length + table content
+ *   key "b:" + source (u8 length + bytes) + destination kind u8 (0 queue,
+ *       1 exchange) + destination (u8 length + bytes) + routing key (u8
+ *       length + bytes) + arguments table content (the rest)
+ *                            value: version u8 (=1)
+ *
+ * Only durable exchanges, durable non-exclusive queues, and bindings whose
+ * source and destination are both persisted, are written. Replay builds
+ * the objects in memory; vhost_open() then opens the queue logs and removes
+ * queue directories no record names (a delete interrupted by a crash).
+ */
+#include "broker/vhost.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "broker/internal.h"
+#include "store/deleter.h"
+
+#define VHOST_TICK_MS 1000
+
+typedef struct qnode {
+    queue_t *q;
+    UT_hash_handle hh; /* by name bytes */
+} qnode_t;
+
+struct vhost {
+    broker_t *b;
+    xregistry_t *ex;
+    qnode_t *queues;
+    char *qdir; /* <data>/queues */
+    uv_prepare_t flush;
+    uv_timer_t tick;
+    int replaying;
+};
+
+static void *lookup_cb(void *ctx, amqp_bytes_t name)
+{
+    return vhost_queue_find(ctx, name);
+}
+
+static int ex_persisted(const exchange_t *ex)
+{
+    return (exchange_flags(ex) & EXF_DURABLE) && !exchange_is_builtin(ex);
+}
+
+static int q_persisted(const queue_t *q)
+{
+    return (queue_flags(q) & QF_DURABLE) && !(queue_flags(q) & QF_EXCLUSIVE);
+}
+
+static void cat_put(vhost_t *v, const wbuf_t *key, const wbuf_t *val)
+{
+    if (v->replaying) return;
+    int64_t target;
+    int rc = internal_append(v->b, v->b->catalog, key->p, (int32_t)key->len, val ? val->p : NULL,
+                             val ? (int32_t)val->len : -1, &target);
+    if (rc < 0) LOG_E("catalog write failed: %s", herald_strerror(rc));
+}
+
+static void key_named(wbuf_t *k, const char *prefix, amqp_bytes_t name)
+{
+    wbuf_init(k);
+    wbuf_put(k, prefix, 2);
+    wbuf_put(k, name.p, name.len);
+}
+
+static void put_short(wbuf_t *w, amqp_bytes_t s)
+{
+    wbuf_u8(w, (uint8_t)s.len);
+    wbuf_put(w, s.p, s.len);
+}
+
+static void cat_exchange(vhost_t *v, exchange_t *ex, int deleted)
+{
+    if (!ex_persisted(ex)) return;
+    wbuf_t k, val;
+    key_named(&k, "x:", exchange_name(ex));
+    wbuf_init(&val);
+    wbuf_u8(&val, 1);
+    wbuf_u8(&val, (uint8_t)exchange_type(ex));
+    wbuf_u8(&val, (uint8_t)exchange_flags(ex));
+    amqp_bytes_t a = exchange_args(ex);
+    wbuf_u32(&val, a.len);
+    wbuf_put(&val, a.p, a.len);
+    cat_put(v, &k, deleted ? NULL : &val);
+    wbuf_destroy(&k);
+    wbuf_destroy(&val);
+}
+
+static void cat_queue(vhost_t *v, queue_t *q, int deleted)
+{
+    if (!q_persisted(q)) return;
+    wbuf_t k, val;
+    key_named(&k, "q:", queue_name(q));
+    wbuf_init(&val);
+    wbuf_u8(&val, 1);
+    wbuf_u64(&val, queue_id(q));
+    wbuf_u8(&val, (uint8_t)queue_flags(q));
+    amqp_bytes_t a = queue_args(q);
+    wbuf_u32(&val, a.len);
+    wbuf_put(&val, a.p, a.len);
+    cat_put(v, &k, deleted ? NULL : &val);
+    wbuf_destroy(&k);
+    wbuf_destroy(&val);
+}
+
+static int dest_persisted(xdest_t d)
+{
+    return d.kind == XDEST_QUEUE ? q_persisted(d.ptr) : ex_persisted(d.ptr);
+}
+
+static void cat_binding(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args,
+                        int deleted)
+{
+    if (!ex_persisted(src) || !dest_persisted(dest)) return;
+    wbuf_t k, val;
+    wbuf_init(&k);
+    wbuf_put(&k, "b:", 2);
+    put_short(&k, exchange_name(src));
+    wbuf_u8(&k, dest.kind == XDEST_QUEUE ? 0 : 1);
+    put_short(&k, dest.kind == XDEST_QUEUE ? queue_name(dest.ptr) : exchange_name(dest.ptr));
+    put_short(&k, key);
+    wbuf_put(&k, args.p, args.len);
+    wbuf_init(&val);
+    wbuf_u8(&val, 1);
+    cat_put(v, &k, deleted ? NULL : &val);
+    wbuf_destroy(&k);
+    wbuf_destroy(&val);
+}
+
+static void on_auto_delete(void *ctx, exchange_t *ex) { cat_exchange(ctx, ex, 1); }
+
+vhost_t *broker_vhost(broker_t *b, amqp_bytes_t name)
+{
+    return amqp_bytes_eq(name, "/") ? b->vhost : NULL;
+}
+
+/* ---- queues ---- */
+
+queue_t *vhost_queue_find(vhost_t *v, amqp_bytes_t name)
+{
+    qnode_t *n;
+    HASH_FIND(hh, v->queues, name.p, name.len, n);
+    return n ? n->q : NULL;
+}
+
+queue_t *vhost_queue_first(vhost_t *v) { return v->queues ? v->queues->q : NULL; }
+
+queue_t *vhost_queue_next(vhost_t *v, queue_t *q)
+{
+    amqp_bytes_t name = queue_name(q);
+    qnode_t *n;
+    HASH_FIND(hh, v->queues, name.p, name.len, n);
+    n = n ? n->hh.next : NULL;
+    return n ? n->q : NULL;
+}
+
+static void add_node(vhost_t *v, queue_t *q)
+{
+    qnode_t *n = xcalloc(1, sizeof *n);
+    n->q = q;
+    amqp_bytes_t name = queue_name(q);
+    HASH_ADD_KEYPTR(hh, v->queues, queue_name_cstr(q), name.len, n);
+}
+
+static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned flags, amqp_bytes_t args)
+{
+    char *dir = NULL;
+    if (flags & QF_DURABLE) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
+    queue_t *q = queue_new(v->b, name, id, flags, args, dir);
+    add_node(v, q);
+    return q;
+}
+
+static uint64_t new_id(void)
+{
+    uint64_t id = 0;
+    while (!id) uv_random(NULL, NULL, &id, sizeof id, 0, NULL);
+    return id;
+}
+
+int vhost_queue_create(vhost_t *v, amqp_bytes_t name, unsigned flags, amqp_bytes_t args, void *owner,
+                       queue_t **out)
+{
+    queue_t *q = make_queue(v, name, new_id(), flags, args);
+    queue_set_owner(q, owner);
+    if (flags & QF_DURABLE) {
+        int rc = queue_open(q);
+        if (rc < 0) {
+            vhost_queue_delete(v, q);
+            return rc;
+        }
+    }
+    cat_queue(v, q, 0);
+    *out = q;
+    return 0;
+}
+
+static void unbind_queue_persisted(vhost_t *v, queue_t *q)
+{
+    for (exchange_t *ex = xregistry_first(v->ex); ex; ex = exchange_next(ex))
+        for (xbinding_t *bd = exchange_bindings(ex); bd; bd = xbinding_next(bd)) {
+            xdest_t d = xbinding_dest(bd);
+            if (d.kind == XDEST_QUEUE && d.ptr == q)
+                cat_binding(v, ex, d, xbinding_key(bd), xbinding_args(bd), 1);
+        }
+}
+
+uint32_t vhost_queue_delete(vhost_t *v, queue_t *q)
+{
+    uint32_t n = queue_ready_count(q);
+    unbind_queue_persisted(v, q);
+    xregistry_unbind_queue(v->ex, q);
+    cat_queue(v, q, 1);
+    amqp_bytes_t name = queue_name(q);
+    qnode_t *node;
+    HASH_FIND(hh, v->queues, name.p, name.len, node);
+    if (node) {
+        HASH_DEL(v->queues, node);
+        free(node);
+    }
+    queue_delete(q);
+    return n;
+}
+
+void vhost_owner_gone(vhost_t *v, void *owner)
+{
+    qnode_t *n, *tmp;
+    HASH_ITER(hh, v->queues, n, tmp)
+    {
+        if (queue_owner(n->q) == owner && (queue_flags(n->q) & QF_EXCLUSIVE)) vhost_queue_delete(v, n->q);
+    }
+}
+
+/* ---- exchanges and bindings ---- */
+
+xregistry_t *vhost_exchanges(vhost_t *v) { return v->ex; }
+
+int vhost_exchange_declare(vhost_t *v, amqp_bytes_t name, ex_type_t type, unsigned flags, amqp_bytes_t args,
+                           exchange_t **out)
+{
+    int rc = xregistry_declare(v->ex, name, type, flags, args, out);
+    if (rc == 0) cat_exchange(v, *out, 0);
+    return rc;
+}
+
+int vhost_exchange_delete(vhost_t *v, exchange_t *ex, int if_unused)
+{
+    if (if_unused && exchange_bindings(ex)) return HE_BUSY;
+    if (exchange_is_builtin(ex)) return HE_DENIED;
+    /* Bindings from or to it go with it. */
+    for (xbinding_t *bd = exchange_bindings(ex); bd; bd = xbinding_next(bd))
+        cat_binding(v, ex, xbinding_dest(bd), xbinding_key(bd), xbinding_args(bd), 1);
+    xdest_t self = {XDEST_EXCHANGE, ex};
+    for (exchange_t *src = xregistry_first(v->ex); src; src = exchange_next(src))
+        for (xbinding_t *bd = exchange_bindings(src); bd; bd = xbinding_next(bd)) {
+            xdest_t d = xbinding_dest(bd);
+            if (d.kind == XDEST_EXCHANGE && d.ptr == ex)
+                cat_binding(v, src, self, xbinding_key(bd), xbinding_args(bd), 1);
+        }
+    cat_exchange(v, ex, 1);
+    return xregistry_delete(v->ex, ex, if_unused);
+}
+
+int vhost_bind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args)
+{
+    int rc = xregistry_bind(v->ex, src, dest, key, args);
+    if (rc == 0) cat_binding(v, src, dest, key, args, 0);
+    return rc;
+}
+
+int vhost_unbind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args)
+{
+    /* Written before the registry may auto-delete src. */
+    cat_binding(v, src, dest, key, args, 1);
+    return xregistry_unbind(v->ex, src, dest, key, args);
+}
+
+/* ---- catalog replay ---- */
+
+static int read_short(rbuf_t *r, amqp_bytes_t *out)
+{
+    uint8_t n = rbuf_u8(r);
+    out->p = rbuf_view(r, n);
+    out->len = n;
+    return r->err ? -1 : 0;
+}
+
+static void replay_binding(vhost_t *v, const uint8_t *k, int32_t kl, int deleted)
+{
+    rbuf_t r;
+    rbuf_init(&r, k, (size_t)kl);
+    amqp_bytes_t src, dest, key;
+    if (read_short(&r, &src)) return;
+    uint8_t kind = rbuf_u8(&r);
+    if (read_short(&r, &dest) || read_short(&r, &key)) return;
+    size_t rest = rbuf_remaining(&r);
+    amqp_bytes_t args = {rbuf_view(&r, rest), (uint32_t)rest};
+    if (r.err) return;
+    exchange_t *sx = xregistry_find(v->ex, src);
+    xdest_t d = {kind ? XDEST_EXCHANGE : XDEST_QUEUE, NULL};
+    d.ptr = kind ? (void *)xregistry_find(v->ex, dest) : (void *)vhost_queue_find(v, dest);
+    if (!sx || !d.ptr) return;
+    if (deleted) xregistry_unbind(v->ex, sx, d, key, args);
+    else xregistry_bind(v->ex, sx, d, key, args);
+}
+
+void vhost_replay_record(broker_t *b, const uint8_t *key, int32_t klen, const uint8_t *val, int32_t vlen)
+{
+    vhost_t *v = b->vhost;
+    if (!v || klen < 2) return;
+    amqp_bytes_t name = {key + 2, (uint32_t)(klen - 2)};
+    if (name.len > 255 && key[0] != 'b') return;
+    rbuf_t r;
+    rbuf_init(&r, val, vlen > 0 ? (size_t)vlen : 0);
+    if (key[0] == 'x') {
+        exchange_t *old = xregistry_find(v->ex, name);
+        if (vlen < 0) {
+            if (old) xregistry_delete(v->ex, old, 0);
+            return;
+        }
+        uint8_t ver = rbuf_u8(&r), type = rbuf_u8(&r), flags = rbuf_u8(&r);
+        uint32_t alen = rbuf_u32(&r);
+        const uint8_t *a = rbuf_view(&r, alen);
+        if (r.err || ver != 1 || type > EX_HEADERS) return;
+        if (old) xregistry_delete(v->ex, old, 0);
+        exchange_t *ex;
+        xregistry_declare(v->ex, name, (ex_type_t)type, flags, (amqp_bytes_t){a, alen}, &ex);
+    } else if (key[0] == 'q') {
+        queue_t *old = vhost_queue_find(v, name);
+        if (old) vhost_queue_delete(v, old);
+        if (vlen < 0) return;
+        uint8_t ver = rbuf_u8(&r);
+        uint64_t id = rbuf_u64(&r);
+        uint8_t flags = rbuf_u8(&r);
+        uint32_t alen = rbuf_u32(&r);
+        const uint8_t *a = rbuf_view(&r, alen);
+        if (r.err || ver != 1) return;
+        make_queue(v, name, id, flags, (amqp_bytes_t){a, alen});
+    } else if (key[0] == 'b') {
+        replay_binding(v, key + 2, klen - 2, vlen < 0);
+    }
+}
+
+/* ---- timers ---- */
+
+static void on_prepare(uv_prepare_t *h)
+{
+    vhost_t *v = h->data;
+    queue_flush_all(v->b);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    vhost_t *v = t->data;
+    int64_t wall = clock_wall_ms(), mono = clock_mono_ms();
+    qnode_t *n, *tmp;
+    HASH_ITER(hh, v->queues, n, tmp)
+    {
+        queue_t *q = n->q;
+        int64_t exp = queue_expires_ms(q);
+        if (exp >= 0 && queue_consumer_count(q) == 0 && mono - queue_last_used_ms(q) >= exp) {
+            LOG_I("queue %s expired (x-expires %lld ms)", queue_name_cstr(q), (long long)exp);
+            vhost_queue_delete(v, q);
+            continue;
+        }
+        queue_expire(q, wall);
+        queue_maintain(q);
+    }
+}
+
+vhost_t *vhost_new(broker_t *b)
+{
+    vhost_t *v = xcalloc(1, sizeof *v);
+    v->b = b;
+    xregistry_ops_t ops = {v, lookup_cb, on_auto_delete};
+    v->ex = xregistry_new(&ops);
+    v->qdir = xasprintf("%s/queues", broker_config(b)->data_dir);
+    v->replaying = 1;
+    return v;
+}
+
+/* Removes queue directories that no queue owns (crash during a delete). */
+static void sweep_orphans(vhost_t *v)
+{
+    DIR *d = opendir(v->qdir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long id;
+        char suffix[8];
+        if (sscanf(e->d_name, "%16llx-%7s", &id, suffix) != 2) continue;
+        int found = 0;
+        for (qnode_t *n = v->queues; n && !found; n = n->hh.next) found = queue_id(n->q) == id;
+        if (found) continue;
+        char *path = xasprintf("%s/%s", v->qdir, e->d_name);
+        LOG_I("removing %s: no queue owns it", path);
+        store_remove_dir(path);
+        free(path);
+    }
+    closedir(d);
+}
+
+int vhost_open(vhost_t *v)
+{
+    v->replaying = 0;
+    int rc = mkdir_p(v->qdir);
+    if (rc < 0) return rc;
+    store_sweep_deleting(v->qdir);
+    sweep_orphans(v);
+    for (qnode_t *n = v->queues; n; n = n->hh.next)
+        if ((queue_flags(n->q) & QF_DURABLE) && (rc = queue_open(n->q)) < 0) return rc;
+    uv_prepare_init(broker_loop(v->b), &v->flush);
+    v->flush.data = v;
+    uv_prepare_start(&v->flush, on_prepare);
+    uv_timer_init(broker_loop(v->b), &v->tick);
+    v->tick.data = v;
+    uv_timer_start(&v->tick, on_tick, VHOST_TICK_MS, VHOST_TICK_MS);
+    uv_unref((uv_handle_t *)&v->flush);
+    uv_unref((uv_handle_t *)&v->tick);
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h) { free(h->data); }
+
+void vhost_free(vhost_t *v)
+{
+    if (!v) return;
+    queue_flush_all(v->b);
+    qnode_t *n, *tmp;
+    HASH_ITER(hh, v->queues, n, tmp)
+    {
+        HASH_DEL(v->queues, n);
+        queue_close(n->q);
+        free(n);
+    }
+    xregistry_free(v->ex);
+    free(v->qdir);
+    if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
+        /* Both handles live in v: free it when the last one has closed. */
+        v->flush.data = NULL;
+        v->tick.data = v;
+        uv_close((uv_handle_t *)&v->flush, NULL);
+        uv_close((uv_handle_t *)&v->tick, on_handle_closed);
+    } else {
+        free(v);
+    }
+}
