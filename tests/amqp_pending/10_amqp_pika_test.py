@@ -11,7 +11,14 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
 
-from amqp_util import Env, bodies, drain, params, pump, pump_until, queue_exists, ready_count, uid, wait_ready_count
+from amqp_util import (Env, bodies, drain, params, pump, pump_until, queue_exists, ready_count, time_limit, uid,
+                       wait_ready_count)
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(60):
+        yield
 
 
 @pytest.fixture
@@ -946,3 +953,149 @@ def test_invalid_x_message_ttl_406(env):
         conn.channel().queue_declare(q, arguments={"x-expires": 0})
     assert e.value.reply_code == 406
     assert not queue_exists(conn, q)
+
+
+# ---- more channel and connection errors clients run into ----
+
+def test_exclusive_consumer(env):
+    conn = env.connect()
+    q = env.q()
+    ch = conn.channel()
+    ch.queue_declare(q)
+    ch.basic_consume(q, lambda *a: None, exclusive=True)
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().basic_consume(q, lambda *a: None)
+    # RabbitMQ: "ACCESS_REFUSED - queue '...' in vhost '/' in exclusive use"
+    assert e.value.reply_code == 403
+    assert e.value.reply_text.startswith("ACCESS_REFUSED")
+    q2 = env.q()
+    ch.queue_declare(q2)
+    ch.basic_consume(q2, lambda *a: None)
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().basic_consume(q2, lambda *a: None, exclusive=True)
+    assert e.value.reply_code == 403
+
+
+def test_reserved_and_default_exchanges(env):
+    conn = env.connect()
+    ch = conn.channel()
+    # the predeclared exchanges exist and redeclare fine with their own properties
+    for name, kind in (("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
+                       ("amq.headers", "headers"), ("amq.match", "headers")):
+        ch.exchange_declare(name, kind, passive=True)
+    ch.exchange_declare("amq.direct", "direct", durable=True)
+    q = env.q()
+    ch.queue_declare(q)
+    ch.queue_bind(q, "amq.topic", "a.*")
+    ch.confirm_delivery()
+    ch.basic_publish("amq.topic", "a.b", b"via-amq.topic")
+    assert bodies(ch, q) == [b"via-amq.topic"]
+    ch.queue_unbind(q, "amq.topic", "a.*")
+    cases = [
+        # RabbitMQ: "ACCESS_REFUSED - exchange name 'amq.t-...' contains reserved prefix 'amq.*'"
+        lambda c: c.exchange_declare("amq." + uid("x"), "direct"),
+        # RabbitMQ: "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
+        lambda c: c.exchange_delete("amq.direct"),
+        # RabbitMQ: "ACCESS_REFUSED - operation not permitted on the default exchange"
+        lambda c: c.queue_bind(q, "", "other-key"),
+    ]
+    for case in cases:
+        with pytest.raises(ChannelClosedByBroker) as e:
+            case(conn.channel())
+        assert e.value.reply_code == 403
+        assert e.value.reply_text.startswith("ACCESS_REFUSED")
+
+
+def test_publish_to_internal_exchange_403(env):
+    conn = env.connect()
+    ch = conn.channel()
+    src = env.x("src")
+    internal = env.x("internal")
+    ch.exchange_declare(src, "fanout")
+    ch.exchange_declare(internal, "fanout", internal=True)
+    ch.exchange_bind(destination=internal, source=src)
+    q = env.q()
+    ch.queue_declare(q)
+    ch.queue_bind(q, internal)
+    ch.confirm_delivery()
+    ch.basic_publish(src, "", b"through-binding")  # reachable through an exchange binding
+    assert bodies(ch, q) == [b"through-binding"]
+    ch = conn.channel()
+    ch.basic_publish(internal, "", b"direct")
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.queue_declare(q, passive=True)
+    # RabbitMQ: "ACCESS_REFUSED - cannot publish to internal exchange '...' in vhost '/'"
+    assert e.value.reply_code == 403
+    assert ready_count(conn, q) == 0
+
+
+def test_exchange_delete_if_unused_and_bind_errors(env):
+    conn = env.connect()
+    ch = conn.channel()
+    x = env.x()
+    q = env.q()
+    ch.exchange_declare(x, "direct")
+    ch.queue_declare(q)
+    ch.queue_bind(q, x, "k")
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.exchange_delete(x, if_unused=True)
+    # RabbitMQ: "PRECONDITION_FAILED - exchange '...' in vhost '/' in use"
+    assert e.value.reply_code == 406
+    ch = conn.channel()
+    ch.queue_unbind(q, x, "k")
+    ch.queue_unbind(q, x, "never-bound")  # unbinding what is not bound is fine
+    ch.exchange_delete(x, if_unused=True)
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.exchange_declare(x, passive=True)
+    assert e.value.reply_code == 404
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().queue_bind(q, uid("no-x"), "k")
+    # RabbitMQ: "NOT_FOUND - no exchange '...' in vhost '/'"
+    assert e.value.reply_code == 404
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().queue_bind(uid("no-q"), "amq.direct", "k")
+    # RabbitMQ: "NOT_FOUND - no queue '...' in vhost '/'"
+    assert e.value.reply_code == 404
+
+
+def test_ack_multiple_and_ack_all(env):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q()
+    ch.queue_declare(q)
+    ch.confirm_delivery()
+    for i in range(8):
+        ch.basic_publish("", q, b"%d" % i)
+    c2 = conn.channel()
+    got = [c2.basic_get(q) for _ in range(5)]
+    c2.basic_ack(got[2][0].delivery_tag, multiple=True)  # acks 0, 1, 2
+    c2.close()
+    assert wait_ready_count(conn, q, 5) == 5
+    assert bodies(ch, q)[:2] == [b"3", b"4"]  # 3 and 4 came back, 0-2 did not
+    for i in range(3):
+        ch.basic_publish("", q, b"%d" % i)
+    c3 = conn.channel()
+    for _ in range(3):
+        c3.basic_get(q)
+    c3.basic_ack(0, multiple=True)  # delivery-tag 0 with multiple: everything outstanding
+    c3.close()
+    pump(conn, 0.2)
+    assert ready_count(conn, q) == 0
+
+
+@pytest.mark.parametrize("action,code_text", [
+    # RabbitMQ: "NOT_IMPLEMENTED - active=false" (channel.flow to pause the server's deliveries)
+    (lambda ch: ch.flow(False), "NOT_IMPLEMENTED"),
+    # RabbitMQ: "NOT_IMPLEMENTED - requeue=false"
+    (lambda ch: ch.basic_recover(requeue=False), "NOT_IMPLEMENTED"),
+    # RabbitMQ: "NOT_IMPLEMENTED - prefetch_size!=0 (1000)"
+    (lambda ch: ch.basic_qos(prefetch_size=1000), "NOT_IMPLEMENTED"),
+], ids=["flow-false", "recover-no-requeue", "prefetch-size"])
+def test_unsupported_options_close_connection_540(env, action, code_text):
+    conn = env.connect()
+    ch = conn.channel()
+    assert ch.flow(True) is True  # active=true is accepted
+    with pytest.raises(ConnectionClosedByBroker) as e:
+        action(ch)
+    assert e.value.reply_code == 540
+    assert e.value.reply_text.startswith(code_text)

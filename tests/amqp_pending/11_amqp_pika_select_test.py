@@ -1,8 +1,16 @@
 """pika's asynchronous SelectConnection: publish with confirms, then consume, all
 from callbacks on one ioloop bounded by a timer. Checked against RabbitMQ 3.10.8."""
 import pika
+import pytest
 
-from amqp_util import params, uid
+from amqp_util import params, time_limit, uid
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(60):
+        yield
+
 
 TIMEOUT = 20
 

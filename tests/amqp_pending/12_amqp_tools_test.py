@@ -6,7 +6,13 @@ import time
 import pika
 import pytest
 
-from amqp_util import Env, bodies, drain, queue_exists, uid, wait_ready_count
+from amqp_util import Env, bodies, drain, queue_exists, time_limit, uid, wait_ready_count
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(60):
+        yield
 
 
 @pytest.fixture

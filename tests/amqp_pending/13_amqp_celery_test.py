@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from amqp_util import Env, uid
+from amqp_util import Env, time_limit, uid
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(180):
+        yield
+
 
 PY = "/usr/bin/python3"
 

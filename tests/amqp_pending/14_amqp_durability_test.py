@@ -11,7 +11,13 @@ import time
 import pika
 import pytest
 
-from amqp_util import Env, drain, params, queue_exists, uid, wait_ready_count
+from amqp_util import Env, drain, params, queue_exists, time_limit, wait_ready_count
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(180):
+        yield
 
 
 @pytest.fixture

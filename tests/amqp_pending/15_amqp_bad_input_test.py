@@ -2,13 +2,23 @@
 right connection.close (or closes the socket where RabbitMQ does), and keeps
 serving other clients. Every expected code and text below was checked against
 RabbitMQ 3.10.8; RabbitMQ prefixes reply-text with the code's name."""
+import socket
 import struct
+import time
 import uuid
 
 import pika
 import pytest
 
 import araw
+from amqp_util import time_limit
+
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(60):
+        yield
 
 
 def assert_still_serving(b):
@@ -397,3 +407,94 @@ def test_hand_built_publish_round_trips(amqp_broker):
         c.queue_delete(q)
     finally:
         conn.close()
+
+
+# ---- heartbeats ----
+
+def test_silent_client_is_dropped_after_missed_heartbeats(amqp_broker):
+    # Spec 4.2.7: after missing heartbeats a peer closes the socket without the
+    # close handshake. RabbitMQ with heartbeat 1 s: heartbeats every ~0.5 s, socket
+    # reset ~3 s after the client fell silent.
+    s, tune = araw.handshake(amqp_broker, heartbeat=1)
+    assert tune["server"]["heartbeat"] > 0  # the server proposes heartbeats
+    s.settimeout(10)
+    t0 = time.monotonic()
+    beats = 0
+    try:
+        while True:
+            f = araw.read_frame(s)
+            if f is None:
+                break
+            ftype, channel, payload = f
+            assert (ftype, channel, payload) == (araw.FRAME_HEARTBEAT, 0, b""), f
+            beats += 1
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    end = time.monotonic() - t0
+    assert beats >= 2
+    assert end < 8, end
+    s.close()
+    assert_still_serving(amqp_broker)
+
+
+def test_client_sending_heartbeats_stays_connected(amqp_broker):
+    s, _ = araw.handshake(amqp_broker, heartbeat=1)
+    s.settimeout(0.25)
+    t0 = time.monotonic()
+    beats = b""
+    while time.monotonic() - t0 < 4:
+        s.sendall(araw.frame(araw.FRAME_HEARTBEAT, 0, b""))
+        try:
+            data = s.recv(4096)
+            assert data, "closed while the client was sending heartbeats"
+            beats += data
+        except socket.timeout:
+            pass
+    assert beats.count(araw.frame(araw.FRAME_HEARTBEAT, 0, b"")) >= 3
+    assert beats == araw.frame(araw.FRAME_HEARTBEAT, 0, b"") * (len(beats) // 8)  # nothing but heartbeats
+    araw.open_channel(s, 1)  # still fully usable
+    s.close()
+
+
+def test_heartbeat_on_nonzero_channel_is_unexpected_frame_505(amqp_broker):
+    s, _ = araw.handshake(amqp_broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.frame(araw.FRAME_HEARTBEAT, 1, b""))
+    code, text, cls, meth = araw.expect_connection_close(s)
+    # RabbitMQ: 'UNEXPECTED_FRAME - type 8, all octets = <<>>', 0, 0
+    assert code == 505
+    assert text.startswith("UNEXPECTED_FRAME")
+    s.close()
+    assert_still_serving(amqp_broker)
+
+
+def test_heartbeat_with_payload_is_frame_error_501(amqp_broker):
+    s, _ = araw.handshake(amqp_broker)
+    s.sendall(araw.frame(araw.FRAME_HEARTBEAT, 0, b"xx"))
+    code, text, cls, meth = araw.expect_connection_close(s)
+    # RabbitMQ: 'FRAME_ERROR - type 8, all octets = <<"xx">>: unknown_frame', 0, 0
+    assert code == 501
+    assert text.startswith("FRAME_ERROR")
+    s.close()
+    assert_still_serving(amqp_broker)
+
+
+def test_no_heartbeats_when_negotiated_off(amqp_broker):
+    s, _ = araw.handshake(amqp_broker, heartbeat=0)
+    s.settimeout(2.5)
+    with pytest.raises(socket.timeout):
+        s.recv(16)  # nothing at all, and not closed
+    araw.open_channel(s, 1)
+    s.close()
+
+
+def test_cancel_of_unknown_consumer_tag_answers_cancel_ok(amqp_broker):
+    # (pika drops such a cancel client-side, so it is sent by hand.)
+    s, _ = araw.handshake(amqp_broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.method(1, (60, 30), araw.shortstr("no-such-tag") + b"\x00"))
+    ch, cm, args = araw.read_method(s)
+    assert (ch, cm) == (1, (60, 31))
+    assert args == araw.shortstr("no-such-tag")
+    araw.open_channel(s, 2)  # the connection is fine
+    s.close()

@@ -1,5 +1,7 @@
 """Shared helpers for the AMQP tests (pika BlockingConnection): bounded
 connections, unique names, cleanup, bounded event pumping."""
+import contextlib
+import signal
 import time
 import uuid
 
@@ -13,6 +15,21 @@ def params(b, **kw):
     kw.setdefault("blocked_connection_timeout", 10)
     return pika.ConnectionParameters(host=b.host, port=b.amqp_port,
                                      credentials=pika.PlainCredentials("guest", "guest"), **kw)
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raises TimeoutError in the main thread after `seconds`: pika's blocking calls
+    wait for a reply forever, so a broker that never answers must not hang the suite."""
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"test took longer than {seconds} s")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def uid(tag):
