@@ -507,8 +507,8 @@ static int deliver_reply(qmsg_t *m)
     char tail;
     if (sscanf(buf, "%16llx.%u%c", &id, &chan, &tail) != 2) return 0;
     amqp_conn_t *c = amqp_conn_by_id(id);
-    if (!c || chan == 0 || chan > c->channel_max || !c->channels[chan]) return 0;
-    amqp_channel_t *to = c->channels[chan];
+    amqp_channel_t *to = c && chan ? amqp_conn_channel(c, chan) : NULL;
+    if (!to) return 0;
     if (!to->reply_consuming || to->closing) return 0;
     amqp_method_t d = {.id = AMQP_BASIC_DELIVER};
     d.m.basic_deliver.consumer_tag = (amqp_bytes_t){to->reply_tag, to->reply_tag_len};
@@ -627,6 +627,12 @@ static int handle_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
                                (const char *)props.expiration.p);
             return -1;
         }
+    }
+    if ((props.flags & PROP_USER_ID) && !amqp_bytes_eq(props.user_id, ch->c->user)) {
+        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
+                           "PRECONDITION_FAILED - user_id property set to '%.*s' but authenticated user was '%s'",
+                           (int)props.user_id.len, (const char *)props.user_id.p, ch->c->user);
+        return -1;
     }
     wbuf_t rewritten;
     wbuf_init(&rewritten);
@@ -887,7 +893,7 @@ static int handle_recover(amqp_channel_t *ch, int reply)
 
 static amqp_channel_t *tx_pending_channel(amqp_conn_t *c)
 {
-    for (uint32_t i = 1; c->channels && i <= c->channel_max; i++)
+    for (uint32_t i = 1; i < c->chan_cap; i++)
         if (c->channels[i] && c->channels[i]->tx_committing) return c->channels[i];
     return NULL;
 }
@@ -1003,7 +1009,7 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         amqp_method_t ok = {.id = AMQP_CHANNEL_CLOSE_OK};
         ch_send(ch, &ok);
         amqp_conn_t *c = ch->c;
-        c->channels[ch->id] = NULL;
+        amqp_conn_drop_channel(c, ch->id);
         amqp_channel_free(ch);
         return 1; /* the channel is gone */
     }
@@ -1074,7 +1080,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
                     amqp_method_t ok = {.id = AMQP_CHANNEL_CLOSE_OK};
                     ch_send(ch, &ok);
                 }
-                c->channels[ch->id] = NULL;
+                amqp_conn_drop_channel(c, ch->id);
                 amqp_channel_free(ch);
             }
         }
@@ -1100,7 +1106,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
     amqp_method_t m;
     int rc = amqp_method_decode(payload, len, &m);
     if (ch->content) {
-        amqp_conn_error(ch->c, AMQP_UNEXPECTED_FRAME, m.id,
+        amqp_conn_error(ch->c, AMQP_UNEXPECTED_FRAME, ch->content_method,
                         "UNEXPECTED_FRAME - expected content %s frame, got method frame instead",
                         ch->content == 1 ? "header" : "body");
         return -1;
@@ -1111,8 +1117,8 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         return -1;
     }
     if (rc < 0) {
-        amqp_conn_error(ch->c, AMQP_SYNTAX_ERROR, m.id, "SYNTAX_ERROR - malformed %s",
-                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method");
+        amqp_conn_error(ch->c, AMQP_FRAME_ERROR, len >= 4 ? m.id : 0, "FRAME_ERROR - cannot decode %s",
+                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method frame");
         return -1;
     }
     if ((m.id >> 16) == AMQP_CLASS_CONNECTION) {

@@ -31,6 +31,42 @@ static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
 
 static amqp_conn_t *all_conns;
 static int nconns;
+/* Output appended outside a connection's own callbacks (a delivery caused
+ * by another client's publish or ack) is written once per loop turn, by a
+ * prepare handle, for every connection that has some. */
+static amqp_conn_t *dirty_conns;
+static uv_prepare_t flush_prep;
+static int flush_prep_on;
+
+static void mark_dirty(amqp_conn_t *c)
+{
+    if (c->dirty || c->state == AC_CLOSED) return;
+    c->dirty = 1;
+    c->dirty_next = dirty_conns;
+    dirty_conns = c;
+}
+
+static void unmark_dirty(amqp_conn_t *c)
+{
+    if (!c->dirty) return;
+    for (amqp_conn_t **pp = &dirty_conns; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == c) {
+            *pp = c->dirty_next;
+            break;
+        }
+    c->dirty = 0;
+}
+
+static void on_flush_prep(uv_prepare_t *h)
+{
+    (void)h;
+    while (dirty_conns) {
+        amqp_conn_t *c = dirty_conns;
+        dirty_conns = c->dirty_next;
+        c->dirty = 0;
+        amqp_conn_flush(c);
+    }
+}
 
 int amqp_conn_count(void) { return nconns; }
 
@@ -39,6 +75,25 @@ amqp_conn_t *amqp_conn_by_id(uint64_t id)
     for (amqp_conn_t *c = all_conns; c; c = c->next)
         if (c->id == id && c->state == AC_RUNNING) return c;
     return NULL;
+}
+
+static void free_channels(amqp_conn_t *c)
+{
+    for (uint32_t i = 1; i < c->chan_cap; i++)
+        if (c->channels[i]) {
+            amqp_channel_t *ch = c->channels[i];
+            c->channels[i] = NULL;
+            amqp_channel_free(ch);
+        }
+    c->nchan = 0;
+}
+
+void amqp_conn_drop_channel(amqp_conn_t *c, uint16_t id)
+{
+    if (id < c->chan_cap && c->channels[id]) {
+        c->channels[id] = NULL;
+        c->nchan--;
+    }
 }
 
 static void conn_unref(amqp_conn_t *c)
@@ -58,13 +113,9 @@ static void conn_close(amqp_conn_t *c)
 {
     if (c->state == AC_CLOSED) return;
     c->state = AC_CLOSED;
+    unmark_dirty(c);
     pwaiter_cancel(&c->wait);
-    if (c->channels)
-        for (uint32_t i = 1; i <= c->channel_max; i++)
-            if (c->channels[i]) {
-                amqp_channel_free(c->channels[i]);
-                c->channels[i] = NULL;
-            }
+    free_channels(c);
     if (c->vh) vhost_owner_gone(c->vh, c);
     if (c->prev) c->prev->next = c->next;
     else all_conns = c->next;
@@ -80,6 +131,10 @@ void amqp_conn_close_all(broker_t *b)
 {
     (void)b;
     while (all_conns) conn_close(all_conns);
+    if (flush_prep_on) {
+        uv_close((uv_handle_t *)&flush_prep, NULL);
+        flush_prep_on = 0;
+    }
 }
 
 /* ---- output ---- */
@@ -105,6 +160,7 @@ void amqp_send_method(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m)
     frame_begin(&c->out, AMQP_FRAME_METHOD, ch, &at);
     amqp_method_encode(&c->out, m);
     frame_end(&c->out, at);
+    mark_dirty(c);
 }
 
 void amqp_send_content(amqp_conn_t *c, uint16_t ch, const amqp_method_t *m, amqp_bytes_t props,
@@ -141,8 +197,8 @@ static void on_written(uv_write_t *req, int status)
     if (c->state != AC_CLOSED) {
         amqp_conn_flush(c);
         /* Consumers held back by the backlog may go on. */
-        if (c->channels && c->state == AC_RUNNING)
-            for (uint32_t i = 1; i <= c->channel_max && amqp_conn_backlog(c) < AMQP_BACKLOG_MAX; i++)
+        if (c->state == AC_RUNNING)
+            for (uint32_t i = 1; i < c->chan_cap && amqp_conn_backlog(c) < AMQP_BACKLOG_MAX; i++)
                 if (c->channels[i]) amqp_channel_kick(c->channels[i]);
         amqp_conn_flush(c);
         start_reading(c);
@@ -198,12 +254,7 @@ void amqp_conn_error(amqp_conn_t *c, uint16_t code, uint32_t method_id, const ch
     m.m.connection_close.class_id = (uint16_t)(method_id >> 16);
     m.m.connection_close.method_id = (uint16_t)method_id;
     amqp_send_method(c, 0, &m);
-    if (c->channels)
-        for (uint32_t i = 1; i <= c->channel_max; i++)
-            if (c->channels[i]) {
-                amqp_channel_free(c->channels[i]);
-                c->channels[i] = NULL;
-            }
+    free_channels(c);
     c->state = AC_CLOSING;
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, on_close_timeout, AMQP_CLOSE_TIMEOUT_MS, 0);
@@ -365,7 +416,6 @@ static int handle_tune_ok(amqp_conn_t *c, const amqp_connection_tune_ok_t *t)
     c->frame_max = fmax;
     c->channel_max = chmax;
     c->heartbeat_s = t->heartbeat;
-    c->channels = xcalloc((size_t)chmax + 1, sizeof *c->channels);
     c->state = AC_OPEN;
     uv_timer_stop(&c->timer); /* the handshake deadline */
     if (c->heartbeat_s) {
@@ -420,8 +470,9 @@ static int conn_method(amqp_conn_t *c, const uint8_t *p, uint32_t len)
         return -1;
     }
     if (rc < 0) {
-        amqp_conn_error(c, AMQP_SYNTAX_ERROR, m.id, "SYNTAX_ERROR - malformed %s",
-                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method");
+        /* RabbitMQ reports an undecodable method as a frame error. */
+        amqp_conn_error(c, AMQP_FRAME_ERROR, len >= 4 ? m.id : 0, "FRAME_ERROR - cannot decode %s",
+                        amqp_method_name(m.id) ? amqp_method_name(m.id) : "method frame");
         return -1;
     }
     if (c->state == AC_CLOSING) {
@@ -451,11 +502,7 @@ static int conn_method(amqp_conn_t *c, const uint8_t *p, uint32_t len)
         amqp_send_method(c, 0, &ok);
         /* Channels go now; the socket closes once close-ok is written. */
         if (c->channels)
-            for (uint32_t i = 1; i <= c->channel_max; i++)
-                if (c->channels[i]) {
-                    amqp_channel_free(c->channels[i]);
-                    c->channels[i] = NULL;
-                }
+            free_channels(c);
         c->state = AC_CLOSING;
         c->close_when_flushed = 1;
         amqp_conn_flush(c);
@@ -470,7 +517,7 @@ static int conn_method(amqp_conn_t *c, const uint8_t *p, uint32_t len)
         return 0;
     }
     default:
-        amqp_conn_error(c, AMQP_COMMAND_INVALID, m.id, "COMMAND_INVALID - %s on channel 0",
+        amqp_conn_error(c, AMQP_CHANNEL_ERROR, m.id, "CHANNEL_ERROR - %s on channel 0",
                         amqp_method_name(m.id) ? amqp_method_name(m.id) : "method");
         return -1;
     }
@@ -480,7 +527,11 @@ static int conn_frame(amqp_conn_t *c, uint8_t type, uint16_t chan, const uint8_t
 {
     if (type == AMQP_FRAME_HEARTBEAT) {
         if (chan != 0) {
-            amqp_conn_error(c, AMQP_COMMAND_INVALID, 0, "COMMAND_INVALID - heartbeat on channel %u", chan);
+            amqp_conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "UNEXPECTED_FRAME - heartbeat frame on channel %u", chan);
+            return -1;
+        }
+        if (len) {
+            amqp_conn_error(c, AMQP_FRAME_ERROR, 0, "FRAME_ERROR - heartbeat frame with a %u-byte payload", len);
             return -1;
         }
         return 0;
@@ -501,29 +552,39 @@ static int conn_frame(amqp_conn_t *c, uint8_t type, uint16_t chan, const uint8_t
         amqp_conn_error(c, AMQP_COMMAND_INVALID, 0, "COMMAND_INVALID - channel frame before connection.open");
         return -1;
     }
-    if (chan > c->channel_max) {
-        amqp_conn_error(c, AMQP_CHANNEL_ERROR, 0, "CHANNEL_ERROR - channel %u above channel_max %u", chan,
-                        c->channel_max);
-        return -1;
-    }
-    amqp_channel_t *ch = c->channels[chan];
+    amqp_channel_t *ch = amqp_conn_channel(c, chan);
     if (!ch) {
         /* Only channel.open may address a channel that is not open. */
-        if (type == AMQP_FRAME_METHOD && len >= 4 && buf_get_be32(p) == AMQP_CHANNEL_OPEN) {
-            ch = c->channels[chan] = amqp_channel_new(c, chan);
-        } else {
-            amqp_conn_error(c, AMQP_CHANNEL_ERROR, 0, "CHANNEL_ERROR - expected 'channel.open' on channel %u",
+        uint32_t id = type == AMQP_FRAME_METHOD && len >= 4 ? buf_get_be32(p) : 0;
+        if (id != AMQP_CHANNEL_OPEN) {
+            amqp_conn_error(c, AMQP_CHANNEL_ERROR, id, "CHANNEL_ERROR - expected 'channel.open' on channel %u",
                             chan);
             return -1;
         }
+        if (c->nchan >= c->channel_max) {
+            amqp_conn_error(c, AMQP_NOT_ALLOWED, 0,
+                            "NOT_ALLOWED - number of channels opened (%u) has reached the negotiated channel_max (%u)",
+                            c->nchan, c->channel_max);
+            return -1;
+        }
+        if (chan >= c->chan_cap) {
+            uint32_t cap = c->chan_cap ? c->chan_cap : 16;
+            while (cap <= chan) cap *= 2;
+            if (cap > 65536) cap = 65536;
+            c->channels = xrealloc(c->channels, cap * sizeof *c->channels);
+            memset(c->channels + c->chan_cap, 0, (cap - c->chan_cap) * sizeof *c->channels);
+            c->chan_cap = cap;
+        }
+        ch = c->channels[chan] = amqp_channel_new(c, chan);
+        c->nchan++;
     }
     return amqp_channel_frame(ch, type, p, len);
 }
 
 static void after_input(amqp_conn_t *c)
 {
-    if (c->channels && c->state == AC_RUNNING)
-        for (uint32_t i = 1; i <= c->channel_max; i++)
+    if (c->state == AC_RUNNING)
+        for (uint32_t i = 1; i < c->chan_cap; i++)
             if (c->channels[i]) amqp_channel_after_input(c->channels[i]);
     amqp_conn_flush(c);
 }
@@ -690,6 +751,12 @@ int amqp_conn_accept(broker_t *b, uv_stream_t *server)
             c->loopback = !strcmp(host, "::1") || !strncmp(host, "::ffff:127.", 11);
         }
         snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    }
+    if (!flush_prep_on) {
+        uv_prepare_init(broker_loop(b), &flush_prep);
+        uv_prepare_start(&flush_prep, on_flush_prep);
+        uv_unref((uv_handle_t *)&flush_prep);
+        flush_prep_on = 1;
     }
     c->last_recv_ms = c->last_send_ms = clock_mono_ms();
     uv_random(NULL, NULL, &c->id, sizeof c->id, 0, NULL);

@@ -55,13 +55,17 @@ struct amqp_conn {
     uv_timer_t timer;        /* heartbeats and the close-ok timeout */
     int64_t last_recv_ms, last_send_ms;
     unsigned caps;           /* CAP_* */
-    amqp_channel_t **channels; /* channel_max + 1 slots, [0] unused */
+    amqp_channel_t **channels; /* indexed by channel id, chan_cap slots, [0] unused */
+    uint32_t chan_cap;       /* grows to the highest id used + 1 (at most 65536) */
+    uint32_t nchan;          /* open channels: channel_max limits this, as RabbitMQ */
     char peer[64];           /* "127.0.0.1:34567" */
     char user[64];
     int refs;                /* the socket + pending callbacks; freed at 0 */
     int loopback;            /* peer address is loopback */
     uint64_t id;             /* random: names the connection in direct reply-to addresses */
     amqp_conn_t *prev, *next; /* all connections */
+    amqp_conn_t *dirty_next;  /* in the list of connections with output to flush */
+    int dirty;
 };
 
 /* ---- conn.c ---- */
@@ -85,6 +89,14 @@ size_t amqp_conn_backlog(const amqp_conn_t *c);
 /* Pauses input until wait_done runs (a reply that needs durability). The
  * caller linked c->wait (partition_wait/broker_catalog_wait returned 0). */
 void amqp_conn_hold(amqp_conn_t *c, void (*done)(amqp_conn_t *c, int status));
+
+/* The channel with this id, or NULL. */
+static inline amqp_channel_t *amqp_conn_channel(const amqp_conn_t *c, uint32_t id)
+{
+    return id < c->chan_cap ? c->channels[id] : NULL;
+}
+/* Forgets a channel that is being freed. */
+void amqp_conn_drop_channel(amqp_conn_t *c, uint16_t id);
 
 /* ---- channel.c ---- */
 

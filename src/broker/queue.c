@@ -53,7 +53,8 @@ struct queue {
     size_t npend, cappend;
     int64_t *acks;
     size_t nacks, capacks;
-    int64_t dmark;           /* delivered mark recorded (or pending) */
+    int64_t dmark;           /* delivered mark recorded (or pending), ahead of the deliveries */
+    int64_t delivered_max;   /* highest stored offset handed out, -1 none (exact) */
     int dmark_dirty;
     int64_t snap_offset;     /* state log offset of the last snapshot written, -1 none */
     queue_t *dirty_next;     /* in b->dirty_queues */
@@ -120,6 +121,7 @@ queue_t *queue_new(broker_t *b, amqp_bytes_t name, uint64_t id, unsigned flags, 
     q->expires_ms = arg_int(q->args, q->args_len, "x-expires");
     q->last_used_ms = clock_mono_ms();
     q->dmark = -1;
+    q->delivered_max = -1;
     q->snap_offset = -1;
     return q;
 }
@@ -295,8 +297,9 @@ static int log_scan(partition_t *p, void (*fn)(void *ctx, const batch_rec_t *rec
             batch_iter_t it;
             batch_rec_t rec;
             int r = batch_iter_init(&it, buf.p + pos, blen);
-            while (r == 0 && (r = batch_iter_next(&it, &rec)) > 0)
-                if (rec.offset >= off) fn(ctx, &rec);
+            if (r == 0)
+                while ((r = batch_iter_next(&it, &rec)) > 0)
+                    if (rec.offset >= off) fn(ctx, &rec);
             if (r < 0) rc = r;
             off = batch_last_offset(&h) + 1;
             pos += blen;
@@ -321,6 +324,9 @@ static void state_record(void *ctx, const batch_rec_t *rec)
             int64_t d = (int64_t)buf_get_be64(v);
             if (d > st->dmark) st->dmark = d;
         }
+        break;
+    case 'D': /* exact, written at a clean close: replaces the marks ahead */
+        if (n == 8) st->dmark = (int64_t)buf_get_be64(v);
         break;
     case 's':
         if (n < 16) return;
@@ -399,6 +405,7 @@ int queue_open(queue_t *q)
         if (dc.recovered) LOG_I("queue %s: recovered %u message(s)", q->name, dc.recovered);
     }
     q->dmark = st.dmark;
+    q->delivered_max = st.dmark;
     free(st.acked.v);
     free(st.live.v);
     if (rc < 0) LOG_E("queue %s: recovery failed: %s", q->name, herald_strerror(rc));
@@ -477,6 +484,7 @@ static void hand_out(queue_t *q, qentry_t *e)
     ready_unlink(q, e);
     held_link(q, e);
     e->deliveries++;
+    if (e->offset > q->delivered_max) q->delivered_max = e->offset;
     if (e->offset >= 0 && e->offset > q->dmark && is_stored_queue(q)) {
         q->dmark = e->offset + QUEUE_DMARK_AHEAD;
         q->dmark_dirty = 1;
@@ -874,6 +882,13 @@ void queue_delete(queue_t *q)
 void queue_close(queue_t *q)
 {
     queue_flush_all(q->b);
+    /* After a clean stop only what was really handed out comes back
+     * redelivered (the marks written ahead cover a crash). */
+    if (is_stored_queue(q) && q->dmark > q->delivered_max) {
+        uint8_t v[8];
+        wbuf_put_be64(v, (uint64_t)q->delivered_max);
+        state_append(q, "D", v, 8);
+    }
     while (q->consumers) queue_consumer_remove(q, q->consumers);
     while (q->ready_head) {
         qentry_t *e = q->ready_head;
