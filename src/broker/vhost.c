@@ -146,7 +146,23 @@ static void cat_binding(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t 
     wbuf_destroy(&val);
 }
 
-static void on_auto_delete(void *ctx, exchange_t *ex) { cat_exchange(ctx, ex, 1); }
+/* Null records for ex and every binding from or to it (they go with it). */
+static void cat_exchange_gone(vhost_t *v, exchange_t *ex)
+{
+    if (!ex_persisted(ex)) return;
+    for (xbinding_t *bd = exchange_bindings(ex); bd; bd = xbinding_next(bd))
+        cat_binding(v, ex, xbinding_dest(bd), xbinding_key(bd), xbinding_args(bd), 1);
+    xdest_t self = {XDEST_EXCHANGE, ex};
+    for (exchange_t *src = xregistry_first(v->ex); src; src = exchange_next(src))
+        for (xbinding_t *bd = exchange_bindings(src); bd; bd = xbinding_next(bd)) {
+            xdest_t d = xbinding_dest(bd);
+            if (d.kind == XDEST_EXCHANGE && d.ptr == ex)
+                cat_binding(v, src, self, xbinding_key(bd), xbinding_args(bd), 1);
+        }
+    cat_exchange(v, ex, 1);
+}
+
+static void on_auto_delete(void *ctx, exchange_t *ex) { cat_exchange_gone(ctx, ex); }
 
 vhost_t *broker_vhost(broker_t *b, amqp_bytes_t name)
 {
@@ -266,17 +282,7 @@ int vhost_exchange_delete(vhost_t *v, exchange_t *ex, int if_unused)
 {
     if (if_unused && exchange_bindings(ex)) return HE_BUSY;
     if (exchange_is_builtin(ex)) return HE_DENIED;
-    /* Bindings from or to it go with it. */
-    for (xbinding_t *bd = exchange_bindings(ex); bd; bd = xbinding_next(bd))
-        cat_binding(v, ex, xbinding_dest(bd), xbinding_key(bd), xbinding_args(bd), 1);
-    xdest_t self = {XDEST_EXCHANGE, ex};
-    for (exchange_t *src = xregistry_first(v->ex); src; src = exchange_next(src))
-        for (xbinding_t *bd = exchange_bindings(src); bd; bd = xbinding_next(bd)) {
-            xdest_t d = xbinding_dest(bd);
-            if (d.kind == XDEST_EXCHANGE && d.ptr == ex)
-                cat_binding(v, src, self, xbinding_key(bd), xbinding_args(bd), 1);
-        }
-    cat_exchange(v, ex, 1);
+    cat_exchange_gone(v, ex);
     return xregistry_delete(v->ex, ex, if_unused);
 }
 
