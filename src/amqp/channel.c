@@ -791,6 +791,11 @@ static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
 
 static int handle_qos(amqp_channel_t *ch, const amqp_basic_qos_t *a)
 {
+    if (a->prefetch_size) {
+        amqp_conn_error(ch->c, AMQP_NOT_IMPLEMENTED, AMQP_BASIC_QOS, "NOT_IMPLEMENTED - prefetch_size!=0 (%u)",
+                        a->prefetch_size);
+        return -1;
+    }
     if (a->global) ch->prefetch_global = a->prefetch_count;
     else ch->prefetch_next = a->prefetch_count;
     /* A per-consumer change applies to this channel's existing consumers
@@ -876,8 +881,13 @@ static int tx_hold_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int mu
     return 0;
 }
 
-static int handle_recover(amqp_channel_t *ch, int reply)
+static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
 {
+    if (!requeue) { /* as RabbitMQ: redelivery to the same consumer is not offered */
+        amqp_conn_error(ch->c, AMQP_NOT_IMPLEMENTED, reply ? AMQP_BASIC_RECOVER : AMQP_BASIC_RECOVER_ASYNC,
+                        "NOT_IMPLEMENTED - requeue=false");
+        return -1;
+    }
     qentry_t **es;
     ssize_t n = take_tags(ch, AMQP_BASIC_RECOVER, 0, 1, &es);
     if (n > 0) queue_requeue(es, (size_t)n);
@@ -997,6 +1007,10 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         }
         return 0;
     case AMQP_CHANNEL_FLOW: {
+        if (!m->m.channel_flow.active) { /* as RabbitMQ: clients pause by not reading */
+            amqp_conn_error(ch->c, AMQP_NOT_IMPLEMENTED, m->id, "NOT_IMPLEMENTED - active=false");
+            return -1;
+        }
         ch->flow_active = m->m.channel_flow.active;
         amqp_method_t ok = {.id = AMQP_CHANNEL_FLOW_OK};
         ok.m.channel_flow_ok.active = m->m.channel_flow.active;
@@ -1031,8 +1045,8 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         if (ch->tx_mode)
             return tx_hold_ack(ch, m->id, m->m.basic_reject.delivery_tag, 0, 2, m->m.basic_reject.requeue);
         return do_ack(ch, m->id, m->m.basic_reject.delivery_tag, 0, 0, m->m.basic_reject.requeue);
-    case AMQP_BASIC_RECOVER: return handle_recover(ch, 1);
-    case AMQP_BASIC_RECOVER_ASYNC: return handle_recover(ch, 0);
+    case AMQP_BASIC_RECOVER: return handle_recover(ch, 1, m->m.basic_recover.requeue);
+    case AMQP_BASIC_RECOVER_ASYNC: return handle_recover(ch, 0, m->m.basic_recover_async.requeue);
     case AMQP_CONFIRM_SELECT:
         if (ch->tx_mode) {
             amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, m->id,

@@ -50,7 +50,8 @@ static int exchange_declare(amqp_channel_t *ch, const amqp_exchange_declare_t *a
         if (!find_exchange(ch, a->exchange, id)) return -1;
         goto ok;
     }
-    if (is_reserved(a->exchange)) {
+    /* New amq.* names are reserved; the existing ones redeclare as usual. */
+    if (is_reserved(a->exchange) && !xregistry_find(vhost_exchanges(c->vh), a->exchange)) {
         amqp_channel_error(ch, AMQP_ACCESS_REFUSED, id,
                            "ACCESS_REFUSED - exchange name '%.*s' contains reserved prefix 'amq.*'", NAME(a->exchange));
         return -1;
@@ -100,12 +101,13 @@ static int exchange_delete(amqp_channel_t *ch, const amqp_exchange_delete_t *a)
     amqp_conn_t *c = amqp_channel_conn(ch);
     uint32_t id = AMQP_EXCHANGE_DELETE;
     if (refuse_default(ch, a->exchange, id)) return -1;
-    if (is_reserved(a->exchange)) {
+    exchange_t *ex = xregistry_find(vhost_exchanges(c->vh), a->exchange);
+    if (ex && exchange_is_builtin(ex)) {
         amqp_channel_error(ch, AMQP_ACCESS_REFUSED, id,
-                           "ACCESS_REFUSED - exchange name '%.*s' contains reserved prefix 'amq.*'", NAME(a->exchange));
+                           "ACCESS_REFUSED - deletion of system exchange '%.*s' in vhost '/' not allowed",
+                           NAME(a->exchange));
         return -1;
     }
-    exchange_t *ex = xregistry_find(vhost_exchanges(c->vh), a->exchange);
     if (ex) {
         int durable = exchange_flags(ex) & EXF_DURABLE;
         int rc = vhost_exchange_delete(c->vh, ex, a->if_unused);
