@@ -153,8 +153,9 @@ for b in $BROKERS; do
     cat "$work/$b.bench" >&2
     rss_peak=$(status_kb VmHWM)
     stop_broker
-    note=""
-    [ "$rc" = 0 ] || note="errors (exit $rc): $(grep -v ' (run [0-9]*): ' "$work/$b.bench" | tail -1 | cut -c1-120)"
+    # The tool's last word if it gave up (errors within a phase are in RESULT).
+    note=$(grep -v ' (run [0-9]*): ' "$work/$b.bench" | tail -1 | cut -c1-120)
+    if [ "$rc" != 0 ] && [ -z "$note" ]; then note="exit $rc"; fi
     printf '%s\tok\t%s\t%s\t%s\n' "$b" "${rss_idle:-?}" "${rss_peak:-?}" "$note" >>"$work/rows"
 done
 [ -z "$epmd_pid" ] || stop_pid "$epmd_pid" 5
@@ -162,7 +163,8 @@ epmd_pid=""
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # One row per broker: medians over the runs of the RESULT lines.
-table=$(awk -F'\t' -v rate="$RATE" '
+table=$(awk -F'\t' '
+    BEGIN { split("publish consume both latency", phases, " ") }
     function med(k,    n, i, j, t, v) {
         n = cnt[k]
         if (!n) return "–"
@@ -177,6 +179,7 @@ table=$(awk -F'\t' -v rate="$RATE" '
         split($0, f, " ")
         for (i = 2; i in f; i++) { split(f[i], kv, "="); r[kv[1]] = kv[2] }
         for (x in r) if (r[x] != "-") { k = r["broker"] SUBSEP r["phase"] SUBSEP x; val[k, ++cnt[k]] = r[x] }
+        if (r["errors"] > 0) { bad[r["broker"], r["phase"]]++; nbad[r["broker"]]++ }
         delete r
         next
     }
@@ -185,12 +188,20 @@ table=$(awk -F'\t' -v rate="$RATE" '
         if ($2 != "ok") { printf "| %s | – | – | – | – | – | – | %s |\n", b, $2; next }
         p = b SUBSEP "publish" SUBSEP; c = b SUBSEP "consume" SUBSEP
         h = b SUBSEP "both" SUBSEP; l = b SUBSEP "latency" SUBSEP
+        note = $5
+        if (nbad[b]) {
+            note = note (note == "" ? "" : "; ") "runs with errors (timed out or lost):"
+            for (i = 1; i <= 4; i++) {
+                ph = phases[i]
+                if (bad[b, ph]) note = note sprintf(" %s %d/%d", ph, bad[b, ph], cnt[b SUBSEP ph SUBSEP "rate"])
+            }
+        }
         printf "| %s | %s | %s | %s | %s / %s / %s / %s | %s / %s / %s | %s / %s | %s |\n", b,
             num(med(p "rate"), "%.0f"), num(med(c "rate"), "%.0f"), num(med(h "rate"), "%.0f"),
             num(med(p "cpu_per_m"), "%.1f"), num(med(c "cpu_per_m"), "%.1f"),
             num(med(h "cpu_per_m"), "%.1f"), num(med(l "cpu_per_m"), "%.1f"),
             num(med(l "p50_ms"), "%.2f"), num(med(l "p99_ms"), "%.1f"), num(med(l "p999_ms"), "%.1f"),
-            mb($3), mb($4), $5
+            mb($3), mb($4), note
     }' "$work/results" "$work/rows")
 
 rabbit_ver=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?')
@@ -202,7 +213,7 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench-amqp\` (\`bench/run_amqp_bench.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RATE=$RATE SECONDS_LAT=$SECONDS_LAT REPEAT=$REPEAT)"
+    echo "- command: \`make bench-amqp\` (\`bench/run_amqp_bench.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RATE=$RATE SECONDS_LAT=$SECONDS_LAT REPEAT=$REPEAT TIMEOUT=$TIMEOUT)"
     echo "- tool: \`build/amqp_bench --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, a fresh durable queue per phase"
     echo "- load average (1/5/15 min): $load_before before, $load_after after; other work on the 2 vCPUs lowers the figures"
     echo "- brokers: RabbitMQ $rabbit_ver (Erlang $erlang_ver, classic queue, default config); herald built from $rev"
@@ -234,5 +245,7 @@ if [ "$DOC" = 1 ]; then
     rm -f "$doc.amqp.tmp"
     echo "run_amqp_bench: wrote $doc" >&2
 fi
-grep -q 'errors (exit\|did not start\|was taken' "$work/rows" && exit 1
+# Non-zero if a broker did not start or any phase had errors.
+awk -F'\t' '$2 != "ok" { bad = 1 } END { exit bad }' "$work/rows" || exit 1
+grep -q ' errors=[1-9]' "$work/results" && exit 1
 exit 0
