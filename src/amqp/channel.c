@@ -77,7 +77,8 @@ struct amqp_channel {
     uint32_t content_method;
     uint8_t pub_mandatory;
     qmsg_t *msg;
-    uint64_t body_got;
+    uint64_t body_got;        /* body bytes received */
+    uint64_t body_cap;        /* body bytes msg has room for */
     /* deliveries */
     slot_t *ring;
     size_t ring_cap, ring_head, ring_len;
@@ -106,6 +107,7 @@ struct amqp_channel {
     int reply_consuming;
 };
 
+#define AMQP_BODY_FIRST_ALLOC (1u << 20) /* body room allocated before the bytes arrive */
 #define REPLY_QUEUE "amq.rabbitmq.reply-to"
 #define REPLY_PREFIX "amq.rabbitmq.reply-to."
 
@@ -649,13 +651,15 @@ static int handle_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
         raw = (amqp_bytes_t){rewritten.p, (uint32_t)rewritten.len};
     }
     qmsg_t *head = ch->msg;
-    qmsg_t *m = qmsg_new(qmsg_exchange(head), qmsg_key(head), raw, body_size);
+    uint64_t cap = body_size < AMQP_BODY_FIRST_ALLOC ? body_size : AMQP_BODY_FIRST_ALLOC;
+    qmsg_t *m = qmsg_new_room(qmsg_exchange(head), qmsg_key(head), raw, body_size, cap);
     wbuf_destroy(&rewritten);
     qmsg_unref(head);
     m->persistent = (props.flags & PROP_DELIVERY_MODE) && props.delivery_mode == 2;
     m->expiration_ms = exp;
     ch->msg = m;
     ch->body_got = 0;
+    ch->body_cap = cap;
     ch->content = 2;
     if (body_size == 0) return publish_complete(ch);
     return 0;
@@ -668,6 +672,13 @@ static int handle_body(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
         amqp_conn_error(ch->c, AMQP_FRAME_ERROR, ch->content_method,
                         "FRAME_ERROR - body frames exceed the declared size %llu", (unsigned long long)m->body_len);
         return -1;
+    }
+    if (ch->body_got + len > ch->body_cap) { /* grow with what arrives, doubling */
+        uint64_t cap = ch->body_cap * 2;
+        if (cap < ch->body_got + len) cap = ch->body_got + len;
+        if (cap > m->body_len) cap = m->body_len;
+        m = ch->msg = qmsg_grow(m, cap);
+        ch->body_cap = cap;
     }
     memcpy(qmsg_body(m) + ch->body_got, p, len);
     ch->body_got += len;

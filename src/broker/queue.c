@@ -68,9 +68,21 @@ static int is_stored_queue(const queue_t *q) { return (q->flags & QF_DURABLE) &&
 
 /* ---- messages ---- */
 
+qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap)
+{
+    size_t n = (size_t)m->exchange_len + m->key_len + m->props_len + body_cap;
+    return xrealloc(m, sizeof *m + n);
+}
+
 qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len)
 {
-    size_t n = (size_t)exchange.len + key.len + props.len + body_len;
+    return qmsg_new_room(exchange, key, props, body_len, body_len);
+}
+
+qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len,
+                      uint64_t body_cap)
+{
+    size_t n = (size_t)exchange.len + key.len + props.len + body_cap;
     qmsg_t *m = xmalloc(sizeof *m + n);
     m->refs = 1;
     m->persistent = 0;

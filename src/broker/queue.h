@@ -61,6 +61,13 @@ typedef struct qmsg {
 /* Allocates a message with refs = 1; the caller copies the body into
  * qmsg_body(m). */
 qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len);
+/* The same with room for only body_cap <= body_len body bytes, grown with
+ * qmsg_grow while the caller is the only owner (a peer's declared size is
+ * not allocated before its bytes arrive). */
+qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len,
+                      uint64_t body_cap);
+/* Reallocates m (refs == 1) to hold body_cap body bytes; returns it. */
+qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap);
 static inline qmsg_t *qmsg_ref(qmsg_t *m) { m->refs++; return m; }
 void qmsg_unref(qmsg_t *m); /* NULL ok */
 static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
