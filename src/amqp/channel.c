@@ -1,117 +1,23 @@
 /*
- * AMQP channels: content assembly (publish method, header frame, body
- * frames), routing publishes into queues, consumers and deliveries,
- * acks/nacks/rejects, prefetch, publisher confirms and transactions.
+ * AMQP channels: lifecycle, consumers and deliveries, acks/nacks/rejects,
+ * prefetch, and method dispatch. Publishing, confirms and transactions are
+ * in publish.c.
  *
  * Delivery tags are channel-local and contiguous: the channel keeps a ring
  * of the entries it has handed out, indexed by tag - base, so an ack finds
  * its entry in O(1). A no-ack delivery takes a tag but leaves a hole.
- *
- * Publisher confirms: each publish in confirm mode gets the next sequence
- * number and an entry in a FIFO with the queue logs it must reach. The
- * FIFO's head is confirmed when all of them are durable; runs of confirmed
- * publishes are acked with multiple=true, a failed one is nacked in its
- * place, so a multiple ack never covers a nacked tag.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp/channel_int.h"
 #include "amqp/ftable.h"
-#include "amqp/internal.h"
-#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
 
-struct amqp_consumer {
-    qconsumer_t qc;           /* first: the queue calls back with &qc */
-    amqp_channel_t *ch;
-    queue_t *q;
-    uint8_t tag[256];
-    uint8_t tag_len;
-    int no_ack;
-    uint32_t prefetch;        /* per-consumer limit, 0 = none */
-    uint32_t unacked;
-    amqp_consumer_t *next;    /* in the channel */
-};
-
-typedef struct {
-    qentry_t *e;              /* NULL: a hole (acked, requeued, or a no-ack delivery) */
-    amqp_consumer_t *c;       /* the consumer it went to, NULL for basic.get or a gone consumer */
-} slot_t;
-
-typedef struct {
-    queue_t *q;               /* pinned */
-    uint32_t epoch;
-    int64_t target;
-} cpart_t;
-
-typedef struct {
-    uint64_t seq;
-    int failed;
-    uint32_t nparts, done;
-    cpart_t one;              /* when nparts == 1 */
-    cpart_t *parts;           /* when nparts > 1 */
-} confirm_t;
-
-/* A publish or an ack held back by a transaction. */
-typedef struct txop {
-    struct txop *next;
-    int kind;                 /* 0 publish, 1 ack, 2 nack/reject */
-    qmsg_t *m;                /* publish: the message (one reference) */
-    uint8_t mandatory;
-    uint64_t tag;             /* ack/nack */
-    uint8_t multiple, requeue;
-} txop_t;
-
-struct amqp_channel {
-    amqp_conn_t *c;
-    uint16_t id;
-    int opened;               /* channel.open was answered */
-    int closing;              /* sent channel.close, waiting for close-ok */
-    int flow_active;
-    /* content being received */
-    int content;              /* 0 none, 1 header expected, 2 body frames */
-    uint32_t content_method;
-    uint8_t pub_mandatory;
-    qmsg_t *msg;
-    uint64_t body_got;        /* body bytes received */
-    uint64_t body_cap;        /* body bytes msg has room for */
-    /* deliveries */
-    slot_t *ring;
-    size_t ring_cap, ring_head, ring_len;
-    uint64_t ring_base;       /* tag of ring[ring_head] */
-    uint64_t last_tag;
-    uint32_t unacked;
-    uint32_t prefetch_next;   /* per-consumer prefetch for consumers created from now */
-    uint32_t prefetch_global; /* channel-wide limit, 0 none */
-    amqp_consumer_t *consumers;
-    /* confirms */
-    int confirm_mode;
-    uint64_t pub_seq;
-    confirm_t *cf;
-    size_t cf_head, cf_len, cf_cap;
-    pwaiter_t cf_wait;
-    int cf_waiting;
-    /* transactions */
-    int tx_mode;
-    txop_t *tx_head, *tx_tail;
-    int tx_committing;
-    char last_queue[256];
-    uint8_t last_queue_len;
-    /* direct reply-to: the no-ack consumer of amq.rabbitmq.reply-to */
-    uint8_t reply_tag[256];
-    uint8_t reply_tag_len;
-    int reply_consuming;
-};
-
-#define AMQP_BODY_FIRST_ALLOC (1u << 20) /* body room allocated before the bytes arrive */
-#define REPLY_QUEUE "amq.rabbitmq.reply-to"
-#define REPLY_PREFIX "amq.rabbitmq.reply-to."
-
-static xroute_t g_route; /* scratch for routing (the loop is single-threaded) */
 
 amqp_channel_t *amqp_channel_new(amqp_conn_t *c, uint16_t id)
 {
@@ -138,13 +44,13 @@ amqp_bytes_t amqp_channel_last_queue(const amqp_channel_t *ch)
     return (amqp_bytes_t){(const uint8_t *)ch->last_queue, ch->last_queue_len};
 }
 
-static void ch_send(amqp_channel_t *ch, const amqp_method_t *m) { amqp_send_method(ch->c, ch->id, m); }
+void amqp_ch_send(amqp_channel_t *ch, const amqp_method_t *m) { amqp_send_method(ch->c, ch->id, m); }
 
 /* ---- the delivery ring ---- */
 
 static slot_t *ring_at(amqp_channel_t *ch, size_t i) { return &ch->ring[(ch->ring_head + i) % ch->ring_cap]; }
 
-static void ring_push(amqp_channel_t *ch, qentry_t *e, amqp_consumer_t *c)
+void amqp_ring_push(amqp_channel_t *ch, qentry_t *e, amqp_consumer_t *c)
 {
     uint64_t tag = ++ch->last_tag;
     if (!e && ch->ring_len == 0) { /* nothing outstanding: no hole needed */
@@ -222,10 +128,10 @@ static void consumer_deliver(qconsumer_t *qc, qentry_t *e)
     d.m.basic_deliver.routing_key = qmsg_key(m);
     amqp_send_content(ch->c, ch->id, &d, qmsg_props(m), qmsg_body(m), m->body_len);
     if (c->no_ack) {
-        ring_push(ch, NULL, NULL);
+        amqp_ring_push(ch, NULL, NULL);
         queue_ack(e);
     } else {
-        ring_push(ch, e, c);
+        amqp_ring_push(ch, e, c);
         c->unacked++;
         ch->unacked++;
     }
@@ -253,7 +159,7 @@ static void consumer_cancelled(qconsumer_t *qc)
         amqp_method_t m = {.id = AMQP_BASIC_CANCEL};
         m.m.basic_cancel.consumer_tag = (amqp_bytes_t){c->tag, c->tag_len};
         m.m.basic_cancel.no_wait = 1;
-        ch_send(ch, &m);
+        amqp_ch_send(ch, &m);
         amqp_conn_flush(ch->c);
     }
     consumer_unlink(ch, c);
@@ -285,120 +191,6 @@ void amqp_channel_kick(amqp_channel_t *ch)
     for (amqp_consumer_t *c = ch->consumers; c; c = c->next) queue_kick(c->q);
 }
 
-/* ---- confirms ---- */
-
-static confirm_t *cf_at(amqp_channel_t *ch, size_t i) { return &ch->cf[(ch->cf_head + i) % ch->cf_cap]; }
-
-static confirm_t *cf_push(amqp_channel_t *ch)
-{
-    if (ch->cf_len == ch->cf_cap) {
-        size_t cap = ch->cf_cap ? ch->cf_cap * 2 : 64;
-        confirm_t *r = xmalloc(cap * sizeof *r);
-        for (size_t i = 0; i < ch->cf_len; i++) r[i] = *cf_at(ch, i);
-        free(ch->cf);
-        ch->cf = r;
-        ch->cf_cap = cap;
-        ch->cf_head = 0;
-    }
-    confirm_t *cf = cf_at(ch, ch->cf_len++);
-    memset(cf, 0, sizeof *cf);
-    cf->seq = ++ch->pub_seq;
-    return cf;
-}
-
-static void cf_add_part(confirm_t *cf, queue_t *q, uint32_t epoch, int64_t target)
-{
-    queue_pin(q);
-    cpart_t p = {q, epoch, target};
-    if (cf->nparts == 0) {
-        cf->one = p;
-    } else {
-        if (cf->nparts == 1) {
-            cf->parts = xmalloc(4 * sizeof *cf->parts);
-            cf->parts[0] = cf->one;
-        } else if ((cf->nparts & (cf->nparts - 1)) == 0 && cf->nparts >= 4) {
-            cf->parts = xrealloc(cf->parts, 2 * cf->nparts * sizeof *cf->parts);
-        }
-        cf->parts[cf->nparts] = p;
-    }
-    cf->nparts++;
-}
-
-static cpart_t *cf_part(confirm_t *cf, uint32_t i) { return cf->nparts == 1 ? &cf->one : &cf->parts[i]; }
-
-static void cf_release(confirm_t *cf)
-{
-    for (uint32_t i = cf->done; i < cf->nparts; i++) queue_unpin(cf_part(cf, i)->q);
-    if (cf->nparts > 1) free(cf->parts);
-    cf->nparts = cf->done = 0;
-}
-
-static void send_confirm(amqp_channel_t *ch, uint32_t id, uint64_t tag, int multiple)
-{
-    amqp_method_t m = {.id = id};
-    if (id == AMQP_BASIC_ACK) {
-        m.m.basic_ack.delivery_tag = tag;
-        m.m.basic_ack.multiple = (uint8_t)multiple;
-    } else {
-        m.m.basic_nack.delivery_tag = tag;
-        m.m.basic_nack.multiple = (uint8_t)multiple;
-        m.m.basic_nack.requeue = 0;
-    }
-    ch_send(ch, &m);
-}
-
-static void on_cf_wait(pwaiter_t *w, int status);
-
-/* Confirms what is durable at the head of the FIFO; waits for the rest. */
-static void confirms_advance(amqp_channel_t *ch)
-{
-    if (ch->cf_waiting) return;
-    uint64_t run_last = 0;
-    size_t run = 0;
-    while (ch->cf_len) {
-        confirm_t *cf = cf_at(ch, 0);
-        while (cf->done < cf->nparts && !cf->failed) {
-            cpart_t *p = cf_part(cf, cf->done);
-            int st = queue_publish_state(p->q, p->epoch, p->target);
-            if (st == 0) {
-                ch->cf_wait.cb = on_cf_wait;
-                ch->cf_wait.ctx = ch;
-                if (queue_wait(p->q, &ch->cf_wait, p->target) == 0) {
-                    ch->cf_waiting = 1;
-                    goto out;
-                }
-                st = queue_publish_state(p->q, p->epoch, p->target);
-                if (st == 0) st = HE_STORAGE; /* the log failed: partition_wait gave up */
-            }
-            if (st < 0) cf->failed = 1;
-            queue_unpin(p->q);
-            cf->done++;
-        }
-        if (cf->failed) {
-            if (run) send_confirm(ch, AMQP_BASIC_ACK, run_last, run > 1);
-            run = 0;
-            send_confirm(ch, AMQP_BASIC_NACK, cf->seq, 0);
-        } else {
-            run_last = cf->seq;
-            run++;
-        }
-        cf_release(cf);
-        ch->cf_head = (ch->cf_head + 1) % ch->cf_cap;
-        ch->cf_len--;
-    }
-out:
-    if (run) send_confirm(ch, AMQP_BASIC_ACK, run_last, run > 1);
-}
-
-static void on_cf_wait(pwaiter_t *w, int status)
-{
-    (void)status;
-    amqp_channel_t *ch = w->ctx;
-    ch->cf_waiting = 0;
-    confirms_advance(ch);
-    amqp_conn_flush(ch->c);
-}
-
 /* ---- errors and lifecycle ---- */
 
 static void release_all(amqp_channel_t *ch)
@@ -421,7 +213,7 @@ static void release_all(amqp_channel_t *ch)
         ch->cf_waiting = 0;
     }
     while (ch->cf_len) {
-        cf_release(cf_at(ch, 0));
+        amqp_cf_release(amqp_cf_at(ch, 0));
         ch->cf_head = (ch->cf_head + 1) % ch->cf_cap;
         ch->cf_len--;
     }
@@ -459,231 +251,14 @@ void amqp_channel_error(amqp_channel_t *ch, uint16_t code, uint32_t method_id, c
     m.m.channel_close.reply_text = amqp_cstr(text);
     m.m.channel_close.class_id = (uint16_t)(method_id >> 16);
     m.m.channel_close.method_id = (uint16_t)method_id;
-    ch_send(ch, &m);
+    amqp_ch_send(ch, &m);
     release_all(ch);
     ch->closing = 1;
 }
 
 void amqp_channel_after_input(amqp_channel_t *ch)
 {
-    if (!ch->closing && ch->confirm_mode) confirms_advance(ch);
-}
-
-/* ---- publishing ---- */
-
-static int parse_expiration(amqp_bytes_t s, int64_t *ms)
-{
-    if (!s.len || s.len > 18) return -1;
-    int64_t v = 0;
-    for (uint32_t i = 0; i < s.len; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9') return -1;
-        v = v * 10 + (s.p[i] - '0');
-    }
-    *ms = v;
-    return 0;
-}
-
-static void send_return(amqp_channel_t *ch, qmsg_t *m)
-{
-    amqp_method_t r = {.id = AMQP_BASIC_RETURN};
-    r.m.basic_return.reply_code = AMQP_NO_ROUTE;
-    r.m.basic_return.reply_text = amqp_cstr("NO_ROUTE");
-    r.m.basic_return.exchange = qmsg_exchange(m);
-    r.m.basic_return.routing_key = qmsg_key(m);
-    amqp_send_content(ch->c, ch->id, &r, qmsg_props(m), qmsg_body(m), m->body_len);
-}
-
-/* A reply to a direct reply-to address "amq.rabbitmq.reply-to.<conn
- * id hex>.<channel>": handed straight to that channel's reply consumer,
- * never stored (as RabbitMQ: at most once). Returns 1 if delivered. */
-static int deliver_reply(qmsg_t *m)
-{
-    amqp_bytes_t key = qmsg_key(m);
-    size_t pl = sizeof REPLY_PREFIX - 1;
-    char buf[64];
-    if (key.len <= pl || key.len - pl >= sizeof buf) return 0;
-    memcpy(buf, key.p + pl, key.len - pl);
-    buf[key.len - pl] = '\0';
-    unsigned long long id;
-    unsigned chan;
-    char tail;
-    if (sscanf(buf, "%16llx.%u%c", &id, &chan, &tail) != 2) return 0;
-    amqp_conn_t *c = amqp_conn_by_id(id);
-    amqp_channel_t *to = c && chan ? amqp_conn_channel(c, chan) : NULL;
-    if (!to) return 0;
-    if (!to->reply_consuming || to->closing) return 0;
-    amqp_method_t d = {.id = AMQP_BASIC_DELIVER};
-    d.m.basic_deliver.consumer_tag = (amqp_bytes_t){to->reply_tag, to->reply_tag_len};
-    d.m.basic_deliver.delivery_tag = to->last_tag + 1;
-    d.m.basic_deliver.exchange = qmsg_exchange(m);
-    d.m.basic_deliver.routing_key = key;
-    amqp_send_content(c, to->id, &d, qmsg_props(m), qmsg_body(m), m->body_len);
-    ring_push(to, NULL, NULL);
-    amqp_conn_flush(c);
-    return 1;
-}
-
-/* Routes a complete message. Returns 0, or <0 after a channel error. */
-static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
-{
-    vhost_t *vh = ch->c->vh;
-    if (m->exchange_len == 0 && m->key_len > sizeof REPLY_PREFIX - 1 &&
-        !memcmp(qmsg_key(m).p, REPLY_PREFIX, sizeof REPLY_PREFIX - 1)) {
-        if (ch->confirm_mode) cf_push(ch);
-        if (!deliver_reply(m) && mandatory) send_return(ch, m);
-        return 0;
-    }
-    exchange_t *ex = xregistry_find(vhost_exchanges(vh), qmsg_exchange(m));
-    confirm_t *cf = ch->confirm_mode ? cf_push(ch) : NULL;
-    amqp_props_t props;
-    if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
-    g_route.n = 0;
-    if (ex) xregistry_route(vhost_exchanges(vh), ex, qmsg_key(m), props.headers, &g_route);
-    if (g_route.n == 0) {
-        if (mandatory) send_return(ch, m);
-        return 0;
-    }
-    for (size_t i = 0; i < g_route.n; i++) {
-        queue_t *q = g_route.q[i];
-        uint32_t epoch = 0;
-        int64_t target = 0;
-        int rc = queue_publish(q, m, &epoch, &target);
-        if (cf && rc == 1) cf_add_part(cf, q, epoch, target);
-        else if (cf && rc < 0) cf->failed = 1;
-    }
-    return 0;
-}
-
-/* The body is complete: route it now, or hold it for the transaction. */
-static int publish_complete(amqp_channel_t *ch)
-{
-    qmsg_t *m = ch->msg;
-    ch->msg = NULL;
-    ch->content = 0;
-    int rc = 0;
-    if (ch->tx_mode) {
-        txop_t *op = xcalloc(1, sizeof *op);
-        op->kind = 0;
-        op->m = m;
-        op->mandatory = ch->pub_mandatory;
-        if (ch->tx_tail) ch->tx_tail->next = op;
-        else ch->tx_head = op;
-        ch->tx_tail = op;
-        return 0;
-    }
-    rc = route_message(ch, m, ch->pub_mandatory);
-    qmsg_unref(m);
-    return rc;
-}
-
-static int handle_publish(amqp_channel_t *ch, const amqp_basic_publish_t *p)
-{
-    vhost_t *vh = ch->c->vh;
-    exchange_t *ex = xregistry_find(vhost_exchanges(vh), p->exchange);
-    if (!ex) {
-        amqp_channel_error(ch, AMQP_NOT_FOUND, AMQP_BASIC_PUBLISH, "NOT_FOUND - no exchange '%.*s' in vhost '/'",
-                           (int)p->exchange.len, (const char *)p->exchange.p);
-        return -1;
-    }
-    if (exchange_flags(ex) & EXF_INTERNAL) {
-        amqp_channel_error(ch, AMQP_ACCESS_REFUSED, AMQP_BASIC_PUBLISH,
-                           "ACCESS_REFUSED - cannot publish to internal exchange '%.*s' in vhost '/'",
-                           (int)p->exchange.len, (const char *)p->exchange.p);
-        return -1;
-    }
-    if (p->immediate) {
-        amqp_conn_error(ch->c, AMQP_NOT_IMPLEMENTED, AMQP_BASIC_PUBLISH, "NOT_IMPLEMENTED - immediate=true");
-        return -1;
-    }
-    /* Exchange and routing key are kept until the header says how big the
-     * body is; the message is allocated then. */
-    ch->msg = qmsg_new(p->exchange, p->routing_key, (amqp_bytes_t){NULL, 0}, 0);
-    ch->pub_mandatory = p->mandatory;
-    ch->content = 1;
-    ch->content_method = AMQP_BASIC_PUBLISH;
-    return 0;
-}
-
-static int handle_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
-{
-    uint16_t class_id;
-    uint64_t body_size;
-    amqp_props_t props;
-    amqp_bytes_t raw;
-    if (amqp_header_decode(p, len, &class_id, &body_size, &props, &raw) < 0 || class_id != AMQP_CLASS_BASIC) {
-        amqp_conn_error(ch->c, AMQP_FRAME_ERROR, ch->content_method, "FRAME_ERROR - malformed content header");
-        return -1;
-    }
-    uint64_t max = (uint64_t)broker_config(ch->c->b)->amqp_max_message_bytes;
-    if (body_size > max) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
-                           "PRECONDITION_FAILED - message size %llu is larger than configured max size %llu",
-                           (unsigned long long)body_size, (unsigned long long)max);
-        return -1;
-    }
-    int64_t exp = -1;
-    if (props.flags & PROP_EXPIRATION) {
-        if (parse_expiration(props.expiration, &exp) < 0) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
-                               "PRECONDITION_FAILED - invalid expiration '%.*s'", (int)props.expiration.len,
-                               (const char *)props.expiration.p);
-            return -1;
-        }
-    }
-    if ((props.flags & PROP_USER_ID) && !amqp_bytes_eq(props.user_id, ch->c->user)) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
-                           "PRECONDITION_FAILED - user_id property set to '%.*s' but authenticated user was '%s'",
-                           (int)props.user_id.len, (const char *)props.user_id.p, ch->c->user);
-        return -1;
-    }
-    wbuf_t rewritten;
-    wbuf_init(&rewritten);
-    if ((props.flags & PROP_REPLY_TO) && amqp_bytes_eq(props.reply_to, REPLY_QUEUE)) {
-        if (!ch->reply_consuming) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
-                               "PRECONDITION_FAILED - fast reply consumer does not exist");
-            return -1;
-        }
-        char addr[80];
-        snprintf(addr, sizeof addr, REPLY_PREFIX "%016llx.%u", (unsigned long long)ch->c->id, ch->id);
-        props.reply_to = amqp_cstr(addr);
-        amqp_props_encode(&rewritten, &props);
-        raw = (amqp_bytes_t){rewritten.p, (uint32_t)rewritten.len};
-    }
-    qmsg_t *head = ch->msg;
-    uint64_t cap = body_size < AMQP_BODY_FIRST_ALLOC ? body_size : AMQP_BODY_FIRST_ALLOC;
-    qmsg_t *m = qmsg_new_room(qmsg_exchange(head), qmsg_key(head), raw, body_size, cap);
-    wbuf_destroy(&rewritten);
-    qmsg_unref(head);
-    m->persistent = (props.flags & PROP_DELIVERY_MODE) && props.delivery_mode == 2;
-    m->expiration_ms = exp;
-    ch->msg = m;
-    ch->body_got = 0;
-    ch->body_cap = cap;
-    ch->content = 2;
-    if (body_size == 0) return publish_complete(ch);
-    return 0;
-}
-
-static int handle_body(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
-{
-    qmsg_t *m = ch->msg;
-    if (ch->body_got + len > m->body_len) {
-        amqp_conn_error(ch->c, AMQP_FRAME_ERROR, ch->content_method,
-                        "FRAME_ERROR - body frames exceed the declared size %llu", (unsigned long long)m->body_len);
-        return -1;
-    }
-    if (ch->body_got + len > ch->body_cap) { /* grow with what arrives, doubling */
-        uint64_t cap = ch->body_cap * 2;
-        if (cap < ch->body_got + len) cap = ch->body_got + len;
-        if (cap > m->body_len) cap = m->body_len;
-        m = ch->msg = qmsg_grow(m, cap);
-        ch->body_cap = cap;
-    }
-    memcpy(qmsg_body(m) + ch->body_got, p, len);
-    ch->body_got += len;
-    if (ch->body_got == m->body_len) return publish_complete(ch);
-    return 0;
+    if (!ch->closing && ch->confirm_mode) amqp_confirms_advance(ch);
 }
 
 /* ---- consume, get, cancel, qos ---- */
@@ -707,7 +282,7 @@ static int consume_reply(amqp_channel_t *ch, const amqp_basic_consume_t *a)
     if (!a->no_wait) {
         amqp_method_t ok = {.id = AMQP_BASIC_CONSUME_OK};
         ok.m.basic_consume_ok.consumer_tag = tag;
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
     }
     return 0;
 }
@@ -751,7 +326,7 @@ static int handle_consume(amqp_channel_t *ch, const amqp_basic_consume_t *a)
     if (!a->no_wait) {
         amqp_method_t ok = {.id = AMQP_BASIC_CONSUME_OK};
         ok.m.basic_consume_ok.consumer_tag = tag;
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
     }
     queue_consumer_add(q, &c->qc); /* delivers at once what fits */
     return 0;
@@ -767,7 +342,7 @@ static int handle_cancel(amqp_channel_t *ch, const amqp_basic_cancel_t *a)
     if (!a->no_wait) {
         amqp_method_t ok = {.id = AMQP_BASIC_CANCEL_OK};
         ok.m.basic_cancel_ok.consumer_tag = a->consumer_tag;
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
     }
     return 0;
 }
@@ -779,7 +354,7 @@ static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
     qentry_t *e = queue_get(q);
     if (!e) {
         amqp_method_t m = {.id = AMQP_BASIC_GET_EMPTY};
-        ch_send(ch, &m);
+        amqp_ch_send(ch, &m);
         return 0;
     }
     qmsg_t *m = e->m;
@@ -791,10 +366,10 @@ static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
     g.m.basic_get_ok.message_count = queue_ready_count(q);
     amqp_send_content(ch->c, ch->id, &g, qmsg_props(m), qmsg_body(m), m->body_len);
     if (a->no_ack) {
-        ring_push(ch, NULL, NULL);
+        amqp_ring_push(ch, NULL, NULL);
         queue_ack(e);
     } else {
-        ring_push(ch, e, NULL);
+        amqp_ring_push(ch, e, NULL);
         ch->unacked++;
     }
     return 0;
@@ -814,7 +389,7 @@ static int handle_qos(amqp_channel_t *ch, const amqp_basic_qos_t *a)
     if (!a->global)
         for (amqp_consumer_t *c = ch->consumers; c; c = c->next) c->prefetch = a->prefetch_count;
     amqp_method_t ok = {.id = AMQP_BASIC_QOS_OK};
-    ch_send(ch, &ok);
+    amqp_ch_send(ch, &ok);
     amqp_channel_kick(ch);
     return 0;
 }
@@ -860,7 +435,7 @@ static ssize_t take_tags(amqp_channel_t *ch, uint32_t method, uint64_t tag, int 
     return 1;
 }
 
-static int do_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple, int ack, int requeue)
+int amqp_do_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple, int ack, int requeue)
 {
     qentry_t **es;
     ssize_t n = take_tags(ch, method, tag, multiple, &es);
@@ -905,99 +480,8 @@ static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
     free(es);
     if (reply) {
         amqp_method_t ok = {.id = AMQP_BASIC_RECOVER_OK};
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
     }
-    return 0;
-}
-
-/* ---- transactions ---- */
-
-static amqp_channel_t *tx_pending_channel(amqp_conn_t *c)
-{
-    for (uint32_t i = 1; i < c->chan_cap; i++)
-        if (c->channels[i] && c->channels[i]->tx_committing) return c->channels[i];
-    return NULL;
-}
-
-/* Drops the commit's durable publishes from the FIFO (a transactional
- * channel is never in confirm mode, so the FIFO is the commit's own).
- * Returns 1 after linking c->wait to the first that is not durable yet. */
-static int tx_wait_next(amqp_channel_t *ch)
-{
-    while (ch->cf_len) {
-        confirm_t *cf = cf_at(ch, 0);
-        while (cf->done < cf->nparts) {
-            cpart_t *p = cf_part(cf, cf->done);
-            if (queue_publish_state(p->q, p->epoch, p->target) == 0 && queue_wait(p->q, &ch->c->wait, p->target) == 0)
-                return 1;
-            queue_unpin(p->q);
-            cf->done++;
-        }
-        cf_release(cf);
-        ch->cf_head = (ch->cf_head + 1) % ch->cf_cap;
-        ch->cf_len--;
-    }
-    return 0;
-}
-
-static void tx_commit_done(amqp_conn_t *c, int status)
-{
-    (void)status;
-    amqp_channel_t *ch = tx_pending_channel(c);
-    if (!ch) return;
-    if (tx_wait_next(ch)) {
-        amqp_conn_hold(c, tx_commit_done);
-        return;
-    }
-    ch->tx_committing = 0;
-    amqp_method_t ok = {.id = AMQP_TX_COMMIT_OK};
-    ch_send(ch, &ok);
-}
-
-static int handle_tx_commit(amqp_channel_t *ch)
-{
-    if (!ch->tx_mode) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_TX_COMMIT,
-                           "PRECONDITION_FAILED - channel is not transactional");
-        return -1;
-    }
-    /* Apply in order; the publishes are tracked through the confirm FIFO
-     * so that commit-ok waits until they are durable. */
-    ch->confirm_mode = 1;
-    while (ch->tx_head) {
-        txop_t *op = ch->tx_head;
-        ch->tx_head = op->next;
-        if (op->kind == 0) {
-            route_message(ch, op->m, op->mandatory);
-            qmsg_unref(op->m);
-        } else {
-            do_ack(ch, AMQP_TX_COMMIT, op->tag, op->multiple, op->kind == 1, op->requeue);
-        }
-        free(op);
-    }
-    ch->tx_tail = NULL;
-    ch->confirm_mode = 0;
-    ch->tx_committing = 1;
-    tx_commit_done(ch->c, 0);
-    return 0;
-}
-
-static int handle_tx_rollback(amqp_channel_t *ch)
-{
-    if (!ch->tx_mode) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_TX_ROLLBACK,
-                           "PRECONDITION_FAILED - channel is not transactional");
-        return -1;
-    }
-    while (ch->tx_head) {
-        txop_t *op = ch->tx_head;
-        ch->tx_head = op->next;
-        qmsg_unref(op->m);
-        free(op);
-    }
-    ch->tx_tail = NULL;
-    amqp_method_t ok = {.id = AMQP_TX_ROLLBACK_OK};
-    ch_send(ch, &ok);
     return 0;
 }
 
@@ -1013,7 +497,7 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         }
         {
             amqp_method_t ok = {.id = AMQP_CHANNEL_OPEN_OK};
-            ch_send(ch, &ok);
+            amqp_ch_send(ch, &ok);
             ch->opened = 1;
         }
         return 0;
@@ -1025,14 +509,14 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         ch->flow_active = m->m.channel_flow.active;
         amqp_method_t ok = {.id = AMQP_CHANNEL_FLOW_OK};
         ok.m.channel_flow_ok.active = m->m.channel_flow.active;
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
         if (ch->flow_active) amqp_channel_kick(ch);
         return 0;
     }
     case AMQP_CHANNEL_FLOW_OK: return 0;
     case AMQP_CHANNEL_CLOSE: {
         amqp_method_t ok = {.id = AMQP_CHANNEL_CLOSE_OK};
-        ch_send(ch, &ok);
+        amqp_ch_send(ch, &ok);
         amqp_conn_t *c = ch->c;
         amqp_conn_drop_channel(c, ch->id);
         amqp_channel_free(ch);
@@ -1042,20 +526,20 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
     case AMQP_BASIC_QOS: return handle_qos(ch, &m->m.basic_qos);
     case AMQP_BASIC_CONSUME: return handle_consume(ch, &m->m.basic_consume);
     case AMQP_BASIC_CANCEL: return handle_cancel(ch, &m->m.basic_cancel);
-    case AMQP_BASIC_PUBLISH: return handle_publish(ch, &m->m.basic_publish);
+    case AMQP_BASIC_PUBLISH: return amqp_publish_method(ch, &m->m.basic_publish);
     case AMQP_BASIC_GET: return handle_get(ch, &m->m.basic_get);
     case AMQP_BASIC_ACK:
         if (ch->tx_mode) return tx_hold_ack(ch, m->id, m->m.basic_ack.delivery_tag, m->m.basic_ack.multiple, 1, 0);
-        return do_ack(ch, m->id, m->m.basic_ack.delivery_tag, m->m.basic_ack.multiple, 1, 0);
+        return amqp_do_ack(ch, m->id, m->m.basic_ack.delivery_tag, m->m.basic_ack.multiple, 1, 0);
     case AMQP_BASIC_NACK:
         if (ch->tx_mode)
             return tx_hold_ack(ch, m->id, m->m.basic_nack.delivery_tag, m->m.basic_nack.multiple, 2,
                                m->m.basic_nack.requeue);
-        return do_ack(ch, m->id, m->m.basic_nack.delivery_tag, m->m.basic_nack.multiple, 0, m->m.basic_nack.requeue);
+        return amqp_do_ack(ch, m->id, m->m.basic_nack.delivery_tag, m->m.basic_nack.multiple, 0, m->m.basic_nack.requeue);
     case AMQP_BASIC_REJECT:
         if (ch->tx_mode)
             return tx_hold_ack(ch, m->id, m->m.basic_reject.delivery_tag, 0, 2, m->m.basic_reject.requeue);
-        return do_ack(ch, m->id, m->m.basic_reject.delivery_tag, 0, 0, m->m.basic_reject.requeue);
+        return amqp_do_ack(ch, m->id, m->m.basic_reject.delivery_tag, 0, 0, m->m.basic_reject.requeue);
     case AMQP_BASIC_RECOVER: return handle_recover(ch, 1, m->m.basic_recover.requeue);
     case AMQP_BASIC_RECOVER_ASYNC: return handle_recover(ch, 0, m->m.basic_recover_async.requeue);
     case AMQP_CONFIRM_SELECT:
@@ -1067,7 +551,7 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         ch->confirm_mode = 1;
         if (!m->m.confirm_select.nowait) {
             amqp_method_t ok = {.id = AMQP_CONFIRM_SELECT_OK};
-            ch_send(ch, &ok);
+            amqp_ch_send(ch, &ok);
         }
         return 0;
     case AMQP_TX_SELECT:
@@ -1079,11 +563,11 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
         ch->tx_mode = 1;
         {
             amqp_method_t ok = {.id = AMQP_TX_SELECT_OK};
-            ch_send(ch, &ok);
+            amqp_ch_send(ch, &ok);
         }
         return 0;
-    case AMQP_TX_COMMIT: return handle_tx_commit(ch);
-    case AMQP_TX_ROLLBACK: return handle_tx_rollback(ch);
+    case AMQP_TX_COMMIT: return amqp_tx_commit(ch);
+    case AMQP_TX_ROLLBACK: return amqp_tx_rollback(ch);
     default:
         if ((m->id >> 16) == AMQP_CLASS_EXCHANGE || (m->id >> 16) == AMQP_CLASS_QUEUE)
             return amqp_handle_entity(ch, m);
@@ -1103,7 +587,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
             if (id == AMQP_CHANNEL_CLOSE_OK || id == AMQP_CHANNEL_CLOSE) {
                 if (id == AMQP_CHANNEL_CLOSE) {
                     amqp_method_t ok = {.id = AMQP_CHANNEL_CLOSE_OK};
-                    ch_send(ch, &ok);
+                    amqp_ch_send(ch, &ok);
                 }
                 amqp_conn_drop_channel(c, ch->id);
                 amqp_channel_free(ch);
@@ -1117,7 +601,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
                             "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
             return -1;
         }
-        return handle_header(ch, payload, len);
+        return amqp_publish_header(ch, payload, len);
     }
     if (type == AMQP_FRAME_BODY) {
         if (ch->content != 2) {
@@ -1126,7 +610,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
                             ch->content == 1 ? "content header" : "method");
             return -1;
         }
-        return handle_body(ch, payload, len);
+        return amqp_publish_body(ch, payload, len);
     }
     amqp_method_t m;
     int rc = amqp_method_decode(payload, len, &m);
