@@ -190,5 +190,7 @@ int queue_wait(queue_t *q, pwaiter_t *w, int64_t target);
 /* Appends the coalesced records (messages, acks) of every queue with
  * pending writes. Called once per loop turn (a uv_prepare in the vhost). */
 void queue_flush_all(broker_t *b);
+/* Frees the scratch memory the flushes keep (at shutdown). */
+void queue_scratch_free(void);
 
 #endif

@@ -459,6 +459,7 @@ void vhost_free(vhost_t *v)
         free(n);
     }
     xregistry_free(v->ex);
+    queue_scratch_free();
     free(v->qdir);
     if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
         /* Both handles live in v: free it when the last one has closed. */
