@@ -57,6 +57,7 @@ struct queue {
     int64_t delivered_max;   /* highest stored offset handed out, -1 none (exact) */
     int dmark_dirty;
     int64_t snap_offset;     /* state log offset of the last snapshot written, -1 none */
+    int64_t snap_size;       /* state log bytes (partition_size_bytes) after the last snapshot, 0 none */
     queue_t *dirty_next;     /* in b->dirty_queues */
     uint32_t pins;           /* publisher confirms waiting on this queue */
     uint32_t epoch;          /* bumped by each failed append of pending messages */
@@ -395,18 +396,45 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     dc->recovered++;
 }
 
-static int open_log(queue_t *q, const char *suffix, partition_t **out)
+/* Queue logs roll smaller segments than topics: whole segments below the
+ * live floor (data) or the last snapshot (state) are what gets freed. */
+#define QUEUE_DATA_SEGMENT_BYTES (64 << 20)
+#define QUEUE_STATE_SEGMENT_BYTES (8 << 20)
+
+static int open_log(queue_t *q, const char *suffix, int64_t segment_bytes, partition_t **out)
 {
     int err = 0;
     *out = partition_open(q->b, NULL, 0, xasprintf("%s-%s", q->dir, suffix), &err);
-    return *out ? 0 : err;
+    if (!*out) return err;
+    plog_config_t pc;
+    plog_config_default(&pc);
+    pc.segment_bytes = segment_bytes;
+    pc.segment_ms = -1;
+    pc.retention_ms = -1;
+    pc.retention_bytes = -1;
+    plog_set_config((*out)->log, &pc);
+    return 0;
+}
+
+static void write_snapshot(queue_t *q);
+
+/* Syncs the state log now (blocking: start-up only, no round in flight). */
+static int sync_state_now(queue_t *q)
+{
+    plog_sync_t s;
+    int rc = 0;
+    while (rc == 0 && plog_sync_begin(q->state->log, &s) == 1) {
+        plog_sync_run(&s);
+        rc = plog_sync_end(q->state->log, &s);
+    }
+    return rc;
 }
 
 int queue_open(queue_t *q)
 {
     int rc;
-    if ((rc = open_log(q, "state", &q->state)) < 0) return rc;
-    if ((rc = open_log(q, "log", &q->data)) < 0) return rc;
+    if ((rc = open_log(q, "state", QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
+    if ((rc = open_log(q, "log", QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
     qstate_t st = {.snap_end = -1, .dmark = -1};
     rc = log_scan(q->state, state_record, &st);
     if (rc == 0) {
@@ -418,6 +446,15 @@ int queue_open(queue_t *q)
     }
     q->dmark = st.dmark;
     q->delivered_max = st.dmark;
+    /* Acks at or past the data log's end name records a power loss took
+     * (a message can be acked before its record is durable, and the two
+     * logs are synced independently); those offsets are about to be
+     * reused. A snapshot hides them from every later recovery; it is
+     * synced before any new record can take one of those offsets. */
+    if (rc == 0 && st.acked.n && st.acked.v[st.acked.n - 1] >= plog_end_offset(q->data->log)) {
+        write_snapshot(q);
+        rc = sync_state_now(q);
+    }
     free(st.acked.v);
     free(st.live.v);
     if (rc < 0) LOG_E("queue %s: recovery failed: %s", q->name, herald_strerror(rc));
@@ -804,6 +841,7 @@ static void write_snapshot(queue_t *q)
         return;
     }
     q->snap_offset = target - 1;
+    q->snap_size = partition_size_bytes(q->state);
 }
 
 void queue_maintain(queue_t *q)
@@ -816,7 +854,7 @@ void queue_maintain(queue_t *q)
         q->snap_offset = -1;
     } else if (q->snap_offset < 0 &&
                plog_end_offset(q->state->log) - plog_start_offset(q->state->log) > 1 &&
-               partition_size_bytes(q->state) > QUEUE_SNAPSHOT_BYTES) {
+               partition_size_bytes(q->state) - q->snap_size > QUEUE_SNAPSHOT_BYTES) {
         write_snapshot(q);
     }
     /* Messages below the floor are all gone: whole segments can go. */

@@ -122,15 +122,19 @@ static void cat_queue(vhost_t *v, queue_t *q, int deleted)
     wbuf_destroy(&val);
 }
 
+/* A binding end that exists again after a restart: a persisted queue, a
+ * persisted exchange, or a built-in one (pre-declared, durable). */
+static int ex_durable(const exchange_t *ex) { return (exchange_flags(ex) & EXF_DURABLE) != 0; }
+
 static int dest_persisted(xdest_t d)
 {
-    return d.kind == XDEST_QUEUE ? q_persisted(d.ptr) : ex_persisted(d.ptr);
+    return d.kind == XDEST_QUEUE ? q_persisted(d.ptr) : ex_durable(d.ptr);
 }
 
 static void cat_binding(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args,
                         int deleted)
 {
-    if (!ex_persisted(src) || !dest_persisted(dest)) return;
+    if (!ex_durable(src) || !dest_persisted(dest)) return;
     wbuf_t k, val;
     wbuf_init(&k);
     wbuf_put(&k, "b:", 2);
@@ -200,7 +204,9 @@ static void add_node(vhost_t *v, queue_t *q)
 static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned flags, amqp_bytes_t args)
 {
     char *dir = NULL;
-    if (flags & QF_DURABLE) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
+    /* An exclusive queue ends with its connection, so it never outlives a
+     * restart: it is not stored even when declared durable. */
+    if ((flags & QF_DURABLE) && !(flags & QF_EXCLUSIVE)) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
     queue_t *q = queue_new(v->b, name, id, flags, args, dir);
     add_node(v, q);
     return q;
@@ -218,7 +224,7 @@ int vhost_queue_create(vhost_t *v, amqp_bytes_t name, unsigned flags, amqp_bytes
 {
     queue_t *q = make_queue(v, name, new_id(), flags, args);
     queue_set_owner(q, owner);
-    if (flags & QF_DURABLE) {
+    if ((flags & QF_DURABLE) && !(flags & QF_EXCLUSIVE)) {
         int rc = queue_open(q);
         if (rc < 0) {
             vhost_queue_delete(v, q);
@@ -433,7 +439,8 @@ int vhost_open(vhost_t *v)
     store_sweep_deleting(v->qdir);
     sweep_orphans(v);
     for (qnode_t *n = v->queues; n; n = n->hh.next)
-        if ((queue_flags(n->q) & QF_DURABLE) && (rc = queue_open(n->q)) < 0) return rc;
+        if ((queue_flags(n->q) & QF_DURABLE) && !(queue_flags(n->q) & QF_EXCLUSIVE) && (rc = queue_open(n->q)) < 0)
+            return rc;
     uv_prepare_init(broker_loop(v->b), &v->flush);
     v->flush.data = v;
     uv_prepare_start(&v->flush, on_prepare);

@@ -31,11 +31,6 @@
 
 static const amqp_bytes_t none = {NULL, 0};
 
-/* A test that shows a bug not fixed yet: skipped so the suite stays green;
- * remove the call once the fix lands. */
-#ifndef KNOWN_BUG
-#define KNOWN_BUG() skip()
-#endif
 
 /* ---- fixture: a temp data dir, a loop, a broker ---- */
 
@@ -748,11 +743,9 @@ static void test_crash_with_torn_tail_keeps_prefix(void **state)
  * not hide the message that takes that offset next. */
 static void test_stale_ack_after_torn_tail(void **state)
 {
-    /* BUG (queue.c, queue_open): recovery keeps "a" records for offsets at
-     * or past the data log's end. The next message stored at such an
-     * offset is confirmed (durable) and then hidden at the following
-     * restart: a confirmed message is lost. See the report. */
-    KNOWN_BUG();
+    /* Regression: recovery used to keep "a" records for offsets at or past
+     * the data log's end, so the next message stored at such an offset was
+     * confirmed and then hidden at the following restart. */
     fx_t *fx = *state;
     crash_child(fx->dir, plan_ack_before_sync);
     char logdir[2048];
@@ -888,15 +881,9 @@ static void test_snapshot_and_trim_keep_live_set(void **state)
  * state log has grown by the threshold again. */
 static void test_snapshot_not_rewritten_every_tick(void **state)
 {
-    /* BUG (queue.c, queue_maintain): the threshold test uses
-     * partition_size_bytes(q->state), the physical size of the state log.
-     * partition_delete_before() only raises the start offset; the bytes
-     * stay until a whole segment can be dropped, and with the default
-     * 1 GiB segments that is never. So once the state log has passed
-     * 8 MiB, every maintenance tick that finds one new record after the
-     * last snapshot writes a new full snapshot (all live offsets). See
-     * the report for the proposed patch. */
-    KNOWN_BUG();
+    /* Regression: the threshold once used the state log's physical size,
+     * which trimming does not shrink until a whole segment goes, so every
+     * maintenance tick past 8 MiB wrote a full snapshot. */
     fx_t *fx = *state;
     open_broker(fx);
     queue_t *q = snap_prepare(fx);

@@ -26,11 +26,6 @@
 
 static const amqp_bytes_t none = {NULL, 0};
 
-/* A test that shows a bug not fixed yet: skipped so the suite stays green;
- * remove the call once the fix lands. */
-#ifndef KNOWN_BUG
-#define KNOWN_BUG() skip()
-#endif
 
 /* ---- fixture: a temp data dir, a loop, a broker ---- */
 
@@ -306,12 +301,8 @@ static void test_vhost_deleted_bindings_stay_deleted(void **state)
  * queue are durable bindings (RabbitMQ keeps them across restarts). */
 static void test_vhost_builtin_exchange_binding_survives(void **state)
 {
-    /* BUG (vhost.c, cat_binding): ex_persisted() is false for built-in
-     * exchanges (it exists so that no "x:" record is written for them), but
-     * cat_binding() uses it for the binding's source and destination too,
-     * so a binding amq.topic -> durable queue is never written to the
-     * catalog and is lost at the next restart. See the report. */
-    KNOWN_BUG();
+    /* Regression: bindings from a built-in exchange (amq.topic -> a
+     * durable queue) were not written to the catalog. */
     fx_t *fx = *state;
     open_broker(fx);
     queue_t *dq = mkq(fx, "dq", QF_DURABLE, none, NULL);
