@@ -85,6 +85,9 @@ partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, i
 void partition_close(broker_t *b, partition_t *p);
 /* Called when the high watermark may have moved: fires satisfied waiters. */
 void partition_hw_advanced(partition_t *p, int status);
+/* Deletes the whole segments below offset without a start-offset file
+ * (queue logs; see plog_drop_segments_before). */
+int partition_drop_segments_before(partition_t *p, int64_t offset);
 /* Fills a plog config from broker defaults and the topic's overrides. */
 void topic_plog_config(const broker_t *b, const topic_t *t, plog_config_t *pc);
 /* Appends an internal record (key/value) to an internal log: used by the

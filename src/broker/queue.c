@@ -15,7 +15,6 @@
 
 #define QUEUE_DMARK_AHEAD 256             /* delivered-mark records cover this many offsets ahead */
 #define QUEUE_SNAPSHOT_BYTES (8 << 20)    /* state log bytes after which a snapshot is written */
-#define QUEUE_TRUNCATE_MIN 4096           /* raise the data log start only after this many offsets */
 
 /* A stored message whose record is not appended yet (coalesced per loop turn). */
 typedef struct {
@@ -847,23 +846,22 @@ static void write_snapshot(queue_t *q)
 void queue_maintain(queue_t *q)
 {
     if (!is_stored_queue(q) || q->npend || q->nacks || q->dmark_dirty) return;
-    /* Once a snapshot is durable, the state history before it goes. */
+    /* Once a snapshot is durable, the state segments wholly before it go.
+     * Nothing here blocks: replay ignores what a snapshot supersedes, so
+     * no start-offset file needs to be written. */
     if (q->snap_offset >= 0 && plog_durable_offset(q->state->log) > q->snap_offset) {
-        int rc = partition_delete_before(q->b, q->state, q->snap_offset);
-        if (rc < 0) LOG_W("queue %s: cannot trim the state log: %s", q->name, herald_strerror(rc));
+        partition_drop_segments_before(q->state, q->snap_offset);
         q->snap_offset = -1;
     } else if (q->snap_offset < 0 &&
                plog_end_offset(q->state->log) - plog_start_offset(q->state->log) > 1 &&
                partition_size_bytes(q->state) - q->snap_size > QUEUE_SNAPSHOT_BYTES) {
         write_snapshot(q);
     }
-    /* Messages below the floor are all gone: whole segments can go. */
+    /* Data segments wholly below the oldest live message go too. Their
+     * records are dead by the state log (acked after the last snapshot, or
+     * absent from its live list). */
     int64_t floor = live_floor(q);
-    if (floor - plog_start_offset(q->data->log) >= QUEUE_TRUNCATE_MIN &&
-        floor <= plog_durable_offset(q->data->log)) {
-        int rc = partition_delete_before(q->b, q->data, floor);
-        if (rc < 0) LOG_W("queue %s: cannot trim the data log: %s", q->name, herald_strerror(rc));
-    }
+    if (floor <= plog_durable_offset(q->data->log)) partition_drop_segments_before(q->data, floor);
 }
 
 /* ---- deletion ---- */

@@ -282,6 +282,11 @@ int partition_delete_before(broker_t *b, partition_t *p, int64_t offset)
     return plog_delete_before(p->log, offset);
 }
 
+int partition_drop_segments_before(partition_t *p, int64_t offset)
+{
+    return plog_drop_segments_before(p->log, offset);
+}
+
 /* ---- waiters ---- */
 
 int partition_wait(partition_t *p, pwaiter_t *w)

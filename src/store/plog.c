@@ -289,6 +289,17 @@ int plog_delete_before(plog_t *log, int64_t offset)
     return 0;
 }
 
+int plog_drop_segments_before(plog_t *log, int64_t offset)
+{
+    int n = 0;
+    while (log->nsegs > 1 && log->segs[1]->base <= offset) {
+        plog_drop_segment_(log, 0, 1);
+        n++;
+    }
+    if (log->start < log->segs[0]->base) log->start = log->segs[0]->base;
+    return n;
+}
+
 int plog_maintain(plog_t *log, int64_t now_ms)
 {
     const plog_config_t *c = &log->cfg;

@@ -122,6 +122,13 @@ int64_t plog_max_timestamp(const plog_t *log);
  * <= start), HE_OUT_OF_RANGE if offset > end, or <0. */
 int plog_delete_before(plog_t *log, int64_t offset);
 
+/* Deletes the whole segments that hold only offsets below offset (never
+ * the active one) and raises the start to the first kept segment's base.
+ * Writes no start-offset file: for logs whose owner knows, after a
+ * restart, which records are dead (queue logs). Unlinks through the
+ * deleter. Returns the number of segments deleted. */
+int plog_drop_segments_before(plog_t *log, int64_t offset);
+
 /* Rolls the active segment if older than segment_ms, then deletes the oldest
  * segments whose max timestamp is before now_ms - retention_ms, or while the
  * log without them still holds retention_bytes (Kafka's rule). Never deletes

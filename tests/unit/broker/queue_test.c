@@ -836,9 +836,13 @@ static void snap_settle(fx_t *fx, queue_t *q)
         queue_maintain(q);
         sync_all(fx);
     }
-    /* Past the ~120,000 ack records; the log now starts with the snapshot. */
+    /* Whole 8 MiB segments of the ~120,000 ack records before the
+     * snapshot are gone; the snapshot itself is kept. */
     assert_true(partition_start_offset(sp) > 100000);
-    assert_int_equal(record_key_at(sp, partition_start_offset(sp)), 's');
+    int found = 0;
+    for (int64_t o = partition_start_offset(sp); o < partition_end_offset(sp) && !found; o++)
+        found = record_key_at(sp, o) == 's';
+    assert_true(found);
 }
 
 static void test_snapshot_and_trim_keep_live_set(void **state)
@@ -847,8 +851,9 @@ static void test_snapshot_and_trim_keep_live_set(void **state)
     open_broker(fx);
     queue_t *q = snap_prepare(fx);
     snap_settle(fx, q);
-    /* The data log starts at the first live message. */
-    assert_int_equal(partition_start_offset(qpart(fx->b, q, "log")), 5982);
+    /* The data log keeps the segment of the first live message (whole
+     * segments below it may go). */
+    assert_true(partition_start_offset(qpart(fx->b, q, "log")) <= 5982);
 
     /* Acks after the snapshot: the two first live messages. */
     qentry_t *e0 = queue_get(q), *e1 = queue_get(q);

@@ -345,6 +345,35 @@ static void test_delete_before(void **state)
     plog_close(log);
 }
 
+static void test_drop_segments_before(void **state)
+{
+    fx_t *fx = *state;
+    plog_t *log = open_log(fx);
+    int64_t base;
+    for (int i = 0; i < 20; i++) assert_int_equal(append(log, 10, 1000, i, &base), 0);
+    int segs = plog_segment_count(log);
+    assert_true(segs > 3);
+    /* Below the second segment's base: nothing can go. */
+    assert_int_equal(plog_drop_segments_before(log, 1), 0);
+    assert_int_equal(plog_start_offset(log), 0);
+    /* Only whole segments go; the start is the first kept segment's base,
+     * at or below the offset asked for; the active segment stays. */
+    int n = plog_drop_segments_before(log, 75);
+    assert_true(n > 0);
+    assert_int_equal(plog_segment_count(log), segs - n);
+    assert_true(plog_start_offset(log) > 0 && plog_start_offset(log) <= 75);
+    wbuf_t w;
+    wbuf_init(&w);
+    assert_true(plog_read(log, 75, 200, 1 << 20, &w) > 0);
+    assert_true(plog_drop_segments_before(log, 1000) > 0);
+    assert_int_equal(plog_segment_count(log), 1);
+    assert_int_equal(plog_end_offset(log), 200);
+    assert_int_equal(append(log, 1, 1000, 0, &base), 0);
+    assert_int_equal(base, 200);
+    wbuf_destroy(&w);
+    plog_close(log);
+}
+
 static void test_reopen_clean(void **state)
 {
     fx_t *fx = *state;
@@ -541,7 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_empty),          T(test_roundtrip_segments), T(test_max_bytes_and_limit),
         T(test_offset_for_time), T(test_roll_by_size),      T(test_retention_bytes),
-        T(test_retention_time), T(test_roll_by_time),       T(test_delete_before),
+        T(test_retention_time), T(test_roll_by_time),       T(test_delete_before), T(test_drop_segments_before),
         T(test_reopen_clean),   T(test_enospc_on_write),    T(test_eio_on_fdatasync),
         T(test_bad_append_args), T(test_destroy_dir),      T(test_rename_failures),
         T(test_index_write_failure_fails_log),
