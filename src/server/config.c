@@ -47,6 +47,9 @@ static const entry_t table[] = {
      "largest AMQP message body accepted; larger ones close the channel with PRECONDITION_FAILED"},
     {"flush", K_FLUSH, F(flush_mode), "always", NOLIM,
      "always (ack after fdatasync) | interval:MS | never"},
+    {"flush.round.gap.us", K_I32, F(flush_round_gap_us), "1000", 0, 1000000,
+     "with flush always: least time between the starts of two group-commit sync rounds, microseconds "
+     "(0 = back to back); bounds fdatasyncs to one per gap under light steady load"},
     {"log.level", K_LEVEL, F(log_level), "info", NOLIM, "debug | info | warn | error | off"},
     {"max.request.bytes", K_SIZE, F(max_request_bytes), "104857600", 1024, 1LL << 31,
      "largest request frame accepted; bigger ones close the connection"},

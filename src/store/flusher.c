@@ -1,6 +1,11 @@
 /* Group commit over libuv's worker pool. Modes and guarantees in flusher.h. */
 #include "store/flusher.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <stdlib.h>
 
 #include "base/log.h"
@@ -36,13 +41,20 @@ struct flusher {
     int open_handles;   /* handles not yet closed */
     int freeing;        /* flusher_free called */
     uint64_t rounds;
+    uint64_t last_start_ns; /* uv_hrtime() when the last round started */
+    uint64_t gap_ns;        /* FLUSH_ALWAYS: least time between round starts, 0 none */
+    int tfd;                /* timerfd that ends a gap (libuv timers count whole ms) */
+    uv_poll_t tpoll;        /* watches tfd */
+    int tarmed;             /* tfd is set */
 };
 
 static void start_round(flusher_t *f);
+static void on_gap(uv_poll_t *h, int status, int events);
 
 static void maybe_release(flusher_t *f)
 {
     if (f->freeing && f->open_handles == 0 && !f->round) {
+        close(f->tfd);
         free(f->dirty);
         free(f);
     }
@@ -74,6 +86,16 @@ flusher_t *flusher_new(uv_loop_t *loop, flush_mode_t mode, int interval_ms, flus
     uv_timer_init(loop, &f->timer);
     f->timer.data = f;
     f->open_handles = 2;
+    f->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (f->tfd >= 0) {
+        uv_poll_init(loop, &f->tpoll, f->tfd);
+        f->tpoll.data = f;
+        uv_poll_start(&f->tpoll, UV_READABLE, on_gap);
+        uv_unref((uv_handle_t *)&f->tpoll);
+        f->open_handles++;
+    } else {
+        LOG_W("store: timerfd_create: %s; sync rounds run back to back", strerror(errno));
+    }
     if (mode == FLUSH_INTERVAL) {
         uv_timer_start(&f->timer, on_timer, (uint64_t)f->interval_ms, (uint64_t)f->interval_ms);
         uv_unref((uv_handle_t *)&f->timer); /* a periodic flush alone does not keep the loop alive */
@@ -144,9 +166,36 @@ static void round_done(uv_work_t *w, int status)
     if (f->mode == FLUSH_ALWAYS && f->ndirty) start_round(f);
 }
 
+static void on_gap(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    flusher_t *f = h->data;
+    uint64_t expirations;
+    ssize_t n = read(f->tfd, &expirations, sizeof expirations); /* drains it; EAGAIN is fine */
+    (void)n;
+    f->tarmed = 0;
+    uv_unref((uv_handle_t *)&f->tpoll);
+    if (!f->round) start_round(f);
+}
+
 static void start_round(flusher_t *f)
 {
     if (!f->ndirty) return;
+    uint64_t now = uv_hrtime();
+    if (f->mode == FLUSH_ALWAYS && f->gap_ns && f->tfd >= 0 && now - f->last_start_ns < f->gap_ns) {
+        /* Too soon after the last round: the dirty logs wait for the rest
+         * of the gap and then share one round. */
+        if (!f->tarmed) {
+            uint64_t wait = f->gap_ns - (now - f->last_start_ns);
+            struct itimerspec its = {{0, 0}, {(time_t)(wait / 1000000000), (long)(wait % 1000000000)}};
+            timerfd_settime(f->tfd, 0, &its, NULL);
+            f->tarmed = 1;
+            uv_ref((uv_handle_t *)&f->tpoll); /* a postponed round keeps the loop alive */
+        }
+        return;
+    }
+    f->last_start_ns = now;
     round_t *r = xcalloc(1, sizeof *r);
     r->f = f;
     r->items = xmalloc((size_t)f->ndirty * sizeof *r->items);
@@ -207,6 +256,9 @@ void flusher_free(flusher_t *f)
             if (f->round->items[i].log) f->round->items[i].log->flush_state = 0;
     uv_close((uv_handle_t *)&f->idle, on_close);
     uv_close((uv_handle_t *)&f->timer, on_close);
+    if (f->tfd >= 0) uv_close((uv_handle_t *)&f->tpoll, on_close);
 }
 
 uint64_t flusher_rounds(const flusher_t *f) { return f->rounds; }
+
+void flusher_set_round_gap(flusher_t *f, int64_t gap_us) { f->gap_ns = gap_us > 0 ? (uint64_t)gap_us * 1000 : 0; }

