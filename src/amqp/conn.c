@@ -114,7 +114,12 @@ static void conn_close(amqp_conn_t *c)
     if (c->state == AC_CLOSED) return;
     c->state = AC_CLOSED;
     unmark_dirty(c);
-    pwaiter_cancel(&c->wait);
+    if (c->waiting) { /* the hold's reference: its callback will not run now */
+        pwaiter_cancel(&c->wait);
+        c->waiting = 0;
+        c->wait_done = NULL;
+        c->refs--;
+    }
     free_channels(c);
     if (c->vh) vhost_owner_gone(c->vh, c);
     if (c->prev) c->prev->next = c->next;
@@ -671,7 +676,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->last_recv_ms = clock_mono_ms();
     if (c->state == AC_CLOSED) return;
     parse_input(c);
-    if (c->state != AC_CLOSED && amqp_conn_backlog(c) > AMQP_INPUT_PAUSE && c->reading) {
+    /* Input waits while a reply waits for durability, or while the client
+     * does not read what it is sent. */
+    if (c->state != AC_CLOSED && (c->waiting || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE) && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
