@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(meson ninja-build pkg-config gcc libuv1-dev zlib1g-dev libsnappy-dev uthash-dev
             liblz4-dev libzstd-dev python3)
 test_pkgs=(clang libcmocka-dev librdkafka-dev kcat python3-confluent-kafka
-           python3-kafka python3-pytest python3-pika)
+           python3-kafka python3-pytest python3-pika python3-celery amqp-tools)
 bench_pkgs=(librdkafka-dev librabbitmq-dev amqp-tools rabbitmq-server)
 
 want=("${build_pkgs[@]}")
@@ -24,7 +24,7 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-# kafkajs tests need node and npm; any install of them will do.
+# The kafkajs and amqplib tests need node and npm; any install of them will do.
 if [ "${1:-build}" != build ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
