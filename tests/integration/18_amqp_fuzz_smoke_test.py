@@ -54,7 +54,7 @@ def test_random_frames_never_crash(amqp_broker):
     for cls, meth in METHODS:
         s, _ = araw.handshake(amqp_broker)
         araw.open_channel(s, 1)
-        s.settimeout(0.05)
+        s.settimeout(0.01)
         try:
             for _ in range(12):
                 ch = rnd.choice([0, 1, 1, 1, 2, 65535])
