@@ -101,9 +101,22 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
     return m;
 }
 
+/* Bytes of messages freed since queue_take_freed_bytes() last read it. */
+static uint64_t g_freed_bytes;
+
 void qmsg_unref(qmsg_t *m)
 {
-    if (m && --m->refs == 0) free(m);
+    if (m && --m->refs == 0) {
+        g_freed_bytes += sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
+        free(m);
+    }
+}
+
+uint64_t queue_take_freed_bytes(void)
+{
+    uint64_t n = g_freed_bytes;
+    g_freed_bytes = 0;
+    return n;
 }
 
 /* ---- lifecycle ---- */

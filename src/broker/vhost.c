@@ -22,6 +22,7 @@
 #include "broker/vhost.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "store/deleter.h"
 
 #define VHOST_TICK_MS 1000
+#define VHOST_TRIM_BYTES (16u << 20) /* freed message bytes that trigger a malloc_trim */
 
 typedef struct qnode {
     queue_t *q;
@@ -49,6 +51,7 @@ struct vhost {
     uv_prepare_t flush;
     uv_timer_t tick;
     int replaying;
+    uint64_t freed;  /* message bytes freed since the last malloc_trim */
 };
 
 static void *lookup_cb(void *ctx, amqp_bytes_t name)
@@ -396,6 +399,19 @@ static void on_tick(uv_timer_t *t)
         }
         queue_expire(q, wall);
         queue_maintain(q);
+    }
+    /* A drained deep queue leaves a million small free chunks in the heap:
+     * they stay counted as RSS, and later mallocs sort through them (the
+     * p99 of the next 30 s of traffic rose from 0.2 to 3-5 ms). Trimming
+     * sorts and returns them at once (12 ms for 150 MiB; checked each
+     * tick, so one drain costs at most a few such stalls). */
+    v->freed += queue_take_freed_bytes();
+    if (v->freed >= VHOST_TRIM_BYTES) {
+        int64_t t0 = clock_mono_ns();
+        malloc_trim(0);
+        LOG_D("malloc_trim after %llu MiB freed: %.1f ms", (unsigned long long)(v->freed >> 20),
+              (double)(clock_mono_ns() - t0) / 1e6);
+        v->freed = 0;
     }
 }
 
