@@ -242,13 +242,7 @@ int broker_topic_create(broker_t *b, const char *name, size_t len, int32_t parti
         t->npart = 0;
         free(t->parts);
         t->parts = NULL;
-        while (t->configs) {
-            topic_cfg_entry_t *e = t->configs;
-            t->configs = e->next;
-            free(e->key);
-            free(e->value);
-            free(e);
-        }
+        topic_configs_clear(t);
         free(t->name);
         free(t);
         return rc;
@@ -313,15 +307,7 @@ int broker_topic_set_configs(broker_t *b, topic_t *t, const topic_kv_t *configs,
             return rc;
         }
     }
-    if (replace) {
-        while (t->configs) {
-            topic_cfg_entry_t *e = t->configs;
-            t->configs = e->next;
-            free(e->key);
-            free(e->value);
-            free(e);
-        }
-    }
+    if (replace) topic_configs_clear(t);
     for (size_t i = 0; i < n; i++) {
         if (configs[i].value) {
             topic_set_config_raw(t, configs[i].key, configs[i].value);

@@ -106,13 +106,7 @@ static int replay_topic(broker_t *b, const char *name, size_t nlen, const uint8_
         b->ntopics++;
     }
     /* Configs are replaced as a whole by each record. */
-    while (t->configs) {
-        topic_cfg_entry_t *e = t->configs;
-        t->configs = e->next;
-        free(e->key);
-        free(e->value);
-        free(e);
-    }
+    topic_configs_clear(t);
     for (int32_t i = 0; i < ncfg && !r.err; i++) {
         int16_t kl = rbuf_i16(&r);
         const uint8_t *k = rbuf_view(&r, kl < 0 ? 0 : (size_t)kl);
@@ -159,37 +153,13 @@ static void replay_record(replay_ctx_t *cx, const batch_rec_t *rec)
     }
 }
 
+static void replay_cb(void *ctx, const batch_rec_t *rec) { replay_record(ctx, rec); }
+
 int catalog_replay(broker_t *b)
 {
     replay_ctx_t cx = {b, 0};
-    wbuf_t buf;
-    wbuf_init(&buf);
-    int64_t off = plog_start_offset(b->catalog->log), end = plog_end_offset(b->catalog->log);
-    while (off < end && !cx.rc) {
-        wbuf_reset(&buf);
-        int64_t n = plog_read(b->catalog->log, off, end, 1 << 20, &buf);
-        if (n <= 0) {
-            cx.rc = n < 0 ? (int)n : HE_CORRUPT;
-            break;
-        }
-        size_t pos = 0;
-        while (pos < buf.len && !cx.rc) {
-            batch_header_t h;
-            if (batch_header_parse(buf.p + pos, buf.len - pos, &h) < 0) {
-                cx.rc = HE_CORRUPT;
-                break;
-            }
-            size_t blen = 12 + (size_t)h.batch_length;
-            batch_iter_t it;
-            batch_rec_t rec;
-            int rc = batch_iter_init(&it, buf.p + pos, blen);
-            while (rc == 0 && (rc = batch_iter_next(&it, &rec)) > 0) replay_record(&cx, &rec);
-            if (rc < 0) cx.rc = rc;
-            off = h.base_offset + h.last_offset_delta + 1;
-            pos += blen;
-        }
-    }
-    wbuf_destroy(&buf);
+    int rc = partition_scan(b->catalog, replay_cb, &cx);
+    if (rc && !cx.rc) cx.rc = rc;
     if (!cx.rc && !b->cluster_id[0]) {
         /* First start: make and persist a cluster id (22 chars, like Kafka's). */
         static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -927,39 +927,9 @@ static void replay_record(group_coord_t *c, const batch_rec_t *rec)
     offset_apply(g, topic, part, off, epoch, meta);
 }
 
-static int offsets_replay(group_coord_t *c)
-{
-    int rc = 0;
-    wbuf_t buf;
-    wbuf_init(&buf);
-    int64_t off = plog_start_offset(c->log->log), end = plog_end_offset(c->log->log);
-    while (off < end && !rc) {
-        wbuf_reset(&buf);
-        int64_t n = plog_read(c->log->log, off, end, 1 << 20, &buf);
-        if (n <= 0) {
-            rc = n < 0 ? (int)n : HE_CORRUPT;
-            break;
-        }
-        size_t pos = 0;
-        while (pos < buf.len && !rc) {
-            batch_header_t h;
-            if (batch_header_parse(buf.p + pos, buf.len - pos, &h) < 0) {
-                rc = HE_CORRUPT;
-                break;
-            }
-            size_t blen = 12 + (size_t)h.batch_length;
-            batch_iter_t it;
-            batch_rec_t rec;
-            int irc = batch_iter_init(&it, buf.p + pos, blen);
-            while (irc == 0 && (irc = batch_iter_next(&it, &rec)) > 0) replay_record(c, &rec);
-            if (irc < 0) rc = irc;
-            off = h.base_offset + h.last_offset_delta + 1;
-            pos += blen;
-        }
-    }
-    wbuf_destroy(&buf);
-    return rc;
-}
+static void replay_cb(void *ctx, const batch_rec_t *rec) { replay_record(ctx, rec); }
+
+static int offsets_replay(group_coord_t *c) { return partition_scan(c->log, replay_cb, c); }
 
 /* ---- inspection and deletion ---- */
 

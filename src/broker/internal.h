@@ -8,6 +8,7 @@
 #include <uthash.h>
 
 #include "broker/broker.h"
+#include "store/batch.h"
 #include "store/flusher.h"
 #include "store/plog.h"
 
@@ -85,6 +86,11 @@ partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, i
 void partition_close(broker_t *b, partition_t *p);
 /* Called when the high watermark may have moved: fires satisfied waiters. */
 void partition_hw_advanced(partition_t *p, int status);
+/* Calls fn for every record of an uncompressed internal log (catalog,
+ * offsets, queue logs) from its start to its end, in order; rec and its
+ * views are valid during the call only. Returns 0, HE_CORRUPT or -errno. */
+typedef void (*partition_scan_fn)(void *ctx, const batch_rec_t *rec);
+int partition_scan(partition_t *p, partition_scan_fn fn, void *ctx);
 /* Deletes the whole segments below offset without a start-offset file
  * (queue logs; see plog_drop_segments_before). */
 int partition_drop_segments_before(partition_t *p, int64_t offset);
@@ -113,5 +119,7 @@ topic_t *topic_alloc(const char *name, size_t len, const uint8_t id[16], int32_t
 void topic_free(broker_t *b, topic_t *t);
 int topic_open_partitions(broker_t *b, topic_t *t, int32_t from);
 void topic_set_config_raw(topic_t *t, const char *key, const char *value);
+/* Frees every config override of t. */
+void topic_configs_clear(topic_t *t);
 
 #endif

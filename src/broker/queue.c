@@ -297,43 +297,6 @@ typedef struct {
     int64_t dmark;
 } qstate_t;
 
-/* Calls fn for every record of the log, in order. */
-static int log_scan(partition_t *p, void (*fn)(void *ctx, const batch_rec_t *rec), void *ctx)
-{
-    wbuf_t buf;
-    wbuf_init(&buf);
-    int rc = 0;
-    int64_t off = plog_start_offset(p->log), end = plog_end_offset(p->log);
-    while (off < end && !rc) {
-        wbuf_reset(&buf);
-        int64_t n = plog_read(p->log, off, end, 1 << 20, &buf);
-        if (n <= 0) {
-            rc = n < 0 ? (int)n : HE_CORRUPT;
-            break;
-        }
-        size_t pos = 0;
-        while (pos < buf.len && !rc) {
-            batch_header_t h;
-            if (batch_header_parse(buf.p + pos, buf.len - pos, &h) < 0) {
-                rc = HE_CORRUPT;
-                break;
-            }
-            size_t blen = batch_size(&h);
-            batch_iter_t it;
-            batch_rec_t rec;
-            int r = batch_iter_init(&it, buf.p + pos, blen);
-            if (r == 0)
-                while ((r = batch_iter_next(&it, &rec)) > 0)
-                    if (rec.offset >= off) fn(ctx, &rec);
-            if (r < 0) rc = r;
-            off = batch_last_offset(&h) + 1;
-            pos += blen;
-        }
-    }
-    wbuf_destroy(&buf);
-    return rc;
-}
-
 static void state_record(void *ctx, const batch_rec_t *rec)
 {
     qstate_t *st = ctx;
@@ -448,12 +411,12 @@ int queue_open(queue_t *q)
     if ((rc = open_log(q, "state", QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
     if ((rc = open_log(q, "log", QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
     qstate_t st = {.snap_end = -1, .dmark = -1};
-    rc = log_scan(q->state, state_record, &st);
+    rc = partition_scan(q->state, state_record, &st);
     if (rc == 0) {
         if (st.acked.n) qsort(st.acked.v, st.acked.n, sizeof(int64_t), cmp_i64);
         if (st.live.n) qsort(st.live.v, st.live.n, sizeof(int64_t), cmp_i64);
         data_ctx_t dc = {q, &st, 0};
-        rc = log_scan(q->data, data_record, &dc);
+        rc = partition_scan(q->data, data_record, &dc);
         if (dc.recovered) LOG_I("queue %s: recovered %u message(s)", q->name, dc.recovered);
     }
     q->dmark = st.dmark;

@@ -123,6 +123,17 @@ topic_t *topic_alloc(const char *name, size_t len, const uint8_t id[16], int32_t
     return t;
 }
 
+void topic_configs_clear(topic_t *t)
+{
+    while (t->configs) {
+        topic_cfg_entry_t *e = t->configs;
+        t->configs = e->next;
+        free(e->key);
+        free(e->value);
+        free(e);
+    }
+}
+
 void topic_free(broker_t *b, topic_t *t)
 {
     HASH_DEL(b->topics, t);
@@ -133,13 +144,7 @@ void topic_free(broker_t *b, topic_t *t)
     b->ntopics--;
     for (int32_t i = 0; i < t->npart; i++)
         if (t->parts[i]) partition_close(b, t->parts[i]);
-    while (t->configs) {
-        topic_cfg_entry_t *e = t->configs;
-        t->configs = e->next;
-        free(e->key);
-        free(e->value);
-        free(e);
-    }
+    topic_configs_clear(t);
     free(t->parts);
     free(t->name);
     free(t);
@@ -280,6 +285,42 @@ int partition_delete_before(broker_t *b, partition_t *p, int64_t offset)
     (void)b;
     if (offset < 0 || offset > plog_durable_offset(p->log)) return HE_OUT_OF_RANGE;
     return plog_delete_before(p->log, offset);
+}
+
+int partition_scan(partition_t *p, partition_scan_fn fn, void *ctx)
+{
+    wbuf_t buf;
+    wbuf_init(&buf);
+    int rc = 0;
+    int64_t off = plog_start_offset(p->log), end = plog_end_offset(p->log);
+    while (off < end && !rc) {
+        wbuf_reset(&buf);
+        int64_t n = plog_read(p->log, off, end, 1 << 20, &buf);
+        if (n <= 0) {
+            rc = n < 0 ? (int)n : HE_CORRUPT;
+            break;
+        }
+        size_t pos = 0;
+        while (pos < buf.len && !rc) {
+            batch_header_t h;
+            if (batch_header_parse(buf.p + pos, buf.len - pos, &h) < 0) {
+                rc = HE_CORRUPT;
+                break;
+            }
+            size_t blen = batch_size(&h);
+            batch_iter_t it;
+            batch_rec_t rec;
+            int r = batch_iter_init(&it, buf.p + pos, blen);
+            if (r == 0)
+                while ((r = batch_iter_next(&it, &rec)) > 0)
+                    if (rec.offset >= off) fn(ctx, &rec); /* the start may lie inside a batch */
+            if (r < 0) rc = r;
+            off = batch_last_offset(&h) + 1;
+            pos += blen;
+        }
+    }
+    wbuf_destroy(&buf);
+    return rc;
 }
 
 int partition_drop_segments_before(partition_t *p, int64_t offset)
