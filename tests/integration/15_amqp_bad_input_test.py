@@ -498,3 +498,72 @@ def test_cancel_of_unknown_consumer_tag_answers_cancel_ok(amqp_broker):
     assert args == araw.shortstr("no-such-tag")
     araw.open_channel(s, 2)  # the connection is fine
     s.close()
+
+
+# ---- content and login edge cases (Herald's own answers; not compared with RabbitMQ) ----
+
+def herald_only(b):
+    if getattr(b, "reference", False):
+        pytest.skip("checks Herald's own limits and codes")
+
+
+def test_body_frames_beyond_declared_size_are_frame_error(amqp_broker):
+    herald_only(amqp_broker)
+    s, _ = araw.handshake(amqp_broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.method(1, araw.BASIC_PUBLISH, araw.publish_args("", "q"))
+              + araw.content_header(1, 4) + araw.body_frame(1, b"12345678"))
+    code, text, _, _ = araw.expect_connection_close(s)
+    assert code == 501 and text.startswith("FRAME_ERROR"), (code, text)
+    s.close()
+    assert_still_serving(amqp_broker)
+
+
+def test_content_header_of_another_class_is_frame_error(amqp_broker):
+    herald_only(amqp_broker)
+    s, _ = araw.handshake(amqp_broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.method(1, araw.BASIC_PUBLISH, araw.publish_args("", "q"))
+              + araw.content_header(1, 3, class_id=50))
+    code, text, _, _ = araw.expect_connection_close(s)
+    assert code == 501, (code, text)
+    s.close()
+    assert_still_serving(amqp_broker)
+
+
+def test_declared_body_over_the_limit_closes_the_channel_without_allocating(broker_factory):
+    # 2^40 bytes declared: refused from the header alone, nothing of that size allocated
+    # (the sanitizer build would abort on such an allocation).
+    b = broker_factory("--amqp-max-message-bytes", "1000")
+    b.host = "127.0.0.1"
+    s, _ = araw.handshake(b)
+    araw.open_channel(s, 1)
+    for size in (1001, 1 << 40):
+        s.sendall(araw.method(1, araw.BASIC_PUBLISH, araw.publish_args("", "q"))
+                  + araw.content_header(1, size))
+        code, text, _, _ = araw.expect_channel_close(s, 1)
+        assert code == 406 and "larger than configured max size" in text, (code, text)
+        araw.open_channel(s, 1)
+    s.close()
+    assert_still_serving(b)
+
+
+@pytest.mark.parametrize("mechanism,response", [
+    ("PLAIN", b"guest"),                        # no NUL separators
+    ("PLAIN", b"\x00guest"),                    # no password part
+    ("AMQPLAIN", b"\x05LOGINS\xff\xff\xff\xff"),  # a table whose string length lies
+    ("AMQPLAIN", b""),                          # nothing at all
+], ids=["plain-no-nul", "plain-no-password", "amqplain-lying-length", "amqplain-empty"])
+def test_malformed_login_responses_are_refused(amqp_broker, mechanism, response):
+    herald_only(amqp_broker)
+    s = araw.connect(amqp_broker)
+    s.sendall(araw.PROTOCOL_HEADER)
+    ch, cm, _ = araw.read_method(s)
+    assert cm == araw.CONNECTION_START
+    props = araw.table({"capabilities": {"authentication_failure_close": True}})
+    s.sendall(araw.method(0, araw.CONNECTION_START_OK, props + araw.shortstr(mechanism)
+                          + araw.longstr(response) + araw.shortstr("en_US")))
+    code, text, _, _ = araw.expect_connection_close(s)
+    assert code == 403 and text.startswith("ACCESS_REFUSED"), (code, text)
+    s.close()
+    assert_still_serving(amqp_broker)
