@@ -126,7 +126,10 @@ static void consumer_deliver(qconsumer_t *qc, qentry_t *e)
     d.m.basic_deliver.redelivered = e->redelivered;
     d.m.basic_deliver.exchange = qmsg_exchange(m);
     d.m.basic_deliver.routing_key = qmsg_key(m);
-    amqp_send_content(ch->c, ch->id, &d, qmsg_props(m), qmsg_body(m), m->body_len);
+    wbuf_t pw;
+    wbuf_init(&pw);
+    amqp_send_content(ch->c, ch->id, &d, queue_entry_props(e, &pw), qmsg_body(m), m->body_len);
+    wbuf_destroy(&pw);
     if (c->no_ack) {
         amqp_ring_push(ch, NULL, NULL);
         queue_ack(e);
@@ -364,7 +367,10 @@ static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
     g.m.basic_get_ok.exchange = qmsg_exchange(m);
     g.m.basic_get_ok.routing_key = qmsg_key(m);
     g.m.basic_get_ok.message_count = queue_ready_count(q);
-    amqp_send_content(ch->c, ch->id, &g, qmsg_props(m), qmsg_body(m), m->body_len);
+    wbuf_t pw;
+    wbuf_init(&pw);
+    amqp_send_content(ch->c, ch->id, &g, queue_entry_props(e, &pw), qmsg_body(m), m->body_len);
+    wbuf_destroy(&pw);
     if (a->no_ack) {
         amqp_ring_push(ch, NULL, NULL);
         queue_ack(e);
@@ -440,8 +446,10 @@ int amqp_do_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple,
     qentry_t **es;
     ssize_t n = take_tags(ch, method, tag, multiple, &es);
     if (n < 0) return -1;
-    if (ack || !requeue)
+    if (ack)
         for (ssize_t i = 0; i < n; i++) queue_ack(es[i]);
+    else if (!requeue)
+        for (ssize_t i = 0; i < n; i++) queue_reject(es[i]); /* dead-lettered where configured */
     else
         queue_requeue(es, (size_t)n);
     free(es);

@@ -10,6 +10,7 @@
 
 #include "amqp/ftable.h"
 #include "amqp/internal.h"
+#include "amqp/qargs.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -188,95 +189,6 @@ void amqp_queue_maybe_autodelete(amqp_conn_t *c, queue_t *q)
     }
 }
 
-/* Queue arguments Herald implements now, and RabbitMQ's other ones, which
- * are refused until they are implemented rather than silently ignored. */
-static const char *const args_hint_only[] = {
-    "x-queue-mode",           /* lazy/default: every Herald queue is on disk already */
-    "x-queue-version",        /* RabbitMQ's on-disk format */
-    "x-queue-master-locator", /* cluster placement: one node */
-    "x-queue-leader-locator",
-    NULL,
-};
-static const char *const args_unsupported[] = {
-    "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes", "x-overflow",
-    "x-max-priority", "x-single-active-consumer", "x-delivery-limit", "x-consumer-timeout",
-    "x-dead-letter-strategy", "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size",
-    "x-quorum-initial-group-size", NULL,
-};
-
-static int name_in(amqp_bytes_t name, const char *const *list)
-{
-    for (size_t i = 0; list[i]; i++)
-        if (amqp_bytes_eq(name, list[i])) return 1;
-    return 0;
-}
-
-/* Validates queue arguments. Returns 0 or raises the channel error. */
-static int check_queue_args(amqp_channel_t *ch, amqp_bytes_t qname, amqp_bytes_t args)
-{
-    uint32_t id = AMQP_QUEUE_DECLARE;
-    ftable_iter_t it = {args};
-    amqp_bytes_t name;
-    fvalue_t v;
-    while (ftable_next(&it, &name, &v)) {
-        int is_int = v.type == FV_I8 || v.type == FV_U8 || v.type == FV_I16 || v.type == FV_U16 || v.type == FV_I32 ||
-                     v.type == FV_U32 || v.type == FV_I64;
-        if (amqp_bytes_eq(name, "x-message-ttl") || amqp_bytes_eq(name, "x-expires")) {
-            int ttl = amqp_bytes_eq(name, "x-message-ttl");
-            if (!is_int) {
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-                                   "PRECONDITION_FAILED - invalid arg '%.*s' for queue '%.*s' in vhost '/': "
-                                   "{unacceptable_type,%c}",
-                                   NAME(name), NAME(qname), (char)v.type);
-                return -1;
-            }
-            if (v.v.i < 0 || (!ttl && v.v.i == 0)) {
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-                                   "PRECONDITION_FAILED - invalid arg '%.*s' for queue '%.*s' in vhost '/': "
-                                   "{value_%s,%lld}",
-                                   NAME(name), NAME(qname), v.v.i < 0 ? "negative" : "zero", (long long)v.v.i);
-                return -1;
-            }
-        } else if (amqp_bytes_eq(name, "x-queue-type")) {
-            if (v.type != FV_LONGSTR || !amqp_bytes_eq(v.v.str, "classic")) {
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-                                   "PRECONDITION_FAILED - queue type '%.*s' for queue '%.*s' is not supported by "
-                                   "Herald yet (classic only)",
-                                   v.type == FV_LONGSTR ? (int)v.v.str.len : 1,
-                                   v.type == FV_LONGSTR ? (const char *)v.v.str.p : "?", NAME(qname));
-                return -1;
-            }
-        } else if (name_in(name, args_unsupported)) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-                               "PRECONDITION_FAILED - queue argument '%.*s' is not supported by Herald yet",
-                               NAME(name));
-            return -1;
-        } else if (name_in(name, args_hint_only)) {
-            continue;
-        }
-    }
-    return 0;
-}
-
-/* RabbitMQ's equivalence check on redeclare, for the arguments that
- * change behaviour. */
-static int args_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
-{
-    static const char *const keys[] = {"x-message-ttl", "x-expires", NULL};
-    for (size_t i = 0; keys[i]; i++) {
-        int64_t a = -1, b = -1;
-        int ha = ftable_get_int(args, keys[i], &a), hb = ftable_get_int(queue_args(q), keys[i], &b);
-        if (ha != hb || a != b) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-                               "PRECONDITION_FAILED - inequivalent arg '%s' for queue '%s' in vhost '/': received "
-                               "%s but current is %s",
-                               keys[i], queue_name_cstr(q), ha == 1 ? "a value" : "none", hb == 1 ? "a value" : "none");
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static void declare_ok(amqp_channel_t *ch, queue_t *q, int no_wait)
 {
     amqp_channel_set_last_queue(ch, queue_name(q));
@@ -322,9 +234,9 @@ static int h_queue_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
                            "ACCESS_REFUSED - queue name '%.*s' contains reserved prefix 'amq.*'", NAME(name));
         return -1;
     }
-    if (check_queue_args(ch, name, a->arguments) < 0) return -1;
     unsigned flags = (a->durable ? QF_DURABLE : 0) | (a->exclusive ? QF_EXCLUSIVE : 0) |
                      (a->auto_delete ? QF_AUTO_DELETE : 0);
+    if (amqp_qargs_check(ch, name, flags, a->arguments) < 0) return -1;
     queue_t *q = vhost_queue_find(c->vh, name);
     if (q) {
         if (locked_by_other(c, q) || ((queue_flags(q) ^ flags) & QF_EXCLUSIVE)) {
@@ -341,7 +253,7 @@ static int h_queue_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
                                what, NAME(name), cur ? "false" : "true", cur ? "true" : "false");
             return -1;
         }
-        if (!args_equivalent(ch, q, a->arguments)) return -1;
+        if (!amqp_qargs_equivalent(ch, q, a->arguments)) return -1;
         queue_touch(q);
         declare_ok(ch, q, a->no_wait);
         return 0;

@@ -214,8 +214,8 @@ static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
         uint32_t epoch = 0;
         int64_t target = 0;
         int rc = queue_publish(q, m, &epoch, &target);
-        if (cf && rc == 1) cf_add_part(cf, q, epoch, target);
-        else if (cf && rc < 0) cf->failed = 1;
+        if (cf && rc == QP_WAIT) cf_add_part(cf, q, epoch, target);
+        else if (cf && (rc < 0 || rc == QP_REJECTED)) cf->failed = 1; /* nacked */
     }
     return 0;
 }

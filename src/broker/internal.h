@@ -102,6 +102,10 @@ void topic_plog_config(const broker_t *b, const topic_t *t, plog_config_t *pc);
 int internal_append(broker_t *b, partition_t *p, const void *key, int32_t klen, const void *val, int32_t vlen,
                     int64_t *target);
 
+/* Asks for a queue_run_due pass over the vhost's queues at wall-clock
+ * time wall_ms (earlier requests win; vhost.c). */
+void vhost_wake_at(vhost_t *v, int64_t wall_ms);
+
 /* Creates path and its missing parents. Returns 0 or -errno. */
 int mkdir_p(const char *path);
 

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "amqp/wire.h"
+#include "base/buf.h"
 #include "broker/broker.h"
 
 typedef struct queue queue_t;
@@ -55,6 +56,9 @@ typedef struct qmsg {
     uint64_t body_len;
     int64_t ts_ms;         /* arrival, wall clock */
     int64_t expiration_ms; /* per-message TTL from the "expiration" property, -1 none */
+    int64_t ready_at_ms;   /* not deliverable before this wall-clock time (delayed exchange), 0 none */
+    uint64_t origin_qid;   /* a dead-letter copy: the queue it left (its claim, see deadletter.h) */
+    int64_t origin_off;    /* ... and its offset there; -1: not a claiming copy */
     uint8_t data[];        /* exchange | routing key | props | body */
 } qmsg_t;
 
@@ -81,18 +85,32 @@ static inline amqp_bytes_t qmsg_props(const qmsg_t *m)
 }
 static inline uint8_t *qmsg_body(qmsg_t *m) { return m->data + m->exchange_len + m->key_len + m->props_len; }
 
+/* Where an entry is (qentry.state). */
+enum {
+    QE_READY = 1, /* in the ready list of its priority */
+    QE_HELD,      /* handed to a consumer (or basic.get), not yet acked or given back */
+    QE_DELAYED,   /* waiting for ready_at_ms (retry backoff, delayed exchange) */
+    QE_MOVING,    /* being dead-lettered: leaves the queue once its copies are durable */
+};
+
 /* One message in one queue. */
 struct qentry {
-    qentry_t *prev, *next; /* in the ready list while ready, else in the held list */
+    qentry_t *prev, *next; /* in the list of its state (ready level, held, moving) */
     queue_t *q;
     qmsg_t *m;             /* one reference */
     uint64_t seq;          /* arrival order in this queue */
     int64_t offset;        /* record offset in the data log, -1 if not stored */
     int64_t expires_ms;    /* wall-clock expiry, 0 none */
-    uint32_t deliveries;   /* times handed out */
-    uint8_t redelivered;   /* handed out before (this run or a previous one) */
-    uint8_t ready;         /* in the ready list (else held by a consumer) */
+    int64_t ready_at_ms;   /* QE_DELAYED until this wall-clock time, 0 none */
+    uint32_t deliveries;   /* times handed out (this run) */
+    uint32_t returns;      /* times given back unacked (nack/reject with requeue, consumer gone):
+                            * the delivery count of x-delivery-limit and x-retry-backoff; durable */
+    uint32_t hidx;         /* internal: 1 + index in the delay or expiry heap, 0 none */
     uint32_t pend_slot;    /* internal: 1 + index in the queue's pending writes, 0 none */
+    uint8_t redelivered;   /* handed out before (this run or a previous one) */
+    uint8_t state;         /* QE_* */
+    uint8_t prio;          /* priority level, 0 .. x-max-priority */
+    uint8_t parked;        /* QE_MOVING whose move failed: stays until a restart */
 };
 
 /* A consumer, embedded in the front end's struct. */
@@ -135,6 +153,10 @@ amqp_bytes_t queue_args(const queue_t *q);
 uint32_t queue_ready_count(const queue_t *q);
 uint32_t queue_unacked_count(const queue_t *q);
 uint32_t queue_consumer_count(const queue_t *q);
+uint32_t queue_delayed_count(const queue_t *q); /* waiting for a retry delay or x-delay */
+uint64_t queue_ready_bytes(const queue_t *q);   /* body bytes of the ready messages */
+int queue_is_quorum(const queue_t *q);          /* x-queue-type=quorum */
+int64_t queue_consumer_timeout_ms(const queue_t *q); /* x-consumer-timeout, -1 none */
 int queue_is_deleted(const queue_t *q);
 void *queue_owner(const queue_t *q);
 void queue_set_owner(queue_t *q, void *owner);
@@ -146,11 +168,20 @@ int queue_had_consumer(const queue_t *q);
 int queue_has_exclusive_consumer(const queue_t *q);
 
 /* Adds m (takes no reference of the caller's; the queue takes its own) and
- * tries to deliver. If the message is stored in the data log, returns 1
- * and fills epoch and target for queue_publish_state and queue_wait.
- * Returns 0 if nothing needs waiting (transient, non-durable) or <0 if
- * storing failed (the message is kept in memory, not durable). */
+ * tries to deliver. If the message is stored in the data log, returns
+ * QP_WAIT and fills epoch and target for queue_publish_state and
+ * queue_wait. Returns QP_DONE if nothing needs waiting (transient,
+ * non-durable), QP_REJECTED if a full queue with x-overflow reject-publish
+ * (-dlx) refused it (the publisher gets a nack), or <0 if storing failed
+ * (the message is kept in memory, not durable). */
+enum { QP_DONE = 0, QP_WAIT = 1, QP_REJECTED = 2 };
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target);
+
+/* Parses an x-retry-backoff schedule ("1s,5s,30s,5m": numbers with unit
+ * ms, s, m or h; a bare number is ms) into out (at most max delays, ms).
+ * Returns the count (>= 1) or -1 if malformed. */
+int queue_parse_backoff(amqp_bytes_t s, int64_t *out, int max);
+#define QUEUE_BACKOFF_MAX 32
 
 void queue_consumer_add(queue_t *q, qconsumer_t *c);
 /* Detaches c. The entries it holds stay with the front end. */
@@ -163,15 +194,28 @@ void queue_kick(queue_t *q);
 qentry_t *queue_get(queue_t *q);
 /* Acknowledges and frees e (records the ack for a stored message). */
 void queue_ack(qentry_t *e);
-/* Puts entries back in the ready list in arrival order, marked
- * redelivered, and delivers. */
+/* basic.reject / basic.nack with requeue=false: dead-letters e (reason
+ * "rejected") if the queue has a dead-letter exchange, else acks it. */
+void queue_reject(qentry_t *e);
+/* Gives entries back (nack/reject with requeue, recover, consumer gone):
+ * each counts one return. Past x-delivery-limit or the end of the
+ * x-retry-backoff schedule an entry is dead-lettered (reason
+ * "delivery_limit"); with x-retry-backoff it waits for its delay; else it
+ * goes back to the ready list in arrival order, marked redelivered. Then
+ * delivers. */
 void queue_requeue(qentry_t **es, size_t n);
+/* The property bytes to deliver e with: its message's, or (a queue that
+ * counts deliveries, after a return) a copy with the x-delivery-count
+ * header, written into w (the caller's scratch). */
+amqp_bytes_t queue_entry_props(const qentry_t *e, wbuf_t *w);
 /* Drops every ready message (acked as removed). Returns how many. */
 uint32_t queue_purge(queue_t *q);
 
-/* Drops expired ready messages (x-message-ttl / expiration) from the
- * head; called by the vhost timer and before deliveries. */
-void queue_expire(queue_t *q, int64_t now_ms);
+/* Timed work due at now_ms: expired ready messages (x-message-ttl /
+ * expiration) are dead-lettered or dropped, delayed ones whose time came
+ * become ready. Returns the wall-clock time of the next such event, 0 none.
+ * The vhost's due timer calls it (queues ask for it with vhost_wake_at). */
+int64_t queue_run_due(queue_t *q, int64_t now_ms);
 
 /* Writes a snapshot of the delivery state when its log has grown, and
  * drops log segments nobody needs any more. From the maintenance timer. */
@@ -189,6 +233,21 @@ int queue_publish_state(queue_t *q, uint32_t epoch, int64_t target);
  * durable offset may have reached target. Same return rule as
  * partition_wait. */
 int queue_wait(queue_t *q, pwaiter_t *w, int64_t target);
+
+/* Dead-letter claims. A dead-letter copy stored in a target queue's data
+ * log names the (queue id, offset) it left as record header "o"; the
+ * source records the removal only once the copy is durable. At start-up
+ * the claims found in every data log remove their sources' entries that a
+ * crash left behind, so a moved message is in exactly one place. */
+typedef struct {
+    uint64_t qid;
+    int64_t offset;
+} qclaim_t;
+/* The claims queue_open met since the last call; *out is malloc'd (the
+ * caller frees it), NULL when none. */
+size_t queue_take_claims(qclaim_t **out);
+/* Removes (records as gone) the live entries at these offsets (ascending). */
+void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n);
 
 /* Appends the coalesced records (messages, acks) of every queue with
  * pending writes. Called once per loop turn (a uv_prepare in the vhost). */

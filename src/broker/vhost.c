@@ -32,6 +32,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "broker/deadletter.h"
 #include "broker/internal.h"
 #include "store/deleter.h"
 
@@ -50,6 +51,8 @@ struct vhost {
     char *qdir; /* <data>/queues */
     uv_prepare_t flush;
     uv_timer_t tick;
+    uv_timer_t due;  /* queue_run_due passes: delays, expiries */
+    int64_t due_at;  /* wall ms the due timer is set for, 0 none */
     int replaying;
     uint64_t freed;  /* message bytes freed since the last malloc_trim */
 };
@@ -386,7 +389,7 @@ static void on_prepare(uv_prepare_t *h)
 static void on_tick(uv_timer_t *t)
 {
     vhost_t *v = t->data;
-    int64_t wall = clock_wall_ms(), mono = clock_mono_ms();
+    int64_t mono = clock_mono_ms();
     qnode_t *n, *tmp;
     HASH_ITER(hh, v->queues, n, tmp)
     {
@@ -397,7 +400,6 @@ static void on_tick(uv_timer_t *t)
             vhost_queue_delete(v, q);
             continue;
         }
-        queue_expire(q, wall);
         queue_maintain(q);
     }
     /* A drained deep queue leaves a million small free chunks in the heap:
@@ -413,6 +415,28 @@ static void on_tick(uv_timer_t *t)
               (double)(clock_mono_ns() - t0) / 1e6);
         v->freed = 0;
     }
+}
+
+static void on_due(uv_timer_t *t)
+{
+    vhost_t *v = t->data;
+    int64_t now = clock_wall_ms(), next = 0;
+    v->due_at = 0;
+    qnode_t *n, *tmp;
+    HASH_ITER(hh, v->queues, n, tmp)
+    {
+        int64_t at = queue_run_due(n->q, now);
+        if (at && (!next || at < next)) next = at;
+    }
+    if (next) vhost_wake_at(v, next);
+}
+
+void vhost_wake_at(vhost_t *v, int64_t wall_ms)
+{
+    if (!v->due.loop || (v->due_at && v->due_at <= wall_ms)) return;
+    int64_t now = clock_wall_ms();
+    v->due_at = wall_ms;
+    uv_timer_start(&v->due, on_due, wall_ms > now ? (uint64_t)(wall_ms - now) : 0, 0);
 }
 
 vhost_t *vhost_new(broker_t *b)
@@ -447,6 +471,33 @@ static void sweep_orphans(vhost_t *v)
     closedir(d);
 }
 
+static int cmp_claim(const void *a, const void *b)
+{
+    const qclaim_t *x = a, *y = b;
+    if (x->qid != y->qid) return x->qid < y->qid ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Dead-letter copies found in the data logs remove their originals that
+ * a crash left in the source queues (deadletter.c). */
+static void resolve_claims(vhost_t *v)
+{
+    qclaim_t *c;
+    size_t n = queue_take_claims(&c);
+    if (!n) return;
+    qsort(c, n, sizeof *c, cmp_claim);
+    int64_t *offs = xmalloc(n * sizeof *offs);
+    for (size_t i = 0; i < n;) {
+        size_t j = i, k = 0;
+        for (; j < n && c[j].qid == c[i].qid; j++) offs[k++] = c[j].offset;
+        for (qnode_t *q = v->queues; q; q = q->hh.next)
+            if (queue_id(q->q) == c[i].qid) queue_drop_claimed(q->q, offs, k);
+        i = j;
+    }
+    free(offs);
+    free(c);
+}
+
 int vhost_open(vhost_t *v)
 {
     v->replaying = 0;
@@ -454,9 +505,14 @@ int vhost_open(vhost_t *v)
     if (rc < 0) return rc;
     store_sweep_deleting(v->qdir);
     sweep_orphans(v);
+    uv_timer_init(broker_loop(v->b), &v->due);
+    v->due.data = v;
+    uv_unref((uv_handle_t *)&v->due);
     for (qnode_t *n = v->queues; n; n = n->hh.next)
         if ((queue_flags(n->q) & QF_DURABLE) && !(queue_flags(n->q) & QF_EXCLUSIVE) && (rc = queue_open(n->q)) < 0)
             return rc;
+    resolve_claims(v);
+    vhost_wake_at(v, clock_wall_ms());
     uv_prepare_init(broker_loop(v->b), &v->flush);
     v->flush.data = v;
     uv_prepare_start(&v->flush, on_prepare);
@@ -473,6 +529,7 @@ static void on_handle_closed(uv_handle_t *h) { free(h->data); }
 void vhost_free(vhost_t *v)
 {
     if (!v) return;
+    deadletter_shutdown();
     queue_flush_all(v->b);
     qnode_t *n, *tmp;
     HASH_ITER(hh, v->queues, n, tmp)
@@ -485,10 +542,12 @@ void vhost_free(vhost_t *v)
     queue_scratch_free();
     free(v->qdir);
     if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
-        /* Both handles live in v: free it when the last one has closed. */
+        /* The handles live in v: free it when the last one has closed. */
         v->flush.data = NULL;
+        v->due.data = NULL;
         v->tick.data = v;
         uv_close((uv_handle_t *)&v->flush, NULL);
+        uv_close((uv_handle_t *)&v->due, NULL);
         uv_close((uv_handle_t *)&v->tick, on_handle_closed);
     } else {
         free(v);

@@ -1,0 +1,388 @@
+/*
+ * Dead-lettering: a message leaving a queue (rejected, expired, dropped by
+ * a length limit, past its delivery limit) is republished to the queue's
+ * dead-letter exchange with RabbitMQ's x-death header.
+ *
+ * A move is atomic with respect to crashes. When the original is stored,
+ * the copy is published only once the original's record is durable, and
+ * carries a claim (record header "o" = source queue id, offset); the
+ * source records the removal only after every copy is durable. If a crash
+ * comes between the two, the claim found at start-up removes the original
+ * (queue_drop_claimed), so the message is in exactly one place.
+ *
+ * x-death (RabbitMQ 3.10): an array of tables, the latest event first, one
+ * per (queue, reason): count, exchange, original-expiration (when the
+ * message had one; the expiration property itself is removed), queue,
+ * reason, routing-keys, time (seconds). A repeated (queue, reason) event
+ * increments its table's count and moves it to the front. The first event
+ * also sets x-first-death-exchange, -queue and -reason.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp/ftable.h"
+#include "amqp/props.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "broker/deadletter.h"
+#include "broker/queue_int.h"
+#include "broker/vhost.h"
+
+/* ---- property rewriting ---- */
+
+/* The raw bytes of the table entry ftable_next just read. */
+static amqp_bytes_t entry_span(amqp_bytes_t before, amqp_bytes_t after)
+{
+    return (amqp_bytes_t){before.p, (uint32_t)(after.p - before.p)};
+}
+
+static void put_raw_bytes(wbuf_t *w, amqp_bytes_t b)
+{
+    if (b.len) wbuf_put(w, b.p, b.len);
+}
+
+/* Re-encodes props with headers replaced by `headers` (table content) and
+ * the given flags cleared, into w. Returns the view of w's bytes from mark. */
+static amqp_bytes_t props_replace(amqp_props_t *p, const wbuf_t *headers, uint16_t clear, wbuf_t *w)
+{
+    p->headers = (amqp_bytes_t){headers->p, (uint32_t)headers->len};
+    p->flags = (uint16_t)((p->flags | PROP_HEADERS) & ~clear);
+    size_t mark = w->len;
+    amqp_props_encode(w, p);
+    return (amqp_bytes_t){w->p + mark, (uint32_t)(w->len - mark)};
+}
+
+amqp_bytes_t deadletter_props_with_count(amqp_bytes_t props, uint32_t count, wbuf_t *w)
+{
+    amqp_props_t p;
+    if (amqp_props_decode(props, &p) < 0) return props;
+    wbuf_t h;
+    wbuf_init(&h);
+    ftable_iter_t it = {(p.flags & PROP_HEADERS) ? p.headers : (amqp_bytes_t){NULL, 0}};
+    amqp_bytes_t name, before = it.rest;
+    fvalue_t v;
+    while (ftable_next(&it, &name, &v)) {
+        if (!amqp_bytes_eq(name, "x-delivery-count")) put_raw_bytes(&h, entry_span(before, it.rest));
+        before = it.rest;
+    }
+    ftable_put_name(&h, "x-delivery-count");
+    ftable_put_i64(&h, count);
+    wbuf_reset(w);
+    amqp_bytes_t out = props_replace(&p, &h, 0, w);
+    wbuf_destroy(&h);
+    return out;
+}
+
+typedef struct {
+    const char *reason;
+    amqp_bytes_t queue, exchange, key, expiration;
+    amqp_bytes_t cc; /* CC header array content, or empty */
+    int64_t now_s;
+} death_t;
+
+static void put_str(wbuf_t *w, const char *name, amqp_bytes_t s)
+{
+    ftable_put_name(w, name);
+    ftable_put_longstr(w, s.p, s.len);
+}
+
+/* A new x-death table for d (fields in name order, as RabbitMQ sorts them). */
+static void put_new_death(wbuf_t *w, const death_t *d)
+{
+    size_t t = ftable_put_table_begin(w);
+    ftable_put_name(w, "count");
+    ftable_put_i64(w, 1);
+    put_str(w, "exchange", d->exchange);
+    if (d->expiration.p) put_str(w, "original-expiration", d->expiration);
+    put_str(w, "queue", d->queue);
+    put_str(w, "reason", amqp_cstr(d->reason));
+    ftable_put_name(w, "routing-keys");
+    size_t a = ftable_put_array_begin(w);
+    ftable_put_longstr(w, d->key.p, d->key.len);
+    ftable_iter_t it = {d->cc};
+    fvalue_t v;
+    while (farray_next(&it, &v))
+        if (v.type == FV_LONGSTR) ftable_put_longstr(w, v.v.str.p, v.v.str.len);
+    ftable_end(w, a);
+    ftable_put_name(w, "time");
+    ftable_put_timestamp(w, (uint64_t)d->now_s);
+    ftable_end(w, t);
+}
+
+/* An existing x-death table with its count incremented. */
+static void put_counted_death(wbuf_t *w, amqp_bytes_t table)
+{
+    size_t t = ftable_put_table_begin(w);
+    ftable_iter_t it = {table};
+    amqp_bytes_t name, before = it.rest;
+    fvalue_t v;
+    while (ftable_next(&it, &name, &v)) {
+        if (amqp_bytes_eq(name, "count")) {
+            ftable_put_name(w, "count");
+            ftable_put_i64(w, (v.type == FV_I64 || v.type == FV_I32 || v.type == FV_U32) ? v.v.i + 1 : 1);
+        } else {
+            put_raw_bytes(w, entry_span(before, it.rest));
+        }
+        before = it.rest;
+    }
+    ftable_end(w, t);
+}
+
+static int death_matches(amqp_bytes_t table, const death_t *d)
+{
+    amqp_bytes_t q, r;
+    return ftable_get_str(table, "queue", &q) == 1 && ftable_get_str(table, "reason", &r) == 1 &&
+           q.len == d->queue.len && (!q.len || !memcmp(q.p, d->queue.p, q.len)) && amqp_bytes_eq(r, d->reason);
+}
+
+/* Builds the dead-letter copy's headers table content into h. */
+static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d)
+{
+    ftable_iter_t it = {headers};
+    amqp_bytes_t name, before = it.rest, deaths = {NULL, 0};
+    fvalue_t v;
+    int have_first = 0;
+    while (ftable_next(&it, &name, &v)) {
+        if (amqp_bytes_eq(name, "x-death") && v.type == FV_ARRAY) deaths = v.v.array;
+        else put_raw_bytes(h, entry_span(before, it.rest));
+        if (amqp_bytes_eq(name, "x-first-death-reason")) have_first = 1;
+        before = it.rest;
+    }
+    if (!have_first && !deaths.p) {
+        put_str(h, "x-first-death-exchange", d->exchange);
+        put_str(h, "x-first-death-queue", d->queue);
+        put_str(h, "x-first-death-reason", amqp_cstr(d->reason));
+    }
+    ftable_put_name(h, "x-death");
+    size_t a = ftable_put_array_begin(h);
+    /* The matching event first (counted), or a new one; then the others. */
+    int found = 0;
+    ftable_iter_t ai = {deaths};
+    while (!found && farray_next(&ai, &v))
+        if (v.type == FV_TABLE && death_matches(v.v.table, d)) {
+            put_counted_death(h, v.v.table);
+            found = 1;
+        }
+    if (!found) put_new_death(h, d);
+    ai = (ftable_iter_t){deaths};
+    amqp_bytes_t vb = ai.rest;
+    int skipped = 0;
+    while (farray_next(&ai, &v)) {
+        if (found && !skipped && v.type == FV_TABLE && death_matches(v.v.table, d)) skipped = 1;
+        else put_raw_bytes(h, entry_span(vb, ai.rest));
+        vb = ai.rest;
+    }
+    ftable_end(h, a);
+}
+
+/* The dead-letter copy of m leaving q for reason. */
+static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_bytes_t *headers_out, wbuf_t *props_w)
+{
+    amqp_props_t p;
+    if (amqp_props_decode(qmsg_props(m), &p) < 0) memset(&p, 0, sizeof p);
+    death_t d = {.reason = reason, .queue = queue_name(q), .exchange = qmsg_exchange(m), .key = qmsg_key(m),
+                 .now_s = clock_wall_ms() / 1000};
+    if (p.flags & PROP_EXPIRATION) d.expiration = p.expiration;
+    amqp_bytes_t old_headers = (p.flags & PROP_HEADERS) ? p.headers : (amqp_bytes_t){NULL, 0};
+    fvalue_t cc;
+    if (old_headers.p && ftable_get(old_headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) d.cc = cc.v.array;
+    wbuf_t h;
+    wbuf_init(&h);
+    build_headers(&h, old_headers, &d);
+    amqp_bytes_t props = props_replace(&p, &h, PROP_EXPIRATION, props_w);
+    amqp_bytes_t key = q->opt.dlrk.p ? q->opt.dlrk : qmsg_key(m);
+    qmsg_t *c = qmsg_new(q->opt.dlx, key, props, m->body_len);
+    if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
+    c->persistent = m->persistent;
+    wbuf_destroy(&h);
+    /* The headers for routing (a headers exchange as DLX) are in c. */
+    amqp_props_t cp;
+    *headers_out = amqp_props_decode(qmsg_props(c), &cp) == 0 && (cp.flags & PROP_HEADERS) ? cp.headers
+                                                                                            : (amqp_bytes_t){NULL, 0};
+    return c;
+}
+
+/* RabbitMQ's cycle rule: a copy is not delivered to a queue it already
+ * died in unless a rejection happened along the way (an automatic loop of
+ * expiries or overflows would spin forever). */
+static int forms_cycle(amqp_bytes_t headers, queue_t *target)
+{
+    fvalue_t v;
+    if (ftable_get(headers, "x-death", &v) != 1 || v.type != FV_ARRAY) return 0;
+    ftable_iter_t it = {v.v.array};
+    int seen = 0;
+    amqp_bytes_t tname = queue_name(target);
+    while (farray_next(&it, &v)) {
+        if (v.type != FV_TABLE) continue;
+        amqp_bytes_t qn, r;
+        if (ftable_get_str(v.v.table, "reason", &r) == 1 && amqp_bytes_eq(r, "rejected")) return 0;
+        if (ftable_get_str(v.v.table, "queue", &qn) == 1 && qn.len == tname.len && !memcmp(qn.p, tname.p, qn.len))
+            seen = 1;
+    }
+    return seen;
+}
+
+/* ---- moves ---- */
+
+typedef struct {
+    queue_t *q; /* pinned */
+    uint32_t epoch;
+    int64_t target;
+} dlpart_t;
+
+typedef struct dlmove {
+    struct dlmove *prev, *next; /* in g_moves */
+    queue_t *src;
+    qentry_t *e;         /* the original (QE_MOVING in src) */
+    char reason[16];
+    int stage;           /* 0: waiting for the original's record, 1: for the copies */
+    dlpart_t *parts;
+    uint32_t nparts, done;
+    int failed;
+    pwaiter_t w;
+} dlmove_t;
+
+static dlmove_t *g_moves;
+static xroute_t g_route;
+static int g_depth; /* nesting: a copy that overflows its target dead-letters again */
+
+static void move_free(dlmove_t *mv)
+{
+    if (mv->prev) mv->prev->next = mv->next;
+    else g_moves = mv->next;
+    if (mv->next) mv->next->prev = mv->prev;
+    for (uint32_t i = mv->done; i < mv->nparts; i++) queue_unpin(mv->parts[i].q);
+    free(mv->parts);
+    free(mv);
+}
+
+/* Routes c through q's dead-letter exchange into its targets; parts get
+ * the stored copies to wait for (when parts is not NULL). */
+static void route_copy(queue_t *q, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv)
+{
+    vhost_t *v = q->b->vhost;
+    exchange_t *ex = v ? xregistry_find(vhost_exchanges(v), q->opt.dlx) : NULL;
+    if (!ex || g_depth > 8) return; /* a missing exchange drops the message, as RabbitMQ */
+    g_route.n = 0;
+    xregistry_route(vhost_exchanges(v), ex, qmsg_key(c), headers, &g_route);
+    size_t n = g_route.n;
+    if (!n) return;
+    queue_t **targets = xmalloc(n * sizeof *targets);
+    memcpy(targets, g_route.q, n * sizeof *targets); /* routing scratch is reused by nested moves */
+    g_depth++;
+    for (size_t i = 0; i < n; i++) {
+        queue_t *t = targets[i];
+        if (forms_cycle(headers, t)) continue;
+        uint32_t epoch = 0;
+        int64_t target = 0;
+        int rc = queue_publish(t, c, &epoch, &target);
+        if (rc == QP_WAIT && mv) {
+            queue_pin(t);
+            mv->parts = xrealloc(mv->parts, (mv->nparts + 1) * sizeof *mv->parts);
+            mv->parts[mv->nparts++] = (dlpart_t){t, epoch, target};
+        } else if (rc < 0 && mv) {
+            mv->failed = 1;
+        }
+    }
+    g_depth--;
+    free(targets);
+}
+
+static void on_move_wait(pwaiter_t *w, int status);
+
+/* Waits for the copies; ends the move once all are durable (or failed). */
+static void move_advance(dlmove_t *mv)
+{
+    while (mv->done < mv->nparts) {
+        dlpart_t *p = &mv->parts[mv->done];
+        int st = queue_publish_state(p->q, p->epoch, p->target);
+        if (st == 0) {
+            mv->w.cb = on_move_wait;
+            mv->w.ctx = mv;
+            if (queue_wait(p->q, &mv->w, p->target) == 0) return;
+            st = queue_publish_state(p->q, p->epoch, p->target);
+            if (st == 0) st = -1; /* the log failed */
+        }
+        if (st < 0) mv->failed = 1;
+        queue_unpin(p->q);
+        mv->done++;
+    }
+    qentry_t *e = mv->e;
+    int ok = !mv->failed;
+    move_free(mv);
+    queue_moved(e, ok);
+}
+
+/* The original is durable (or will never be): publish the copies. */
+static void move_publish(dlmove_t *mv)
+{
+    mv->stage = 1;
+    queue_t *q = mv->src;
+    qentry_t *e = mv->e;
+    wbuf_t pw;
+    wbuf_init(&pw);
+    amqp_bytes_t headers;
+    qmsg_t *c = make_copy(q, e->m, mv->reason, &headers, &pw);
+    if (e->offset >= 0 && queue_is_stored(q)) {
+        c->origin_qid = queue_id(q);
+        c->origin_off = e->offset;
+    }
+    if (!q->deleted) route_copy(q, c, headers, mv);
+    qmsg_unref(c);
+    wbuf_destroy(&pw);
+    move_advance(mv);
+}
+
+static void on_move_wait(pwaiter_t *w, int status)
+{
+    (void)status;
+    dlmove_t *mv = w->ctx;
+    if (mv->stage == 0) move_publish(mv);
+    else move_advance(mv);
+}
+
+void deadletter_move(queue_t *q, qentry_t *e, const char *reason)
+{
+    dlmove_t *mv = xcalloc(1, sizeof *mv);
+    mv->src = q;
+    mv->e = e;
+    snprintf(mv->reason, sizeof mv->reason, "%s", reason);
+    mv->next = g_moves;
+    if (g_moves) g_moves->prev = mv;
+    g_moves = mv;
+    /* A claim may only name a durable record: an offset a crash took
+     * could be reused by another message. */
+    if (e->offset >= 0 && queue_is_stored(q) && plog_durable_offset(q->data->log) <= e->offset) {
+        mv->w.cb = on_move_wait;
+        mv->w.ctx = mv;
+        if (queue_wait(q, &mv->w, e->offset + 1) == 0) return;
+    }
+    move_publish(mv);
+}
+
+void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason)
+{
+    wbuf_t pw;
+    wbuf_init(&pw);
+    amqp_bytes_t headers;
+    qmsg_t *c = make_copy(q, m, reason, &headers, &pw);
+    route_copy(q, c, headers, NULL);
+    qmsg_unref(c);
+    wbuf_destroy(&pw);
+}
+
+void deadletter_shutdown(void)
+{
+    /* The originals stay in their queues' logs (not acked); any copy
+     * already stored claims them back at the next start. */
+    while (g_moves) {
+        dlmove_t *mv = g_moves;
+        pwaiter_cancel(&mv->w);
+        qentry_t *e = mv->e;
+        move_free(mv);
+        queue_moved(e, -1);
+    }
+    xroute_destroy(&g_route);
+}

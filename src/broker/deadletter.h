@@ -1,0 +1,30 @@
+/*
+ * Dead-lettering (deadletter.c): moving a message that leaves a queue to
+ * the queue's dead-letter exchange, with RabbitMQ's x-death header, atomic
+ * with respect to crashes. Used by the queues (queue_int.h) and, for its
+ * shutdown, by the vhost.
+ */
+#ifndef HERALD_BROKER_DEADLETTER_H
+#define HERALD_BROKER_DEADLETTER_H
+
+#include <stdint.h>
+
+#include "amqp/wire.h"
+#include "base/buf.h"
+#include "broker/queue.h"
+
+/* Starts moving e (QE_MOVING in q, counted in its nmoving) to q's
+ * dead-letter exchange with reason ("rejected", "expired", "maxlen",
+ * "delivery_limit"); ends with queue_moved(). */
+void deadletter_move(queue_t *q, qentry_t *e, const char *reason);
+/* Publishes a dead-letter copy of m, which is not in q (a publish refused
+ * by reject-publish-dlx). */
+void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason);
+/* The property bytes props with header x-delivery-count = count, written
+ * into w (reset first); props itself if it does not decode. */
+amqp_bytes_t deadletter_props_with_count(amqp_bytes_t props, uint32_t count, wbuf_t *w);
+/* Ends the moves in flight (shutdown): their originals stay parked in
+ * their queues, which are closed next. */
+void deadletter_shutdown(void);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * Queue internals shared by queue.c (entries, delivery, limits), queue_store.c
+ * (the two logs: recovery, coalesced writes, snapshots) and deadletter.c.
+ * Not for other files.
+ */
+#ifndef HERALD_BROKER_QUEUE_INT_H
+#define HERALD_BROKER_QUEUE_INT_H
+
+#include "broker/deadletter.h"
+#include "broker/internal.h"
+#include "broker/queue.h"
+
+/* A stored message whose record is not appended yet (coalesced per loop turn). */
+typedef struct {
+    qentry_t *e; /* NULL once the entry was freed before the flush */
+    qmsg_t *m;   /* one reference, kept until the record is written */
+} qpend_t;
+
+/* A durable change of an entry's delivery state: state record "r". */
+typedef struct {
+    int64_t offset;
+    int64_t returns;
+    int64_t ready_at_ms;
+} qret_t;
+
+typedef enum { QO_DROP_HEAD, QO_REJECT_PUBLISH, QO_REJECT_PUBLISH_DLX } qoverflow_t;
+
+/* What the queue arguments ask for (parsed once by queue_new; the front
+ * end validated them). */
+typedef struct {
+    int64_t ttl_ms;              /* x-message-ttl, -1 none */
+    int64_t expires_ms;          /* x-expires, -1 none */
+    int64_t max_len;             /* x-max-length (ready messages), -1 none */
+    int64_t max_bytes;           /* x-max-length-bytes (ready body bytes), -1 none */
+    qoverflow_t overflow;        /* x-overflow */
+    uint32_t max_prio;           /* x-max-priority, 0 none */
+    int sac;                     /* x-single-active-consumer */
+    int quorum;                  /* x-queue-type=quorum */
+    int64_t delivery_limit;      /* x-delivery-limit, -1 none */
+    int64_t backoff[QUEUE_BACKOFF_MAX]; /* x-retry-backoff delays, ms */
+    int nbackoff;                /* 0: no retry backoff */
+    int64_t jitter_pct;          /* x-retry-jitter, percent of each delay, 0 none */
+    int64_t consumer_timeout_ms; /* x-consumer-timeout, -1 none */
+    int has_dlx;                 /* x-dead-letter-exchange present ("" is the default exchange) */
+    amqp_bytes_t dlx, dlrk;      /* views into the queue's args; dlrk.p NULL: keep the keys */
+} qopts_t;
+
+typedef struct {
+    qentry_t *head, *tail; /* sorted by seq */
+} qlevel_t;
+
+/* A binary min-heap of entries on a time (delay: ready_at_ms, expiry:
+ * expires_ms); qentry.hidx is 1 + the entry's index. */
+typedef struct {
+    qentry_t **v;
+    uint32_t n, cap;
+    int expiry; /* 1: keyed by expires_ms, 0: by ready_at_ms */
+} qheap_t;
+
+struct queue {
+    broker_t *b;
+    char *name;              /* owned, NUL-terminated (may contain other bytes: len below) */
+    uint32_t name_len;
+    uint64_t id;
+    unsigned flags;          /* QF_* */
+    uint8_t *args;           /* arguments table content, owned */
+    uint32_t args_len;
+    qopts_t opt;
+    char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
+    partition_t *data, *state; /* durable queues: the two logs */
+    void *owner;             /* exclusive owner */
+    int64_t last_used_ms;
+
+    qlevel_t *lv;            /* ready lists, one per priority level (1 + max_prio) */
+    uint32_t nlv;
+    uint32_t top;            /* no level above this one holds an entry */
+    qentry_t *held_head;     /* handed to consumers, not yet acked/requeued; unordered */
+    qentry_t *moving_head;   /* being dead-lettered */
+    qheap_t delayed;         /* QE_DELAYED entries by ready_at_ms */
+    qheap_t expiring;        /* QE_READY entries with an expiry, by expires_ms */
+    uint32_t nready, nheld, nmoving;
+    uint64_t ready_bytes;    /* body bytes of the ready entries */
+    uint64_t next_seq;
+    qconsumer_t *consumers;  /* ring (circular doubly linked); the next to serve
+                              * (with single active consumer: the active one) */
+    uint32_t nconsumers;
+    int had_consumer;
+    int dispatching;
+    int deleted;
+    int64_t wake_at;         /* the due time last asked of the vhost, 0 none */
+
+    /* pending writes */
+    qpend_t *pend;
+    size_t npend, cappend;
+    int64_t *acks;
+    size_t nacks, capacks;
+    qret_t *rets;
+    size_t nrets, caprets;
+    int64_t dmark;           /* delivered mark recorded (or pending), ahead of the deliveries */
+    int64_t delivered_max;   /* highest stored offset handed out, -1 none (exact) */
+    int dmark_dirty;
+    int64_t snap_offset;     /* state log offset of the last snapshot written, -1 none */
+    int64_t snap_size;       /* state log bytes (partition_size_bytes) after the last snapshot, 0 none */
+    queue_t *dirty_next;     /* in b->dirty_queues */
+    uint32_t pins;           /* publisher confirms and moves waiting on this queue */
+    uint32_t epoch;          /* bumped by each failed append of pending messages */
+    int64_t fail_at[16];     /* fail_at[e % 16]: first offset lost when epoch e failed */
+    int dirty;
+};
+
+/* queue.c */
+int queue_is_stored(const queue_t *q);
+void queue_mark_dirty(queue_t *q);
+/* Puts a recovered (or claimed-back) entry where its state says: ready
+ * list of its level, or the delay heap. */
+void queue_place(queue_t *q, qentry_t *e, int64_t now_ms);
+/* Takes e out of the ready list / delay heap / held list. */
+void queue_unplace(queue_t *q, qentry_t *e);
+/* e left the queue for good: records its removal, frees it. */
+void queue_entry_release(qentry_t *e);
+void queue_entry_free(qentry_t *e);
+/* The priority level a message's properties ask for in q. */
+uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m);
+/* Frees a deleted queue once nothing refers to it. */
+void queue_maybe_free(queue_t *q);
+/* A move of e (QE_MOVING) ended: ok (1), its copies are durable (e leaves
+ * the queue); or failed (0) or cut short by shutdown (-1): it stays,
+ * parked, until a restart brings it back. */
+void queue_moved(qentry_t *e, int ok);
+/* Records a durable change of e's returns / ready_at. */
+void queue_record_return(queue_t *q, const qentry_t *e);
+
+/* queue_store.c */
+void queue_store_free(queue_t *q); /* pending-write arrays */
+/* Queues e's record when m is persistent and q stored: returns QP_WAIT
+ * with epoch/target, QP_DONE, or HE_STORAGE (the log failed before). */
+int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *target);
+/* Records that the stored message at offset is gone (acked, dropped, moved). */
+void queue_record_removed(queue_t *q, int64_t offset);
+/* Deletion: drops pending writes, marks deleted, removes the logs. */
+void queue_store_delete(queue_t *q);
+/* Clean close: flushes and writes the exact delivered mark (begin), then
+ * closes the logs (end, after the entries were freed). */
+void queue_store_close_begin(queue_t *q);
+void queue_store_close_end(queue_t *q);
+
+#endif

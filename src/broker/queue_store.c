@@ -1,0 +1,681 @@
+/*
+ * The logs behind a durable queue (formats in queue.h): recovery, the
+ * coalesced writes of each loop turn, snapshots of the delivery state,
+ * segment drops, and the dead-letter claims found at start-up.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "broker/queue_int.h"
+#include "store/batch.h"
+#include "store/deleter.h"
+
+#define QUEUE_SNAPSHOT_BYTES (8 << 20) /* state log bytes after which a snapshot is written */
+
+/* Queue logs roll smaller segments than topics: whole segments below the
+ * live floor (data) or the last snapshot (state) are what gets freed. */
+#define QUEUE_DATA_SEGMENT_BYTES (64 << 20)
+#define QUEUE_STATE_SEGMENT_BYTES (8 << 20)
+
+/* ---- removals, returns and publishes recorded ---- */
+
+void queue_record_removed(queue_t *q, int64_t offset)
+{
+    if (offset < 0 || !queue_is_stored(q)) return;
+    if (q->nacks == q->capacks) {
+        q->capacks = q->capacks ? q->capacks * 2 : 64;
+        q->acks = xrealloc(q->acks, q->capacks * sizeof *q->acks);
+    }
+    q->acks[q->nacks++] = offset;
+    queue_mark_dirty(q);
+}
+
+void queue_record_return(queue_t *q, const qentry_t *e)
+{
+    if (e->offset < 0 || !queue_is_stored(q)) return;
+    if (q->nrets == q->caprets) {
+        q->caprets = q->caprets ? q->caprets * 2 : 16;
+        q->rets = xrealloc(q->rets, q->caprets * sizeof *q->rets);
+    }
+    q->rets[q->nrets++] = (qret_t){e->offset, e->returns, e->ready_at_ms};
+    queue_mark_dirty(q);
+}
+
+/* The entry leaves the queue for good: if its record is still pending, the
+ * pending slot forgets it (the record is still written, then acked). */
+void queue_entry_release(qentry_t *e)
+{
+    queue_t *q = e->q;
+    queue_record_removed(q, e->offset);
+    if (e->pend_slot) q->pend[e->pend_slot - 1].e = NULL;
+    queue_entry_free(e);
+}
+
+int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *target)
+{
+    qmsg_t *m = e->m;
+    if (!m->persistent || !queue_is_stored(q)) return QP_DONE;
+    if (q->data->failed) return HE_STORAGE;
+    e->offset = plog_end_offset(q->data->log) + (int64_t)q->npend;
+    if (q->npend == q->cappend) {
+        q->cappend = q->cappend ? q->cappend * 2 : 64;
+        q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
+    }
+    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m)};
+    e->pend_slot = (uint32_t)q->npend;
+    queue_mark_dirty(q);
+    *epoch = q->epoch;
+    *target = e->offset + 1;
+    return QP_WAIT;
+}
+
+/* ---- recovery ---- */
+
+typedef struct {
+    int64_t *v;
+    size_t n, cap;
+} i64vec_t;
+
+static void i64vec_push(i64vec_t *a, int64_t x)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 256;
+        a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+    }
+    a->v[a->n++] = x;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int i64vec_has(const i64vec_t *a, int64_t x)
+{
+    return a->n && bsearch(&x, a->v, a->n, sizeof x, cmp_i64) != NULL;
+}
+
+typedef struct {
+    qret_t *v;
+    size_t n, cap;
+} retvec_t;
+
+static void retvec_push(retvec_t *a, qret_t r)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 64;
+        a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+    }
+    a->v[a->n++] = r;
+}
+
+typedef struct {
+    i64vec_t acked, live;
+    retvec_t rets;    /* in log order; the last for an offset wins */
+    int64_t snap_end; /* -1: no snapshot */
+    int64_t dmark;
+} qstate_t;
+
+static void state_record(void *ctx, const batch_rec_t *rec)
+{
+    qstate_t *st = ctx;
+    if (rec->key_len != 1 || rec->value_len < 0) return;
+    const uint8_t *v = rec->value;
+    size_t n = (size_t)rec->value_len;
+    switch (rec->key[0]) {
+    case 'a':
+        for (size_t i = 0; i + 8 <= n; i += 8) i64vec_push(&st->acked, (int64_t)buf_get_be64(v + i));
+        break;
+    case 'r':
+        for (size_t i = 0; i + 24 <= n; i += 24)
+            retvec_push(&st->rets, (qret_t){(int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8),
+                                            (int64_t)buf_get_be64(v + i + 16)});
+        break;
+    case 'd':
+        if (n == 8) {
+            int64_t d = (int64_t)buf_get_be64(v);
+            if (d > st->dmark) st->dmark = d;
+        }
+        break;
+    case 'D': /* exact, written at a clean close: replaces the marks ahead */
+        if (n == 8) st->dmark = (int64_t)buf_get_be64(v);
+        break;
+    case 's': /* end, dmark, live offsets */
+    case 'S': /* end, dmark, count, live offsets, then (offset, returns, ready_at) triples */
+        if (n < 16) return;
+        st->snap_end = (int64_t)buf_get_be64(v);
+        st->dmark = (int64_t)buf_get_be64(v + 8);
+        st->acked.n = 0;
+        st->live.n = 0;
+        st->rets.n = 0;
+        size_t i = 16, end = n;
+        if (rec->key[0] == 'S') {
+            if (n < 24) return;
+            uint64_t cnt = buf_get_be64(v + 16);
+            i = 24;
+            end = cnt <= (n - 24) / 8 ? 24 + cnt * 8 : n;
+        }
+        for (; i + 8 <= end; i += 8) i64vec_push(&st->live, (int64_t)buf_get_be64(v + i));
+        for (i = end; rec->key[0] == 'S' && i + 24 <= n; i += 24)
+            retvec_push(&st->rets, (qret_t){(int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8),
+                                            (int64_t)buf_get_be64(v + i + 16)});
+        break;
+    default:
+        break;
+    }
+}
+
+static int cmp_ret(const void *a, const void *b)
+{
+    const qret_t *x = a, *y = b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    /* Returns of one offset only grow: the latest record has the most. */
+    return x->returns < y->returns ? -1 : x->returns > y->returns;
+}
+
+/* Claims met while opening queues (queue_take_claims hands them over). */
+static qclaim_t *g_claims;
+static size_t g_nclaims, g_capclaims;
+
+size_t queue_take_claims(qclaim_t **out)
+{
+    *out = g_claims;
+    size_t n = g_nclaims;
+    g_claims = NULL;
+    g_nclaims = g_capclaims = 0;
+    return n;
+}
+
+typedef struct {
+    queue_t *q;
+    qstate_t *st;
+    uint32_t recovered;
+    int64_t now;
+    size_t ret_pos; /* st->rets is sorted by offset and walked along */
+} data_ctx_t;
+
+static void data_record(void *ctx, const batch_rec_t *rec)
+{
+    data_ctx_t *dc = ctx;
+    queue_t *q = dc->q;
+    qstate_t *st = dc->st;
+    int64_t o = rec->offset;
+    amqp_bytes_t ex = {NULL, 0}, props = {NULL, 0};
+    int64_t expires = 0, ready_at = 0;
+    batch_rec_t r = *rec;
+    batch_header_kv_t kv;
+    while (batch_rec_next_header(&r, &kv) > 0) {
+        if (kv.key_len != 1 || kv.value_len < 0) continue;
+        char k = *(const char *)kv.key;
+        if (k == 'x' && kv.value_len <= 255) ex = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+        else if (k == 'p') props = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+        else if (k == 'e' && kv.value_len == 8) expires = (int64_t)buf_get_be64(kv.value);
+        else if (k == 't' && kv.value_len == 8) ready_at = (int64_t)buf_get_be64(kv.value);
+        else if (k == 'o' && kv.value_len == 16) {
+            /* A dead-letter copy: its source must not keep the original,
+             * whether or not this copy is still live here. */
+            if (g_nclaims == g_capclaims) {
+                g_capclaims = g_capclaims ? g_capclaims * 2 : 64;
+                g_claims = xrealloc(g_claims, g_capclaims * sizeof *g_claims);
+            }
+            g_claims[g_nclaims++] = (qclaim_t){buf_get_be64(kv.value), (int64_t)buf_get_be64(kv.value + 8)};
+        }
+    }
+    if (st->snap_end >= 0 && o < st->snap_end && !i64vec_has(&st->live, o)) return;
+    if (i64vec_has(&st->acked, o)) return;
+    amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
+    uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
+    qmsg_t *m = qmsg_new(ex, key, props, blen);
+    if (blen) memcpy(qmsg_body(m), rec->value, blen);
+    m->persistent = 1;
+    m->ts_ms = rec->timestamp;
+    qentry_t *e = xcalloc(1, sizeof *e);
+    e->q = q;
+    e->m = m;
+    e->seq = q->next_seq++;
+    e->offset = o;
+    e->expires_ms = expires;
+    e->ready_at_ms = ready_at;
+    e->prio = queue_prio_of(q, m);
+    e->redelivered = o <= st->dmark;
+    /* The latest return record for this offset (offsets ascend here). */
+    while (dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset < o) dc->ret_pos++;
+    for (size_t i = dc->ret_pos; i < st->rets.n && st->rets.v[i].offset == o; i++) {
+        e->returns = (uint32_t)st->rets.v[i].returns;
+        e->ready_at_ms = st->rets.v[i].ready_at_ms;
+        e->redelivered = 1;
+    }
+    queue_place(q, e, dc->now);
+    dc->recovered++;
+}
+
+static int open_log(queue_t *q, const char *suffix, int64_t segment_bytes, partition_t **out)
+{
+    int err = 0;
+    *out = partition_open(q->b, NULL, 0, xasprintf("%s-%s", q->dir, suffix), &err);
+    if (!*out) return err;
+    plog_config_t pc;
+    plog_config_default(&pc);
+    pc.segment_bytes = segment_bytes;
+    pc.segment_ms = -1;
+    pc.retention_ms = -1;
+    pc.retention_bytes = -1;
+    plog_set_config((*out)->log, &pc);
+    return 0;
+}
+
+static void write_snapshot(queue_t *q);
+
+/* Syncs the state log now (blocking: start-up only, no round in flight). */
+static int sync_state_now(queue_t *q)
+{
+    plog_sync_t s;
+    int rc = 0;
+    while (rc == 0 && plog_sync_begin(q->state->log, &s) == 1) {
+        plog_sync_run(&s);
+        rc = plog_sync_end(q->state->log, &s);
+    }
+    return rc;
+}
+
+int queue_open(queue_t *q)
+{
+    int rc;
+    if ((rc = open_log(q, "state", QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
+    if ((rc = open_log(q, "log", QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
+    qstate_t st = {.snap_end = -1, .dmark = -1};
+    rc = partition_scan(q->state, state_record, &st);
+    if (rc == 0) {
+        if (st.acked.n) qsort(st.acked.v, st.acked.n, sizeof(int64_t), cmp_i64);
+        if (st.live.n) qsort(st.live.v, st.live.n, sizeof(int64_t), cmp_i64);
+        if (st.rets.n) qsort(st.rets.v, st.rets.n, sizeof *st.rets.v, cmp_ret);
+        data_ctx_t dc = {q, &st, 0, clock_wall_ms(), 0};
+        rc = partition_scan(q->data, data_record, &dc);
+        if (dc.recovered) LOG_I("queue %s: recovered %u message(s)", q->name, dc.recovered);
+    }
+    q->dmark = st.dmark;
+    q->delivered_max = st.dmark;
+    /* Acks at or past the data log's end name records a power loss took
+     * (a message can be acked before its record is durable, and the two
+     * logs are synced independently); those offsets are about to be
+     * reused. A snapshot hides them from every later recovery; it is
+     * synced before any new record can take one of those offsets. */
+    if (rc == 0 && st.acked.n && st.acked.v[st.acked.n - 1] >= plog_end_offset(q->data->log)) {
+        write_snapshot(q);
+        rc = sync_state_now(q);
+    }
+    free(st.acked.v);
+    free(st.live.v);
+    free(st.rets.v);
+    if (rc < 0) LOG_E("queue %s: recovery failed: %s", q->name, herald_strerror(rc));
+    return rc;
+}
+
+void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
+{
+    /* Start-up only: every live entry is ready or delayed. */
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        qentry_t *found = NULL;
+        for (uint32_t l = 0; l < q->nlv && !found; l++)
+            for (qentry_t *e = q->lv[l].head; e; e = e->next)
+                if (e->offset == offsets[i]) {
+                    found = e;
+                    break;
+                } else if (e->offset > offsets[i]) {
+                    break;
+                }
+        for (uint32_t k = 0; k < q->delayed.n && !found; k++)
+            if (q->delayed.v[k]->offset == offsets[i]) found = q->delayed.v[k];
+        if (!found) continue;
+        queue_unplace(q, found);
+        queue_entry_release(found);
+        dropped++;
+    }
+    if (dropped) LOG_I("queue %s: %zu message(s) were dead-lettered before a crash", q->name, dropped);
+}
+
+/* ---- the coalesced writes ---- */
+
+/* Scratch arrays for building a batch, kept across flushes (the loop is
+ * single-threaded): zeroing fresh ones per flush was a visible cost. */
+#define QUEUE_REC_HEADERS 5 /* x, p, e, t, o */
+typedef struct {
+    batch_record_t *recs;
+    batch_header_kv_t *hdrs;
+    uint8_t *vals; /* 32 bytes per record: e (8), t (8), o (16) */
+    size_t cap;
+} flush_scratch_t;
+
+static flush_scratch_t g_scratch;
+
+void queue_scratch_free(void)
+{
+    free(g_scratch.recs);
+    free(g_scratch.hdrs);
+    free(g_scratch.vals);
+    memset(&g_scratch, 0, sizeof g_scratch);
+    free(g_claims);
+    g_claims = NULL;
+    g_nclaims = g_capclaims = 0;
+}
+
+static void flush_data(queue_t *q, wbuf_t *w)
+{
+    size_t n = q->npend;
+    if (g_scratch.cap < n) {
+        size_t cap = g_scratch.cap ? g_scratch.cap : 256;
+        while (cap < n) cap *= 2;
+        g_scratch.recs = xrealloc(g_scratch.recs, cap * sizeof *g_scratch.recs);
+        g_scratch.hdrs = xrealloc(g_scratch.hdrs, cap * QUEUE_REC_HEADERS * sizeof *g_scratch.hdrs);
+        g_scratch.vals = xrealloc(g_scratch.vals, cap * 32);
+        g_scratch.cap = cap;
+    }
+    batch_record_t *recs = g_scratch.recs;
+    int64_t base_ts = q->pend[0].m->ts_ms;
+    for (size_t i = 0; i < n; i++) {
+        qmsg_t *m = q->pend[i].m;
+        qentry_t *e = q->pend[i].e;
+        batch_header_kv_t *h = g_scratch.hdrs + i * QUEUE_REC_HEADERS;
+        uint8_t *val = g_scratch.vals + i * 32;
+        size_t nh = 0;
+        amqp_bytes_t ex = qmsg_exchange(m), props = qmsg_props(m);
+        h[nh++] = (batch_header_kv_t){"x", 1, ex.p, (int32_t)ex.len};
+        h[nh++] = (batch_header_kv_t){"p", 1, props.p, (int32_t)props.len};
+        if (e && e->expires_ms) {
+            wbuf_put_be64(val, (uint64_t)e->expires_ms);
+            h[nh++] = (batch_header_kv_t){"e", 1, val, 8};
+        }
+        if (m->ready_at_ms) {
+            wbuf_put_be64(val + 8, (uint64_t)m->ready_at_ms);
+            h[nh++] = (batch_header_kv_t){"t", 1, val + 8, 8};
+        }
+        if (m->origin_off >= 0) {
+            wbuf_put_be64(val + 16, m->origin_qid);
+            wbuf_put_be64(val + 24, (uint64_t)m->origin_off);
+            h[nh++] = (batch_header_kv_t){"o", 1, val + 16, 16};
+        }
+        amqp_bytes_t key = qmsg_key(m);
+        recs[i].key = key.p;
+        recs[i].key_len = (int32_t)key.len;
+        recs[i].value = qmsg_body(m);
+        recs[i].value_len = (int32_t)m->body_len;
+        recs[i].timestamp_delta = m->ts_ms > base_ts ? m->ts_ms - base_ts : 0;
+        recs[i].headers = h;
+        recs[i].header_count = nh;
+    }
+    wbuf_reset(w);
+    batch_build(w, base_ts, recs, n);
+    append_result_t res;
+    int64_t expect = plog_end_offset(q->data->log);
+    int rc = partition_append(q->b, q->data, w->p, w->len, &res);
+    if (rc < 0) {
+        LOG_E("queue %s: cannot store %zu message(s): %s", q->name, n, herald_strerror(rc));
+        /* Those messages stay in memory, not durable; acks and returns
+         * recorded for their offsets must not reach the state log (the
+         * offsets will be reused). Their publishers' confirms fail through
+         * the waiters. */
+        for (size_t i = 0; i < n; i++)
+            if (q->pend[i].e) q->pend[i].e->offset = -1;
+        q->fail_at[q->epoch % 16] = expect;
+        q->epoch++;
+        size_t k = 0;
+        for (size_t i = 0; i < q->nacks; i++)
+            if (q->acks[i] < expect) q->acks[k++] = q->acks[i];
+        q->nacks = k;
+        k = 0;
+        for (size_t i = 0; i < q->nrets; i++)
+            if (q->rets[i].offset < expect) q->rets[k++] = q->rets[i];
+        q->nrets = k;
+        partition_hw_advanced(q->data, rc);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (q->pend[i].e) q->pend[i].e->pend_slot = 0;
+        qmsg_unref(q->pend[i].m);
+    }
+    q->npend = 0;
+}
+
+static void state_append(queue_t *q, const char *key, const void *val, size_t len)
+{
+    int64_t target;
+    int rc = internal_append(q->b, q->state, key, 1, val, (int32_t)len, &target);
+    if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
+}
+
+static void flush_state(queue_t *q)
+{
+    if (q->nacks) {
+        uint8_t *v = xmalloc(q->nacks * 8);
+        for (size_t i = 0; i < q->nacks; i++) wbuf_put_be64(v + i * 8, (uint64_t)q->acks[i]);
+        state_append(q, "a", v, q->nacks * 8);
+        free(v);
+        q->nacks = 0;
+    }
+    if (q->nrets) {
+        uint8_t *v = xmalloc(q->nrets * 24);
+        for (size_t i = 0; i < q->nrets; i++) {
+            wbuf_put_be64(v + i * 24, (uint64_t)q->rets[i].offset);
+            wbuf_put_be64(v + i * 24 + 8, (uint64_t)q->rets[i].returns);
+            wbuf_put_be64(v + i * 24 + 16, (uint64_t)q->rets[i].ready_at_ms);
+        }
+        state_append(q, "r", v, q->nrets * 24);
+        free(v);
+        q->nrets = 0;
+    }
+    if (q->dmark_dirty) {
+        uint8_t v[8];
+        wbuf_put_be64(v, (uint64_t)q->dmark);
+        state_append(q, "d", v, 8);
+        q->dmark_dirty = 0;
+    }
+}
+
+void queue_flush_all(broker_t *b)
+{
+    wbuf_t w;
+    wbuf_init(&w);
+    while (b->dirty_queues) {
+        queue_t *q = b->dirty_queues;
+        b->dirty_queues = q->dirty_next;
+        q->dirty = 0;
+        q->dirty_next = NULL;
+        if (!queue_is_stored(q)) {
+            q->npend = q->nacks = q->nrets = 0;
+            continue;
+        }
+        if (q->npend) flush_data(q, &w);
+        flush_state(q);
+    }
+    wbuf_destroy(&w);
+}
+
+/* ---- maintenance: snapshots of the state log, data log truncation ---- */
+
+/* Calls fn for every live entry of q (ready, delayed, held, moving). */
+static void each_live(const queue_t *q, void (*fn)(void *, const qentry_t *), void *ctx)
+{
+    for (uint32_t l = 0; l < q->nlv; l++)
+        for (const qentry_t *e = q->lv[l].head; e; e = e->next) fn(ctx, e);
+    for (uint32_t i = 0; i < q->delayed.n; i++) fn(ctx, q->delayed.v[i]);
+    for (const qentry_t *e = q->held_head; e; e = e->next) fn(ctx, e);
+    for (const qentry_t *e = q->moving_head; e; e = e->next) fn(ctx, e);
+}
+
+static void floor_of(void *ctx, const qentry_t *e)
+{
+    int64_t *floor = ctx;
+    if (e->offset >= 0 && e->offset < *floor) *floor = e->offset;
+}
+
+/* The lowest stored offset still live, or the data log's end. */
+static int64_t live_floor(const queue_t *q)
+{
+    int64_t floor = plog_end_offset(q->data->log);
+    if (q->nlv == 1 && !q->delayed.n && !q->held_head && !q->moving_head) {
+        /* One ready list in arrival order: stored offsets ascend. */
+        for (const qentry_t *e = q->lv[0].head; e; e = e->next)
+            if (e->offset >= 0) return e->offset < floor ? e->offset : floor;
+        return floor;
+    }
+    each_live(q, floor_of, &floor);
+    return floor;
+}
+
+typedef struct {
+    wbuf_t *w;
+    int pass; /* 0: offsets, 1: return triples */
+} snap_ctx_t;
+
+static void snap_put(void *ctx, const qentry_t *e)
+{
+    snap_ctx_t *sc = ctx;
+    if (e->offset < 0) return;
+    if (sc->pass == 0) {
+        wbuf_i64(sc->w, e->offset);
+    } else if (e->returns || e->ready_at_ms) {
+        wbuf_i64(sc->w, e->offset);
+        wbuf_i64(sc->w, e->returns);
+        wbuf_i64(sc->w, e->ready_at_ms);
+    }
+}
+
+static void count_stored(void *ctx, const qentry_t *e)
+{
+    if (e->offset >= 0) ++*(int64_t *)ctx;
+}
+
+static void write_snapshot(queue_t *q)
+{
+    wbuf_t v;
+    wbuf_init(&v);
+    wbuf_i64(&v, plog_end_offset(q->data->log));
+    wbuf_i64(&v, q->dmark);
+    int64_t cnt = 0;
+    each_live(q, count_stored, &cnt);
+    wbuf_i64(&v, cnt);
+    snap_ctx_t sc = {&v, 0};
+    each_live(q, snap_put, &sc);
+    sc.pass = 1;
+    each_live(q, snap_put, &sc);
+    int64_t target;
+    int rc = internal_append(q->b, q->state, "S", 1, v.p, (int32_t)v.len, &target);
+    wbuf_destroy(&v);
+    if (rc < 0) {
+        LOG_E("queue %s: cannot write a state snapshot: %s", q->name, herald_strerror(rc));
+        return;
+    }
+    q->snap_offset = target - 1;
+    q->snap_size = partition_size_bytes(q->state);
+}
+
+void queue_maintain(queue_t *q)
+{
+    if (!queue_is_stored(q) || q->npend || q->nacks || q->nrets || q->dmark_dirty) return;
+    /* Once a snapshot is durable, the state segments wholly before it go.
+     * Nothing here blocks: replay ignores what a snapshot supersedes, so
+     * no start-offset file needs to be written. */
+    if (q->snap_offset >= 0 && plog_durable_offset(q->state->log) > q->snap_offset) {
+        partition_drop_segments_before(q->state, q->snap_offset);
+        q->snap_offset = -1;
+    } else if (q->snap_offset < 0 &&
+               plog_end_offset(q->state->log) - plog_start_offset(q->state->log) > 1 &&
+               partition_size_bytes(q->state) - q->snap_size > QUEUE_SNAPSHOT_BYTES) {
+        write_snapshot(q);
+    }
+    /* Data segments wholly below the oldest live message go too. Their
+     * records are dead by the state log (acked after the last snapshot, or
+     * absent from its live list). */
+    int64_t floor = live_floor(q);
+    if (floor <= plog_durable_offset(q->data->log)) partition_drop_segments_before(q->data, floor);
+}
+
+/* ---- durability of publishes ---- */
+
+int queue_publish_state(queue_t *q, uint32_t epoch, int64_t target)
+{
+    if (q->deleted || !q->data) return 1;
+    if (epoch != q->epoch) {
+        /* Appends failed since: lost if at or past where its epoch failed. */
+        if (q->epoch - epoch > 16 || target > q->fail_at[epoch % 16]) return HE_STORAGE;
+    }
+    if (plog_durable_offset(q->data->log) >= target) return 1;
+    if (q->data->failed) return HE_STORAGE;
+    return 0;
+}
+
+int queue_wait(queue_t *q, pwaiter_t *w, int64_t target)
+{
+    if (q->deleted || !q->data) return 1;
+    w->target = target;
+    return partition_wait(q->data, w);
+}
+
+/* ---- deletion and close ---- */
+
+void queue_store_free(queue_t *q)
+{
+    free(q->pend);
+    free(q->acks);
+    free(q->rets);
+}
+
+static void close_logs(queue_t *q, int remove)
+{
+    for (int i = 0; i < 2; i++) {
+        partition_t **pp = i ? &q->state : &q->data;
+        if (!*pp) continue;
+        char *dir = xstrdup((*pp)->dir);
+        partition_close(q->b, *pp);
+        *pp = NULL;
+        if (remove) {
+            int rc = store_remove_dir(dir);
+            if (rc < 0) LOG_W("queue %s: cannot remove %s: %s", q->name, dir, herald_strerror(rc));
+        }
+        free(dir);
+    }
+}
+
+static void unlink_dirty(queue_t *q)
+{
+    if (!q->dirty) return;
+    for (queue_t **pp = &q->b->dirty_queues; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == q) {
+            *pp = q->dirty_next;
+            break;
+        }
+    q->dirty = 0;
+}
+
+void queue_store_delete(queue_t *q)
+{
+    for (size_t i = 0; i < q->npend; i++) qmsg_unref(q->pend[i].m);
+    q->npend = q->nacks = q->nrets = 0;
+    unlink_dirty(q);
+    q->deleted = 1; /* before the logs close: their waiters look at it */
+    close_logs(q, 1);
+}
+
+void queue_store_close_begin(queue_t *q)
+{
+    queue_flush_all(q->b);
+    /* After a clean stop only what was really handed out comes back
+     * redelivered (the marks written ahead cover a crash). */
+    if (queue_is_stored(q) && q->dmark > q->delivered_max) {
+        uint8_t v[8];
+        wbuf_put_be64(v, (uint64_t)q->delivered_max);
+        state_append(q, "D", v, 8);
+    }
+}
+
+void queue_store_close_end(queue_t *q)
+{
+    unlink_dirty(q);
+    q->deleted = 1;
+    close_logs(q, 0);
+}
