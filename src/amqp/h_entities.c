@@ -58,16 +58,27 @@ static int exchange_declare(amqp_channel_t *ch, const amqp_exchange_declare_t *a
         return -1;
     }
     ex_type_t type;
-    if (ex_type_parse(a->type, &type) < 0) {
+    unsigned delayed = 0;
+    if (amqp_bytes_eq(a->type, "x-delayed-message")) {
+        /* The delayed-message plugin's exchange: routes as x-delayed-type. */
+        amqp_bytes_t dt;
+        if (ftable_get_str(a->arguments, "x-delayed-type", &dt) != 1 || ex_type_parse(dt, &type) < 0) {
+            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+                               "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing exchange "
+                               "type");
+            return -1;
+        }
+        delayed = EXF_DELAYED;
+    } else if (ex_type_parse(a->type, &type) < 0) {
         amqp_conn_error(c, AMQP_COMMAND_INVALID, id, "COMMAND_INVALID - unknown exchange type '%.*s'", NAME(a->type));
         return -1;
     }
     unsigned flags = (a->durable ? EXF_DURABLE : 0) | (a->auto_delete ? EXF_AUTO_DELETE : 0) |
-                     (a->internal ? EXF_INTERNAL : 0);
+                     (a->internal ? EXF_INTERNAL : 0) | delayed;
     exchange_t *ex;
     int rc = vhost_exchange_declare(c->vh, a->exchange, type, flags, a->arguments, &ex);
     if (rc == HE_EXISTS) {
-        const char *what = exchange_type(ex) != type                             ? "type"
+        const char *what = exchange_type(ex) != type || ((exchange_flags(ex) ^ flags) & EXF_DELAYED) ? "type"
                            : (exchange_flags(ex) ^ flags) & EXF_DURABLE     ? "durable"
                            : (exchange_flags(ex) ^ flags) & EXF_AUTO_DELETE ? "auto_delete"
                                                                             : "internal";
@@ -75,7 +86,8 @@ static int exchange_declare(amqp_channel_t *ch, const amqp_exchange_declare_t *a
             amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
                                "PRECONDITION_FAILED - inequivalent arg 'type' for exchange '%.*s' in vhost '/': "
                                "received '%.*s' but current is '%s'",
-                               NAME(a->exchange), NAME(a->type), ex_type_name(exchange_type(ex)));
+                               NAME(a->exchange), NAME(a->type),
+                               (exchange_flags(ex) & EXF_DELAYED) ? "x-delayed-message" : ex_type_name(exchange_type(ex)));
         else
             amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
                                "PRECONDITION_FAILED - inequivalent arg '%s' for exchange '%.*s' in vhost '/': "

@@ -15,6 +15,7 @@
 
 #include "amqp/channel_int.h"
 #include "amqp/ftable.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -203,6 +204,19 @@ static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
     confirm_t *cf = ch->confirm_mode ? cf_push(ch) : NULL;
     amqp_props_t props;
     if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
+    int64_t delay;
+    if (ex && (exchange_flags(ex) & EXF_DELAYED) && exchange_ext(ex) &&
+        ftable_get_int(props.headers, "x-delay", &delay) == 1 && delay > 0) {
+        /* Held in the exchange's delay queue, routed when due (the
+         * mandatory flag cannot be honoured: the routes are not known yet). */
+        m->ready_at_ms = clock_wall_ms() + delay;
+        uint32_t epoch = 0;
+        int64_t target = 0;
+        int rc = queue_publish(exchange_ext(ex), m, &epoch, &target);
+        if (cf && rc == QP_WAIT) cf_add_part(cf, exchange_ext(ex), epoch, target);
+        else if (cf && rc < 0) cf->failed = 1;
+        return 0;
+    }
     g_route.n = 0;
     if (ex) xregistry_route(vhost_exchanges(vh), ex, qmsg_key(m), props.headers, &g_route);
     if (g_route.n == 0) {

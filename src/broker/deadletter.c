@@ -236,7 +236,7 @@ typedef struct dlmove {
     struct dlmove *prev, *next; /* in g_moves */
     queue_t *src;
     qentry_t *e;         /* the original (QE_MOVING in src) */
-    char reason[16];
+    char reason[16];     /* "": a delay queue's forward, no x-death */
     int stage;           /* 0: waiting for the original's record, 1: for the copies */
     dlpart_t *parts;
     uint32_t nparts, done;
@@ -258,12 +258,12 @@ static void move_free(dlmove_t *mv)
     free(mv);
 }
 
-/* Routes c through q's dead-letter exchange into its targets; parts get
- * the stored copies to wait for (when parts is not NULL). */
-static void route_copy(queue_t *q, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv)
+/* Routes c through exchange xname into its targets; mv (if not NULL) gets
+ * the stored copies to wait for. */
+static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv)
 {
     vhost_t *v = q->b->vhost;
-    exchange_t *ex = v ? xregistry_find(vhost_exchanges(v), q->opt.dlx) : NULL;
+    exchange_t *ex = v ? xregistry_find(vhost_exchanges(v), xname) : NULL;
     if (!ex || g_depth > 8) return; /* a missing exchange drops the message, as RabbitMQ */
     g_route.n = 0;
     xregistry_route(vhost_exchanges(v), ex, qmsg_key(c), headers, &g_route);
@@ -274,7 +274,11 @@ static void route_copy(queue_t *q, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv
     g_depth++;
     for (size_t i = 0; i < n; i++) {
         queue_t *t = targets[i];
-        if (forms_cycle(headers, t)) continue;
+        if (mv && !mv->reason[0]) {
+            /* forwarded from a delay queue: no x-death to look at */
+        } else if (forms_cycle(headers, t)) {
+            continue;
+        }
         uint32_t epoch = 0;
         int64_t target = 0;
         int rc = queue_publish(t, c, &epoch, &target);
@@ -323,13 +327,25 @@ static void move_publish(dlmove_t *mv)
     qentry_t *e = mv->e;
     wbuf_t pw;
     wbuf_init(&pw);
-    amqp_bytes_t headers;
-    qmsg_t *c = make_copy(q, e->m, mv->reason, &headers, &pw);
+    amqp_bytes_t headers, xname = q->opt.dlx;
+    qmsg_t *c;
+    if (mv->reason[0]) {
+        c = make_copy(q, e->m, mv->reason, &headers, &pw);
+    } else { /* a delay queue's message, routed as published */
+        const qmsg_t *m = e->m;
+        c = qmsg_new(qmsg_exchange(m), qmsg_key(m), qmsg_props(m), m->body_len);
+        if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
+        c->persistent = m->persistent;
+        amqp_props_t p;
+        headers = amqp_props_decode(qmsg_props(c), &p) == 0 && (p.flags & PROP_HEADERS) ? p.headers
+                                                                                       : (amqp_bytes_t){NULL, 0};
+        xname = q->fwd;
+    }
     if (e->offset >= 0 && queue_is_stored(q)) {
         c->origin_qid = queue_id(q);
         c->origin_off = e->offset;
     }
-    if (!q->deleted) route_copy(q, c, headers, mv);
+    if (!q->deleted) route_copy(q, xname, c, headers, mv);
     qmsg_unref(c);
     wbuf_destroy(&pw);
     move_advance(mv);
@@ -342,6 +358,8 @@ static void on_move_wait(pwaiter_t *w, int status)
     if (mv->stage == 0) move_publish(mv);
     else move_advance(mv);
 }
+
+void deadletter_forward(queue_t *q, qentry_t *e) { deadletter_move(q, e, ""); }
 
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason)
 {
@@ -368,7 +386,7 @@ void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason)
     wbuf_init(&pw);
     amqp_bytes_t headers;
     qmsg_t *c = make_copy(q, m, reason, &headers, &pw);
-    route_copy(q, c, headers, NULL);
+    route_copy(q, q->opt.dlx, c, headers, NULL);
     qmsg_unref(c);
     wbuf_destroy(&pw);
 }

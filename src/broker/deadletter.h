@@ -17,6 +17,9 @@
  * dead-letter exchange with reason ("rejected", "expired", "maxlen",
  * "delivery_limit"); ends with queue_moved(). */
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason);
+/* Starts moving e (QE_MOVING) of a delay queue through the queue's
+ * forward exchange (routing key, properties and body unchanged). */
+void deadletter_forward(queue_t *q, qentry_t *e);
 /* Publishes a dead-letter copy of m, which is not in q (a publish refused
  * by reject-publish-dlx). */
 void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason);

@@ -119,6 +119,7 @@ struct exchange {
     uint64_t visit_gen;       /* route generation that last visited this */
     uint8_t *args;            /* declare arguments, table content (owned) */
     uint32_t args_len;
+    void *ext;                /* the owner's (exchange_ext) */
     uint32_t name_len;
     char name[];              /* name_len bytes + NUL */
 };
@@ -165,6 +166,8 @@ ex_type_t exchange_type(const exchange_t *ex) { return ex->type; }
 unsigned exchange_flags(const exchange_t *ex) { return ex->flags; }
 amqp_bytes_t exchange_args(const exchange_t *ex) { return (amqp_bytes_t){ex->args, ex->args_len}; }
 int exchange_is_builtin(const exchange_t *ex) { return ex->builtin; }
+void *exchange_ext(const exchange_t *ex) { return ex->ext; }
+void exchange_set_ext(exchange_t *ex, void *ext) { ex->ext = ext; }
 
 exchange_t *xregistry_first(xregistry_t *r) { return r->list; }
 exchange_t *exchange_next(exchange_t *ex) { return ex->next; }
@@ -678,7 +681,7 @@ static void exchange_destroy(xregistry_t *r, exchange_t *ex)
 int xregistry_declare(xregistry_t *r, amqp_bytes_t name, ex_type_t type, unsigned flags, amqp_bytes_t args,
                       exchange_t **out)
 {
-    const unsigned mask = EXF_DURABLE | EXF_AUTO_DELETE | EXF_INTERNAL;
+    const unsigned mask = EXF_DURABLE | EXF_AUTO_DELETE | EXF_INTERNAL | EXF_DELAYED;
     if (name.len > XNAME_MAX || (unsigned)type > EX_HEADERS || (flags & ~mask)) return HE_INVALID;
     exchange_t *ex = xregistry_find(r, name);
     if (ex) {

@@ -41,7 +41,10 @@ typedef struct xbinding xbinding_t;
 
 typedef enum { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS } ex_type_t;
 
-enum { EXF_DURABLE = 1, EXF_AUTO_DELETE = 2, EXF_INTERNAL = 4 };
+/* EXF_DELAYED: declared with type x-delayed-message; the exchange routes
+ * as its x-delayed-type, and publishes with an x-delay header wait first
+ * (the vhost's delay queue, vhost.c). */
+enum { EXF_DURABLE = 1, EXF_AUTO_DELETE = 2, EXF_INTERNAL = 4, EXF_DELAYED = 8 };
 
 typedef enum { XDEST_QUEUE, XDEST_EXCHANGE } xdest_kind_t;
 
@@ -111,6 +114,9 @@ ex_type_t exchange_type(const exchange_t *ex);
 unsigned exchange_flags(const exchange_t *ex);
 amqp_bytes_t exchange_args(const exchange_t *ex);
 int exchange_is_builtin(const exchange_t *ex); /* "" and amq.* */
+/* An owner's pointer kept with the exchange (the vhost's delay queue). */
+void *exchange_ext(const exchange_t *ex);
+void exchange_set_ext(exchange_t *ex, void *ext);
 
 /* Iteration in declaration order (built-ins first). */
 exchange_t *xregistry_first(xregistry_t *r);

@@ -369,9 +369,20 @@ static qentry_t *ready_first(queue_t *q)
     }
 }
 
+void queue_set_forward(queue_t *q, amqp_bytes_t exchange)
+{
+    free((void *)q->fwd.p);
+    uint8_t *p = xmalloc(exchange.len + 1);
+    if (exchange.len) memcpy(p, exchange.p, exchange.len);
+    q->fwd = (amqp_bytes_t){p, exchange.len};
+}
+
 void queue_place(queue_t *q, qentry_t *e, int64_t now_ms)
 {
-    if (e->ready_at_ms > now_ms) {
+    /* A delay queue routes its messages from queue_run_due only, also the
+     * ones already due at start-up (every queue is open by then). */
+    if (e->ready_at_ms > now_ms || q->fwd.p) {
+        if (!e->ready_at_ms) e->ready_at_ms = 1;
         e->state = QE_DELAYED;
         heap_push(&q->delayed, e);
     } else {
@@ -421,6 +432,15 @@ static void dead_letter(queue_t *q, qentry_t *e, const char *reason)
     list_link(&q->moving_head, e);
     q->nmoving++;
     deadletter_move(q, e, reason);
+}
+
+/* A delay queue's message is due: route it on. */
+static void forward(queue_t *q, qentry_t *e)
+{
+    e->state = QE_MOVING;
+    list_link(&q->moving_head, e);
+    q->nmoving++;
+    deadletter_forward(q, e);
 }
 
 void queue_moved(qentry_t *e, int ok)
@@ -720,7 +740,8 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     while ((e = heap_top(&q->delayed)) && e->ready_at_ms <= now_ms) {
         heap_remove(&q->delayed, e);
         e->ready_at_ms = 0;
-        ready_add(q, e, NULL);
+        if (q->fwd.p) forward(q, e);
+        else ready_add(q, e, NULL);
     }
     while ((e = heap_top(&q->expiring)) && e->expires_ms <= now_ms) {
         ready_remove(q, e);
@@ -766,6 +787,7 @@ void queue_maybe_free(queue_t *q)
     free(q->args);
     free(q->dir);
     free(q->lv);
+    free((void *)q->fwd.p);
     free(q->delayed.v);
     free(q->expiring.v);
     queue_store_free(q);

@@ -177,6 +177,12 @@ int queue_has_exclusive_consumer(const queue_t *q);
 enum { QP_DONE = 0, QP_WAIT = 1, QP_REJECTED = 2 };
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target);
 
+/* Makes q a delay queue of the exchange called exchange (copied): its
+ * messages are routed through that exchange when their ready_at_ms comes
+ * (moved like dead letters, atomic with respect to crashes), never
+ * delivered to consumers. */
+void queue_set_forward(queue_t *q, amqp_bytes_t exchange);
+
 /* Parses an x-retry-backoff schedule ("1s,5s,30s,5m": numbers with unit
  * ms, s, m or h; a bare number is ms) into out (at most max delays, ms).
  * Returns the count (>= 1) or -1 if malformed. */

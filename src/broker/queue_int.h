@@ -66,6 +66,7 @@ struct queue {
     uint8_t *args;           /* arguments table content, owned */
     uint32_t args_len;
     qopts_t opt;
+    amqp_bytes_t fwd;        /* delay queue: the exchange to route through (owned bytes), else {NULL, 0} */
     char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
     partition_t *data, *state; /* durable queues: the two logs */
     void *owner;             /* exclusive owner */
