@@ -51,6 +51,9 @@ static const qa_t g_args[] = {
     {"x-dead-letter-strategy", QA_DL_STRATEGY, 0},
     {"x-retry-backoff", QA_BACKOFF, 1},
     {"x-retry-jitter", QA_PERCENT, 1},
+    {"x-message-deduplication", QA_BOOL, 1},
+    {"x-cache-size", QA_POSITIVE, 1},
+    {"x-cache-ttl", QA_POSITIVE, 1},
     {"x-queue-mode", QA_HINT, 0},           /* lazy/default: every Herald queue is on disk already */
     {"x-queue-version", QA_HINT, 0},        /* RabbitMQ's on-disk format */
     {"x-queue-master-locator", QA_HINT, 0}, /* cluster placement: one node */

@@ -155,6 +155,7 @@ queue_t *queue_new(broker_t *b, amqp_bytes_t name, uint64_t id, unsigned flags, 
     if (args.len) memcpy(q->args, args.p, args.len);
     q->args_len = args.len;
     parse_opts(q);
+    queue_dedup_init(q);
     q->nlv = 1 + q->opt.max_prio;
     q->lv = xcalloc(q->nlv, sizeof *q->lv);
     q->expiring.expiry = 1;
@@ -714,12 +715,15 @@ static int full_for(const queue_t *q, const qmsg_t *m)
 
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
+    if (q->dedup && queue_dedup_seen(q, qmsg_props(m), clock_wall_ms()))
+        return QP_DONE; /* a duplicate: confirmed, not enqueued */
     if (q->opt.overflow != QO_DROP_HEAD && full_for(q, m)) {
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
     }
     qentry_t *e = entry_new(q, qmsg_ref(m));
     int wait = queue_store_publish(q, e, epoch, target);
+    if (q->dedup) queue_dedup_add(q, qmsg_props(m), e->offset, m->ts_ms);
     queue_place(q, e, e->ready_at_ms ? clock_wall_ms() : 0);
     dispatch(q);
     if (q->opt.overflow == QO_DROP_HEAD)
@@ -787,6 +791,7 @@ void queue_maybe_free(queue_t *q)
     free(q->args);
     free(q->dir);
     free(q->lv);
+    queue_dedup_free(q);
     free((void *)q->fwd.p);
     free(q->delayed.v);
     free(q->expiring.v);

@@ -49,6 +49,9 @@ typedef struct {
     qentry_t *head, *tail; /* sorted by seq */
 } qlevel_t;
 
+typedef struct qdedup qdedup_t; /* queue_dedup.c */
+typedef struct qdkey qdkey_t;
+
 /* A binary min-heap of entries on a time (delay: ready_at_ms, expiry:
  * expires_ms); qentry.hidx is 1 + the entry's index. */
 typedef struct {
@@ -66,6 +69,7 @@ struct queue {
     uint8_t *args;           /* arguments table content, owned */
     uint32_t args_len;
     qopts_t opt;
+    qdedup_t *dedup;         /* x-message-deduplication, NULL off */
     amqp_bytes_t fwd;        /* delay queue: the exchange to route through (owned bytes), else {NULL, 0} */
     char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
     partition_t *data, *state; /* durable queues: the two logs */
@@ -130,6 +134,16 @@ void queue_maybe_free(queue_t *q);
 void queue_moved(qentry_t *e, int ok);
 /* Records a durable change of e's returns / ready_at. */
 void queue_record_return(queue_t *q, const qentry_t *e);
+
+/* queue_dedup.c: x-message-deduplication (props: a message's property bytes) */
+void queue_dedup_init(queue_t *q);   /* from q's arguments; leaves q->dedup NULL when off */
+void queue_dedup_free(queue_t *q);
+int queue_dedup_seen(queue_t *q, amqp_bytes_t props, int64_t now_ms); /* 1: a duplicate */
+void queue_dedup_add(queue_t *q, amqp_bytes_t props, int64_t offset, int64_t ts_ms);
+void queue_dedup_forget(queue_t *q, amqp_bytes_t props); /* a message left the queue */
+int queue_dedup_window(const queue_t *q); /* x-cache-ttl / x-cache-size: values outlive messages */
+/* The oldest data-log offset a window still needs (INT64_MAX none). */
+int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);
 
 /* queue_store.c */
 void queue_store_free(queue_t *q); /* pending-write arrays */

@@ -51,6 +51,7 @@ void queue_entry_release(qentry_t *e)
 {
     queue_t *q = e->q;
     queue_record_removed(q, e->offset);
+    if (q->dedup) queue_dedup_forget(q, qmsg_props(e->m));
     if (e->pend_slot) q->pend[e->pend_slot - 1].e = NULL;
     queue_entry_free(e);
 }
@@ -226,8 +227,11 @@ static void data_record(void *ctx, const batch_rec_t *rec)
             g_claims[g_nclaims++] = (qclaim_t){buf_get_be64(kv.value), (int64_t)buf_get_be64(kv.value + 8)};
         }
     }
+    /* A de-duplication window remembers consumed messages too. */
+    if (q->dedup && queue_dedup_window(q)) queue_dedup_add(q, props, o, rec->timestamp);
     if (st->snap_end >= 0 && o < st->snap_end && !i64vec_has(&st->live, o)) return;
     if (i64vec_has(&st->acked, o)) return;
+    if (q->dedup && !queue_dedup_window(q)) queue_dedup_add(q, props, o, rec->timestamp);
     amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
     uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
     qmsg_t *m = qmsg_new(ex, key, props, blen);
@@ -592,6 +596,10 @@ void queue_maintain(queue_t *q)
      * records are dead by the state log (acked after the last snapshot, or
      * absent from its live list). */
     int64_t floor = live_floor(q);
+    if (q->dedup) {
+        int64_t df = queue_dedup_floor(q, clock_wall_ms());
+        if (df < floor) floor = df;
+    }
     if (floor <= plog_durable_offset(q->data->log)) partition_drop_segments_before(q->data, floor);
 }
 
