@@ -14,10 +14,12 @@
 
 #include "amqp/channel_int.h"
 #include "amqp/ftable.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
 
+static void on_tick(broker_t *b);
 
 amqp_channel_t *amqp_channel_new(amqp_conn_t *c, uint16_t id)
 {
@@ -26,6 +28,7 @@ amqp_channel_t *amqp_channel_new(amqp_conn_t *c, uint16_t id)
     ch->id = id;
     ch->flow_active = 1;
     ch->ring_base = 1;
+    broker_set_tick_hook(c->b, on_tick);
     return ch;
 }
 
@@ -66,7 +69,7 @@ void amqp_ring_push(amqp_channel_t *ch, qentry_t *e, amqp_consumer_t *c)
         ch->ring_cap = cap;
         ch->ring_head = 0;
     }
-    *ring_at(ch, ch->ring_len++) = (slot_t){e, c};
+    *ring_at(ch, ch->ring_len++) = (slot_t){e, c, clock_mono_ms()};
 }
 
 /* Drops holes at the head. */
@@ -491,6 +494,38 @@ static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
         amqp_ch_send(ch, &ok);
     }
     return 0;
+}
+
+/* ---- the consumer acknowledgement timeout ---- */
+
+#define AMQP_CONSUMER_TIMEOUT_DEFAULT_MS 1800000 /* RabbitMQ's default: 30 minutes */
+
+/* The oldest outstanding delivery (the ring's head after trimming) past
+ * its queue's x-consumer-timeout (or the broker default) closes the
+ * channel with PRECONDITION_FAILED, as RabbitMQ does; closing it gives
+ * its deliveries back (so a retry backoff applies). */
+static void check_timeout(amqp_channel_t *ch, int64_t now)
+{
+    if (ch->closing || !ch->ring_len || !ring_at(ch, 0)->e) return;
+    slot_t *s = ring_at(ch, 0);
+    int64_t t = queue_consumer_timeout_ms(s->e->q);
+    if (t < 0) t = AMQP_CONSUMER_TIMEOUT_DEFAULT_MS;
+    if (t <= 0 || now - s->at_ms < t) return;
+    amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, 0,
+                       "PRECONDITION_FAILED - delivery acknowledgement on channel %u timed out. Timeout value used: "
+                       "%lld ms. This timeout value can be configured, see consumers doc guide to learn more",
+                       ch->id, (long long)t);
+}
+
+static void on_tick(broker_t *b)
+{
+    (void)b;
+    int64_t now = clock_mono_ms();
+    for (amqp_conn_t *c = amqp_conn_next(NULL); c; c = amqp_conn_next(c)) {
+        if (c->state != AC_RUNNING) continue;
+        for (uint32_t i = 1; i < c->chan_cap; i++)
+            if (c->channels[i]) check_timeout(c->channels[i], now);
+    }
 }
 
 /* ---- dispatch ---- */

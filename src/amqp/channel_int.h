@@ -23,6 +23,7 @@ struct amqp_consumer {
 typedef struct {
     qentry_t *e;              /* NULL: a hole (acked, requeued, or a no-ack delivery) */
     amqp_consumer_t *c;       /* the consumer it went to, NULL for basic.get or a gone consumer */
+    int64_t at_ms;            /* delivered at (monotonic ms): the consumer timeout */
 } slot_t;
 
 typedef struct {

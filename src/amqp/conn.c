@@ -70,6 +70,8 @@ static void on_flush_prep(uv_prepare_t *h)
 
 int amqp_conn_count(void) { return nconns; }
 
+amqp_conn_t *amqp_conn_next(amqp_conn_t *c) { return c ? c->next : all_conns; }
+
 amqp_conn_t *amqp_conn_by_id(uint64_t id)
 {
     for (amqp_conn_t *c = all_conns; c; c = c->next)

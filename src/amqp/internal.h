@@ -101,6 +101,8 @@ void amqp_conn_drop_channel(amqp_conn_t *c, uint16_t id);
 /* ---- channel.c ---- */
 
 amqp_channel_t *amqp_channel_new(amqp_conn_t *c, uint16_t id);
+/* Every connection: amqp_conn_next(NULL) is the first. */
+amqp_conn_t *amqp_conn_next(amqp_conn_t *c);
 /* Releases everything (consumers removed, unacked requeued) and frees. */
 void amqp_channel_free(amqp_channel_t *ch);
 /* Handles one frame for an open channel. Returns 0, or <0 after a hard

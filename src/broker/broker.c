@@ -334,6 +334,8 @@ int broker_topic_set_configs(broker_t *b, topic_t *t, const topic_kv_t *configs,
     return 0;
 }
 
+void broker_set_tick_hook(broker_t *b, void (*fn)(broker_t *b)) { b->tick_hook = fn; }
+
 int broker_catalog_wait(broker_t *b, pwaiter_t *w)
 {
     w->target = plog_end_offset(b->catalog->log);

@@ -138,6 +138,10 @@ enum {
 int partition_wait(partition_t *p, pwaiter_t *w);
 void pwaiter_cancel(pwaiter_t *w);
 
+/* A front end's once-a-second work (AMQP consumer timeouts), called from
+ * the vhost's maintenance tick. One hook; setting it again replaces it. */
+void broker_set_tick_hook(broker_t *b, void (*fn)(broker_t *b));
+
 /* Waits until every catalog change made so far (topic create/delete/
  * configs, producer-id blocks) is durable. Same return rule as
  * partition_wait. Admin responses are sent after it. */

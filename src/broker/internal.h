@@ -77,6 +77,7 @@ struct broker {
     uint64_t requests_total;
     vhost_t *vhost;                   /* AMQP: the one virtual host, "/" */
     queue_t *dirty_queues;            /* queues with records to append this loop turn */
+    void (*tick_hook)(broker_t *b);   /* broker_set_tick_hook */
 };
 
 /* Opens an internal or topic partition log in dir (taking ownership of dir)
