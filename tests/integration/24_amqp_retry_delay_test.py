@@ -1,0 +1,405 @@
+"""Herald's reliable-delivery extensions and plugin features, driven by pika:
+retry with backoff (x-retry-backoff), the delivery limit on any queue type,
+the consumer acknowledgement timeout (x-consumer-timeout), the delayed-message
+exchange (x-delayed-message / x-delay), queue de-duplication
+(x-message-deduplication), and the crash cases of the issue: SIGKILL with
+delayed messages pending, mid-retry messages, dead-letter moves in flight and
+a full reject-publish queue; after the restart every count is exact.
+
+RabbitMQ 3.10.8 has no retry backoff and ships neither the delayed-message nor
+the de-duplication plugin, so these run against Herald only."""
+import time
+
+import pika
+import pytest
+from pika.exceptions import ChannelClosedByBroker, NackError
+
+from amqp_util import Env, drain, params, ready_count, time_limit, wait_ready_count
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(120):
+        yield
+
+
+@pytest.fixture
+def env(amqp_broker):
+    if getattr(amqp_broker, "reference", False):
+        pytest.skip("Herald extensions and restarts: Herald only")
+    e = Env(amqp_broker)
+    yield e
+    e.cleanup()
+
+
+def persistent(**kw):
+    return pika.BasicProperties(delivery_mode=2, **kw)
+
+
+def get_one(ch, q, timeout=5.0, auto_ack=False):
+    """basic.get until a message arrives (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m, p, b = ch.basic_get(q, auto_ack=auto_ack)
+        if m is not None:
+            return m, p, b
+        time.sleep(0.01)
+    raise AssertionError(f"nothing arrived on {q} within {timeout} s")
+
+
+def reconnect(b, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return pika.BlockingConnection(params(b))
+        except pika.exceptions.AMQPConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def crash(b):
+    b.kill()
+    b.start()
+    return reconnect(b)
+
+
+# ---- retry with backoff ----
+
+def test_retry_backoff_schedule_then_dead_letter(env):
+    conn = env.connect()
+    ch = conn.channel()
+    dlq, q = env.q("dlq"), env.q("retry")
+    ch.queue_declare(dlq, durable=True)
+    ch.queue_declare(q, durable=True, arguments={
+        "x-retry-backoff": "300ms,600ms", "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"job", persistent(headers={"k": "v"}))
+    seen = []
+    t0 = time.monotonic()
+    for attempt in range(3):
+        m, p, b = get_one(ch, q)
+        seen.append((time.monotonic() - t0, m.redelivered, (p.headers or {}).get("x-delivery-count")))
+        ch.basic_nack(m.delivery_tag, requeue=True)
+    # attempt 1 at once, 2 after >= 300 ms, 3 after >= 300 + 600 ms
+    assert seen[0][1:] == (False, None)
+    assert seen[1][1:] == (True, 1) and seen[1][0] >= 0.28
+    assert seen[2][1:] == (True, 2) and seen[2][0] - seen[1][0] >= 0.58
+    # the schedule is exhausted: the third return dead-letters it
+    m, p, b = get_one(ch, dlq, auto_ack=True)
+    assert b == b"job"
+    death = p.headers["x-death"][0]
+    assert (death["reason"], death["queue"], death["count"]) == ("delivery_limit", q, 1)
+    assert p.headers["k"] == "v" and p.headers["x-first-death-reason"] == "delivery_limit"
+    assert ready_count(conn, q) == 0
+
+
+def test_retry_backoff_applies_when_the_consumer_dies(env):
+    conn = env.connect()
+    q = env.q("retry-death")
+    setup = conn.channel()
+    setup.queue_declare(q, arguments={"x-retry-backoff": "700ms"})
+    setup.basic_publish("", q, b"x")
+    ch = conn.channel()
+    m, p, b = get_one(ch, q)
+    ch.close()  # unacked: given back, but only deliverable after 700 ms
+    t0 = time.monotonic()
+    assert setup.basic_get(q)[0] is None
+    m, p, b = get_one(setup, q, auto_ack=True)
+    assert time.monotonic() - t0 >= 0.5
+    assert m.redelivered and p.headers["x-delivery-count"] == 1
+
+
+def test_retry_jitter_spreads_delays(env):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("jitter")
+    ch.queue_declare(q, arguments={"x-retry-backoff": "1000ms", "x-retry-jitter": 50})
+    for i in range(20):
+        ch.basic_publish("", q, b"%d" % i)
+    tags = [get_one(ch, q)[0].delivery_tag for _ in range(20)]
+    t0 = time.monotonic()
+    ch.basic_nack(tags[-1], multiple=True, requeue=True)
+    arrivals = []
+    while len(arrivals) < 20 and time.monotonic() - t0 < 4:
+        m, p, b = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            time.sleep(0.01)
+            continue
+        arrivals.append(time.monotonic() - t0)
+    assert len(arrivals) == 20
+    assert min(arrivals) >= 0.45 and max(arrivals) <= 1.7
+    assert max(arrivals) - min(arrivals) >= 0.2  # not all at the same instant
+
+
+def test_invalid_retry_arguments_refused(env):
+    conn = env.connect()
+    for args in ({"x-retry-backoff": "1s,,2s"}, {"x-retry-backoff": "soon"}, {"x-retry-backoff": 5},
+                 {"x-retry-jitter": 101}):
+        with pytest.raises(ChannelClosedByBroker) as e:
+            conn.channel().queue_declare(env.q("bad"), arguments=args)
+        assert e.value.reply_code == 406
+        assert "PRECONDITION_FAILED - invalid arg" in e.value.reply_text
+
+
+# ---- delivery limit on a classic queue, delivery count ----
+
+def test_delivery_limit_on_classic_queue(env):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("limit")
+    ch.queue_declare(q, durable=True, arguments={"x-delivery-limit": 1})
+    ch.basic_publish("", q, b"poison", persistent())
+    m, p, b = get_one(ch, q)
+    assert p.headers is None
+    ch.basic_nack(m.delivery_tag, requeue=True)
+    m, p, b = get_one(ch, q)
+    assert p.headers == {"x-delivery-count": 1}
+    ch.basic_nack(m.delivery_tag, requeue=True)  # a second return: past the limit, dropped (no DLX)
+    time.sleep(0.1)
+    assert ch.basic_get(q)[0] is None
+    assert ready_count(conn, q) == 0
+
+
+# ---- consumer acknowledgement timeout ----
+
+def test_consumer_timeout_closes_channel_and_requeues(env):
+    conn = env.connect()
+    q = env.q("ct")
+    setup = conn.channel()
+    setup.queue_declare(q, arguments={"x-consumer-timeout": 1000})
+    setup.basic_publish("", q, b"slow")
+    ch = conn.channel()
+    closed = []
+    ch._impl.add_on_close_callback(lambda c, reason: closed.append(reason))  # pika reports the close here
+    ch.basic_consume(q, lambda *a: None)
+    deadline = time.monotonic() + 5
+    while not closed and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert closed, "the channel was not closed by the timeout"
+    reason = closed[0]
+    assert reason.reply_code == 406
+    assert reason.reply_text.startswith(
+        "PRECONDITION_FAILED - delivery acknowledgement on channel %d timed out. Timeout value used: 1000 ms"
+        % ch.channel_number)
+    m, p, b = get_one(setup, q, auto_ack=True)
+    assert b == b"slow" and m.redelivered
+
+
+# ---- delayed-message exchange ----
+
+def test_delayed_exchange_routes_when_due(env):
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x("delayed"), env.q("delayed")
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "topic"})
+    ch.queue_declare(q, durable=True)
+    ch.queue_bind(q, x, "a.*")
+    ch.confirm_delivery()
+    t0 = time.monotonic()
+    for name, delay in (("late", 900), ("soon", 300), ("now", 0), ("unrouted", 100)):
+        key = "b.x" if name == "unrouted" else "a.x"
+        ch.basic_publish(x, key, name.encode(), persistent(headers={"x-delay": delay}))
+    got = []
+    while len(got) < 3 and time.monotonic() - t0 < 5:
+        m, p, b = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            time.sleep(0.01)
+            continue
+        got.append((b, time.monotonic() - t0))
+    assert [b for b, _ in got] == [b"now", b"soon", b"late"]
+    assert got[1][1] >= 0.28 and got[2][1] >= 0.88
+    assert got[2][1] < 2.5  # routed close to its time (the due timer, not a 1 s tick)
+    time.sleep(0.2)
+    assert ch.basic_get(q)[0] is None
+
+
+def test_delayed_exchange_needs_a_type(env):
+    conn = env.connect()
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().exchange_declare(env.x("bad"), "x-delayed-message")
+    assert e.value.reply_code == 406
+    assert e.value.reply_text == ("PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing "
+                                  "exchange type")
+    ch = conn.channel()
+    x = env.x("redeclare")
+    ch.exchange_declare(x, "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    ch.exchange_declare(x, "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.exchange_declare(x, "direct")
+    assert e.value.reply_code == 406 and "inequivalent arg 'type'" in e.value.reply_text
+
+
+def test_delayed_messages_survive_sigkill(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x("delayed-crash"), env.q("delayed-crash")
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+    ch.queue_declare(q, durable=True)
+    ch.queue_bind(q, x, "k")
+    ch.confirm_delivery()
+    for i in range(200):
+        ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": 1500 + (i % 5) * 100}))
+    assert ready_count(conn, q) == 0
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    assert wait_ready_count(conn, q, 200, timeout=10) == 200
+    got = sorted(int(b) for b in [b for _, _, b in drain(conn.channel(), q)])
+    assert got == list(range(200))
+
+
+# ---- de-duplication ----
+
+def test_dedup_while_in_queue(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("dedup")
+    ch.queue_declare(q, durable=True, arguments={"x-message-deduplication": True})
+    ch.confirm_delivery()
+    for k in ["a", "b", "a", "c", "b", "a"]:
+        ch.basic_publish("", q, k.encode(), persistent(headers={"x-deduplication-header": k}))
+    ch.basic_publish("", q, b"no-header", persistent())
+    ch.basic_publish("", q, b"no-header", persistent())
+    assert ready_count(conn, q) == 5  # a, b, c and both without the header
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"a", persistent(headers={"x-deduplication-header": "a"}))
+    assert ready_count(conn, q) == 5  # still a duplicate after the crash
+    m, p, b = get_one(ch, q, auto_ack=True)
+    assert b == b"a"
+    ch.basic_publish("", q, b"a", persistent(headers={"x-deduplication-header": "a"}))
+    assert ready_count(conn, q) == 5  # consumed, so accepted again
+
+
+def test_dedup_window_outlives_consumption(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("dedup-window")
+    ch.queue_declare(q, durable=True, arguments={"x-message-deduplication": True, "x-cache-ttl": 60000,
+                                                 "x-cache-size": 3})
+    ch.confirm_delivery()
+    for k in ["a", "b", "a"]:
+        ch.basic_publish("", q, k.encode(), persistent(headers={"x-deduplication-header": k}))
+    assert len(drain(ch, q)) == 2
+    ch.basic_publish("", q, b"a", persistent(headers={"x-deduplication-header": "a"}))
+    assert ready_count(conn, q) == 0  # remembered after consumption
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"b", persistent(headers={"x-deduplication-header": "b"}))
+    assert ready_count(conn, q) == 0  # and after a crash
+    for k in ["c", "d", "e"]:  # three new values push a and b out of a window of 3
+        ch.basic_publish("", q, k.encode(), persistent(headers={"x-deduplication-header": k}))
+    ch.basic_publish("", q, b"a", persistent(headers={"x-deduplication-header": "a"}))
+    assert ready_count(conn, q) == 4
+
+
+# ---- crash cases ----
+
+def test_sigkill_mid_retry_keeps_counts_and_delays(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    dlq, q = env.q("dlq"), env.q("mid-retry")
+    ch.queue_declare(dlq, durable=True)
+    ch.queue_declare(q, durable=True, arguments={
+        "x-retry-backoff": "1500ms,1500ms", "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    ch.confirm_delivery()
+    for i in range(10):
+        ch.basic_publish("", q, b"%d" % i, persistent())
+    for _ in range(10):  # first failure of each: now waiting 1.5 s
+        m, p, b = get_one(ch, q)
+        ch.basic_nack(m.delivery_tag, requeue=True)
+    time.sleep(0.3)  # the return records reach the disk
+    t_kill = time.monotonic()
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    assert ch.basic_get(q)[0] is None or time.monotonic() - t_kill > 1.0  # still delayed
+    got = []
+    while len(got) < 10 and time.monotonic() - t_kill < 10:
+        m, p, b = ch.basic_get(q)
+        if m is None:
+            time.sleep(0.02)
+            continue
+        assert m.redelivered and p.headers["x-delivery-count"] == 1
+        got.append(b)
+        ch.basic_nack(m.delivery_tag, requeue=True)  # second failure
+    assert sorted(got) == [b"%d" % i for i in range(10)]
+    time.sleep(0.3)
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    deadline = time.monotonic() + 10
+    final = []
+    while len(final) < 10 and time.monotonic() < deadline:
+        m, p, b = ch.basic_get(q)
+        if m is None:
+            time.sleep(0.02)
+            continue
+        assert p.headers["x-delivery-count"] == 2
+        final.append(b)
+        ch.basic_nack(m.delivery_tag, requeue=True)  # third: schedule exhausted, dead-lettered
+    assert len(final) == 10
+    assert wait_ready_count(conn, dlq, 10) == 10
+    assert ready_count(conn, q) == 0
+
+
+def test_sigkill_during_dead_letter_moves_loses_and_duplicates_nothing(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    dlq, q = env.q("dlq"), env.q("moves")
+    ch.queue_declare(dlq, durable=True)
+    ch.queue_declare(q, durable=True, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    ch.confirm_delivery()
+    n = 3000
+    for i in range(n):
+        ch.basic_publish("", q, b"%d" % i, persistent())
+    ch.basic_qos(prefetch_count=500)
+    rejected = []
+
+    def on_msg(c, m, p, b):
+        c.basic_reject(m.delivery_tag, requeue=False)
+        rejected.append(b)
+
+    ch.basic_consume(q, on_msg)
+    deadline = time.monotonic() + 10
+    while len(rejected) < n // 2 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.01)
+    amqp_broker.kill()  # moves in flight
+    amqp_broker.start()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    in_q = [b for _, _, b in drain(ch, q)]
+    in_dlq = [b for _, _, b in drain(ch, dlq)]
+    assert len(in_q) + len(in_dlq) == n, (len(in_q), len(in_dlq))
+    assert sorted(int(b) for b in in_q + in_dlq) == list(range(n))  # each exactly once
+    assert len(in_dlq) >= 1
+
+
+def test_sigkill_with_full_reject_publish_queue(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("full")
+    ch.queue_declare(q, durable=True, arguments={"x-max-length": 50, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    acked = nacked = 0
+    for i in range(80):
+        try:
+            ch.basic_publish("", q, b"%d" % i, persistent())
+            acked += 1
+        except NackError:
+            nacked += 1
+    assert (acked, nacked) == (50, 30)
+    conn = crash(amqp_broker)
+    env.conns.append(conn)
+    assert ready_count(conn, q) == 50
+    ch = conn.channel()
+    ch.confirm_delivery()
+    with pytest.raises(NackError):
+        ch.basic_publish("", q, b"more", persistent())
+    got = [b for _, _, b in drain(ch, q)]
+    assert got == [b"%d" % i for i in range(50)]  # the oldest kept, in order
