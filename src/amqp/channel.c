@@ -131,7 +131,7 @@ static void consumer_deliver(qconsumer_t *qc, qentry_t *e)
     d.m.basic_deliver.routing_key = qmsg_key(m);
     wbuf_t pw;
     wbuf_init(&pw);
-    amqp_send_content(ch->c, ch->id, &d, queue_entry_props(e, &pw), qmsg_body(m), m->body_len);
+    amqp_send_content(ch->c, ch->id, &d, queue_entry_props(e, 0, &pw), qmsg_body(m), m->body_len);
     wbuf_destroy(&pw);
     if (c->no_ack) {
         amqp_ring_push(ch, NULL, NULL);
@@ -372,7 +372,7 @@ static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
     g.m.basic_get_ok.message_count = queue_ready_count(q);
     wbuf_t pw;
     wbuf_init(&pw);
-    amqp_send_content(ch->c, ch->id, &g, queue_entry_props(e, &pw), qmsg_body(m), m->body_len);
+    amqp_send_content(ch->c, ch->id, &g, queue_entry_props(e, 1, &pw), qmsg_body(m), m->body_len);
     wbuf_destroy(&pw);
     if (a->no_ack) {
         amqp_ring_push(ch, NULL, NULL);

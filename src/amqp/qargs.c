@@ -26,6 +26,7 @@ typedef enum {
     QA_QUEUE_TYPE,  /* classic | quorum */
     QA_BACKOFF,     /* "1s,5s,30s" */
     QA_DL_STRATEGY, /* at-most-once | at-least-once */
+    QA_LIMIT,       /* x-delivery-limit: an integer (< 0: none) or a numeric string */
     QA_UNSUPPORTED,
 } qa_kind_t;
 
@@ -45,7 +46,7 @@ static const qa_t g_args[] = {
     {"x-dead-letter-routing-key", QA_DLRK, 1},
     {"x-max-priority", QA_PRIORITY, 1},
     {"x-single-active-consumer", QA_BOOL, 1},
-    {"x-delivery-limit", QA_NONNEG, 1},
+    {"x-delivery-limit", QA_LIMIT, 1},
     {"x-consumer-timeout", QA_POSITIVE, 0},
     {"x-queue-type", QA_QUEUE_TYPE, 1},
     {"x-dead-letter-strategy", QA_DL_STRATEGY, 0},
@@ -106,7 +107,10 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
     case QA_POSITIVE:
     case QA_PRIORITY:
     case QA_PERCENT:
-        if (!is_int(v)) break;
+        if (!is_int(v)) {
+            snprintf(err, n, "\"expected integer, got %s\"", type_name(v->type));
+            return -1;
+        }
         if (v->v.i < 0) {
             snprintf(err, n, "{value_negative,%lld}", (long long)v->v.i);
             return -1;
@@ -139,7 +143,7 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
         } else if (a->kind == QA_OVERFLOW) {
             if (!amqp_bytes_eq(v->v.str, "drop-head") && !amqp_bytes_eq(v->v.str, "reject-publish") &&
                 !amqp_bytes_eq(v->v.str, "reject-publish-dlx")) {
-                snprintf(err, n, "{invalid_overflow,<<\"%.*s\">>}", NAME(v->v.str));
+                snprintf(err, n, "invalid_overflow");
                 return -1;
             }
         } else if (a->kind == QA_DL_STRATEGY) {
@@ -155,6 +159,15 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
             }
         }
         return 0;
+    case QA_LIMIT:
+        if (is_int(v)) return 0;
+        if (v->type == FV_LONGSTR && v->v.str.len && v->v.str.len < 12) {
+            uint32_t i = v->v.str.p[0] == '-';
+            while (i < v->v.str.len && v->v.str.p[i] >= '0' && v->v.str.p[i] <= '9') i++;
+            if (i == v->v.str.len) return 0;
+        }
+        snprintf(err, n, "{unacceptable_type,%s}", type_name(v->type));
+        return -1;
     case QA_UNSUPPORTED:
         return 0;
     }
@@ -183,11 +196,20 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
         if (a->kind == QA_QUEUE_TYPE && v.type == FV_LONGSTR && !amqp_bytes_eq(v.v.str, "classic")) {
             if (!amqp_bytes_eq(v.v.str, "quorum")) {
                 amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-                                   "PRECONDITION_FAILED - unknown queue type '%.*s' for queue '%.*s' in vhost '/'",
-                                   NAME(v.v.str), NAME(qname));
+                                   "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '%.*s' in vhost '/': "
+                                   "\"unsupported queue type '%.*s'\"",
+                                   NAME(qname), NAME(v.v.str));
                 return -1;
             }
             quorum = 1;
+        }
+        if (!strcmp(a->name, "x-dead-letter-exchange") && v.type != FV_LONGSTR) {
+            /* RabbitMQ words this one differently */
+            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+                               "PRECONDITION_FAILED - invalid type '%s' for arg 'x-dead-letter-exchange' in queue "
+                               "'%.*s' in vhost '/'",
+                               type_name(v.type), NAME(qname));
+            return -1;
         }
         if (check_value(a, &v, args, err, sizeof err) < 0) {
             amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
@@ -197,7 +219,19 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
         }
     }
     if (quorum) {
-        /* RabbitMQ's rules for quorum queues: durable, shared, kept. */
+        /* RabbitMQ's rules for quorum queues: durable, shared, kept; no
+         * priorities or classic storage modes. */
+        static const char *const not_quorum[] = {"x-max-priority", "x-queue-mode", "x-queue-version", NULL};
+        for (size_t i = 0; not_quorum[i]; i++) {
+            fvalue_t x;
+            if (ftable_get(args, not_quorum[i], &x) == 1) {
+                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+                                   "PRECONDITION_FAILED - invalid arg '%s' for queue '%.*s' in vhost '/' of queue "
+                                   "type rabbit_quorum_queue",
+                                   not_quorum[i], NAME(qname));
+                return -1;
+            }
+        }
         const char *bad = !(flags & QF_DURABLE)      ? "non-durable"
                           : (flags & QF_EXCLUSIVE)   ? "exclusive-owner"
                           : (flags & QF_AUTO_DELETE) ? "auto-delete"
@@ -249,6 +283,20 @@ int amqp_qargs_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
             if (cx && cy) continue;
         }
         char rx[160], ry[160];
+        if (hx && hy && x.type == y.type) { /* RabbitMQ's short form: the values alone */
+            describe(&x, hx, rx, sizeof rx);
+            describe(&y, hy, ry, sizeof ry);
+            char *vx = strchr(rx, '\''), *vy = strchr(ry, '\'');
+            char *ex = vx ? strchr(vx + 1, '\'') : NULL, *ey = vy ? strchr(vy + 1, '\'') : NULL;
+            if (ex && ey) {
+                ex[1] = ey[1] = '\0';
+                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                                   "PRECONDITION_FAILED - inequivalent arg '%s' for queue '%s' in vhost '/': received "
+                                   "%s but current is %s",
+                                   a->name, queue_name_cstr(q), vx, vy);
+                return 0;
+            }
+        }
         describe(&x, hx, rx, sizeof rx);
         describe(&y, hy, ry, sizeof ry);
         amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,

@@ -137,8 +137,9 @@ static int death_matches(amqp_bytes_t table, const death_t *d)
            q.len == d->queue.len && (!q.len || !memcmp(q.p, d->queue.p, q.len)) && amqp_bytes_eq(r, d->reason);
 }
 
-/* Builds the dead-letter copy's headers table content into h. */
-static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d)
+/* Builds the dead-letter copy's headers table content into h (drop_cc:
+ * a dead-letter routing key replaces the CC keys). */
+static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d, int drop_cc)
 {
     ftable_iter_t it = {headers};
     amqp_bytes_t name, before = it.rest, deaths = {NULL, 0};
@@ -146,7 +147,7 @@ static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d)
     int have_first = 0;
     while (ftable_next(&it, &name, &v)) {
         if (amqp_bytes_eq(name, "x-death") && v.type == FV_ARRAY) deaths = v.v.array;
-        else put_raw_bytes(h, entry_span(before, it.rest));
+        else if (!(drop_cc && amqp_bytes_eq(name, "CC"))) put_raw_bytes(h, entry_span(before, it.rest));
         if (amqp_bytes_eq(name, "x-first-death-reason")) have_first = 1;
         before = it.rest;
     }
@@ -166,14 +167,19 @@ static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d)
             found = 1;
         }
     if (!found) put_new_death(h, d);
+    /* The others follow in reverse order: RabbitMQ 3.10 regroups them that
+     * way, and clients comparing whole headers see its order. */
+    amqp_bytes_t spans[64];
+    size_t ns = 0;
     ai = (ftable_iter_t){deaths};
     amqp_bytes_t vb = ai.rest;
     int skipped = 0;
     while (farray_next(&ai, &v)) {
         if (found && !skipped && v.type == FV_TABLE && death_matches(v.v.table, d)) skipped = 1;
-        else put_raw_bytes(h, entry_span(vb, ai.rest));
+        else if (ns < sizeof spans / sizeof spans[0]) spans[ns++] = entry_span(vb, ai.rest);
         vb = ai.rest;
     }
+    while (ns) put_raw_bytes(h, spans[--ns]);
     ftable_end(h, a);
 }
 
@@ -190,7 +196,7 @@ static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_b
     if (old_headers.p && ftable_get(old_headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) d.cc = cc.v.array;
     wbuf_t h;
     wbuf_init(&h);
-    build_headers(&h, old_headers, &d);
+    build_headers(&h, old_headers, &d, q->opt.dlrk.p != NULL);
     amqp_bytes_t props = props_replace(&p, &h, PROP_EXPIRATION, props_w);
     amqp_bytes_t key = q->opt.dlrk.p ? q->opt.dlrk : qmsg_key(m);
     qmsg_t *c = qmsg_new(q->opt.dlx, key, props, m->body_len);
@@ -265,12 +271,35 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
     vhost_t *v = q->b->vhost;
     exchange_t *ex = v ? xregistry_find(vhost_exchanges(v), xname) : NULL;
     if (!ex || g_depth > 8) return; /* a missing exchange drops the message, as RabbitMQ */
-    g_route.n = 0;
-    xregistry_route(vhost_exchanges(v), ex, qmsg_key(c), headers, &g_route);
-    size_t n = g_route.n;
-    if (!n) return;
-    queue_t **targets = xmalloc(n * sizeof *targets);
-    memcpy(targets, g_route.q, n * sizeof *targets); /* routing scratch is reused by nested moves */
+    /* Routed by its key and, as RabbitMQ does, by the keys of a CC header
+     * (kept only when no dead-letter routing key replaced them). */
+    size_t n = 0, cap = 0;
+    queue_t **targets = NULL;
+    fvalue_t cc;
+    ftable_iter_t ci = {{NULL, 0}};
+    if (ftable_get(headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) ci.rest = cc.v.array;
+    amqp_bytes_t key = qmsg_key(c);
+    for (;;) {
+        g_route.n = 0;
+        xregistry_route(vhost_exchanges(v), ex, key, headers, &g_route);
+        for (size_t i = 0; i < g_route.n; i++) { /* routing scratch is reused by nested moves: copy */
+            size_t k = 0;
+            while (k < n && targets[k] != g_route.q[i]) k++;
+            if (k < n) continue;
+            if (n == cap) targets = xrealloc(targets, (cap = cap ? cap * 2 : 8) * sizeof *targets);
+            targets[n++] = g_route.q[i];
+        }
+        fvalue_t kv;
+        do {
+            if (!farray_next(&ci, &kv)) goto routed;
+        } while (kv.type != FV_LONGSTR);
+        key = kv.v.str;
+    }
+routed:
+    if (!n) {
+        free(targets);
+        return;
+    }
     g_depth++;
     for (size_t i = 0; i < n; i++) {
         queue_t *t = targets[i];

@@ -118,6 +118,14 @@ static void parse_opts(queue_t *q)
     o->max_len = arg_int(a, "x-max-length", -1);
     o->max_bytes = arg_int(a, "x-max-length-bytes", -1);
     o->delivery_limit = arg_int(a, "x-delivery-limit", -1);
+    amqp_bytes_t ls;
+    if (ftable_get_str(a, "x-delivery-limit", &ls) == 1) { /* quorum queues take "3" too */
+        int64_t v = 0;
+        uint32_t i = ls.len && ls.p[0] == '-';
+        for (; i < ls.len && i < 12 && ls.p[i] >= '0' && ls.p[i] <= '9'; i++) v = v * 10 + (ls.p[i] - '0');
+        o->delivery_limit = ls.len && ls.p[0] == '-' ? -1 : v;
+    }
+    if (o->delivery_limit < 0) o->delivery_limit = -1;
     o->consumer_timeout_ms = arg_int(a, "x-consumer-timeout", -1);
     o->jitter_pct = arg_int(a, "x-retry-jitter", 0);
     int64_t prio = arg_int(a, "x-max-priority", 0);
@@ -512,7 +520,10 @@ void queue_consumer_remove(queue_t *q, qconsumer_t *c)
         c->next->prev = c->prev;
         /* With a single active consumer the ring keeps attach order, so
          * the next one in it is the longest waiting. */
-        if (q->consumers == c) q->consumers = c->next;
+        if (q->consumers == c) {
+            q->consumers = c->next;
+            if (q->opt.sac && q->nheld) q->sac_wait = 1;
+        }
     }
     c->prev = c->next = NULL;
     c->q = NULL;
@@ -527,7 +538,9 @@ void queue_kick(queue_t *q)
 
 static int expired(const qentry_t *e, int64_t *now)
 {
-    if (!e->expires_ms) return 0;
+    /* A TTL of 0 still reaches a consumer that can take it at once (as
+     * RabbitMQ); otherwise the expiry heap dead-letters it next turn. */
+    if (!e->expires_ms || e->expires_ms <= e->m->ts_ms) return 0;
     if (!*now) *now = clock_wall_ms();
     return e->expires_ms <= *now;
 }
@@ -558,6 +571,12 @@ static void dispatch(queue_t *q)
             ready_remove(q, e);
             dead_letter(q, e, "expired");
             continue;
+        }
+        if (q->opt.sac && q->sac_wait) {
+            /* A new active consumer waits until its predecessor's
+             * deliveries are settled, so it gets them back first. */
+            if (q->nheld) goto done;
+            q->sac_wait = 0;
         }
         qconsumer_t *c = q->consumers, *start = c;
         while (!c->can_take(c)) {
@@ -602,6 +621,7 @@ void queue_ack(qentry_t *e)
     }
     queue_unplace(q, e);
     queue_entry_release(e);
+    if (q->sac_wait && !q->nheld) dispatch(q); /* the new active consumer may start */
 }
 
 void queue_reject(qentry_t *e)
@@ -613,6 +633,7 @@ void queue_reject(qentry_t *e)
     }
     queue_unplace(q, e);
     dead_letter(q, e, "rejected");
+    if (q->sac_wait && !q->nheld) dispatch(q);
 }
 
 static int cmp_entry(const void *a, const void *b)
@@ -659,6 +680,8 @@ static int give_back(queue_t *q, qentry_t *e, int64_t now)
     return !q->opt.nbackoff;
 }
 
+static void enforce_limit(queue_t *q);
+
 void queue_requeue(qentry_t **es, size_t n)
 {
     if (!n) return;
@@ -685,14 +708,17 @@ void queue_requeue(qentry_t **es, size_t n)
         } else {
             schedule(q);
             dispatch(q);
+            enforce_limit(q); /* given back past a drop-head limit: dropped from the head */
         }
     }
 }
 
-amqp_bytes_t queue_entry_props(const qentry_t *e, wbuf_t *w)
+amqp_bytes_t queue_entry_props(const qentry_t *e, int get, wbuf_t *w)
 {
     amqp_bytes_t props = qmsg_props(e->m);
-    if (!e->returns || !counts_returns(e->q)) return props;
+    /* Quorum queues show the count on every basic.get, 0 included (as
+     * RabbitMQ), and on consumer deliveries once it is above 0. */
+    if (!counts_returns(e->q) || (!e->returns && !(get && e->q->opt.quorum))) return props;
     return deadletter_props_with_count(props, e->returns, w);
 }
 
@@ -713,6 +739,16 @@ static int full_for(const queue_t *q, const qmsg_t *m)
            (q->opt.max_bytes >= 0 && q->ready_bytes >= (uint64_t)q->opt.max_bytes);
 }
 
+static void enforce_limit(queue_t *q)
+{
+    if (q->opt.overflow != QO_DROP_HEAD) return;
+    while (over_limit(q)) {
+        qentry_t *h = ready_first(q);
+        ready_remove(q, h);
+        dead_letter(q, h, "maxlen");
+    }
+}
+
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
     if (q->dedup && queue_dedup_seen(q, qmsg_props(m), clock_wall_ms()))
@@ -726,12 +762,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     if (q->dedup) queue_dedup_add(q, qmsg_props(m), e->offset, m->ts_ms);
     queue_place(q, e, e->ready_at_ms ? clock_wall_ms() : 0);
     dispatch(q);
-    if (q->opt.overflow == QO_DROP_HEAD)
-        while (over_limit(q)) {
-            qentry_t *h = ready_first(q);
-            ready_remove(q, h);
-            dead_letter(q, h, "maxlen");
-        }
+    enforce_limit(q);
     schedule(q);
     return wait;
 }

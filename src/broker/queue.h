@@ -210,10 +210,10 @@ void queue_reject(qentry_t *e);
  * goes back to the ready list in arrival order, marked redelivered. Then
  * delivers. */
 void queue_requeue(qentry_t **es, size_t n);
-/* The property bytes to deliver e with: its message's, or (a queue that
- * counts deliveries, after a return) a copy with the x-delivery-count
- * header, written into w (the caller's scratch). */
-amqp_bytes_t queue_entry_props(const qentry_t *e, wbuf_t *w);
+/* The property bytes to deliver e with (get: for basic.get): its
+ * message's, or (a queue that counts deliveries, after a return) a copy
+ * with the x-delivery-count header, written into w (the caller's scratch). */
+amqp_bytes_t queue_entry_props(const qentry_t *e, int get, wbuf_t *w);
 /* Drops every ready message (acked as removed). Returns how many. */
 uint32_t queue_purge(queue_t *q);
 

@@ -16,7 +16,10 @@ typedef struct {
     qmsg_t *m;   /* one reference, kept until the record is written */
 } qpend_t;
 
-/* A durable change of an entry's delivery state: state record "r". */
+/* A durable change of an entry's delivery state: state record "r". The
+ * returns field carries QRET_DELIVERED (a clean stop's exact
+ * "was delivered" flag) above the count. */
+#define QRET_DELIVERED (INT64_C(1) << 32)
 typedef struct {
     int64_t offset;
     int64_t returns;
@@ -92,6 +95,7 @@ struct queue {
     int had_consumer;
     int dispatching;
     int deleted;
+    int sac_wait;            /* single active consumer changed while deliveries were out */
     int64_t wake_at;         /* the due time last asked of the vhost, 0 none */
 
     /* pending writes */

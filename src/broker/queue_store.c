@@ -34,15 +34,19 @@ void queue_record_removed(queue_t *q, int64_t offset)
     queue_mark_dirty(q);
 }
 
-void queue_record_return(queue_t *q, const qentry_t *e)
+static void push_return(queue_t *q, const qentry_t *e, int64_t flags)
 {
-    if (e->offset < 0 || !queue_is_stored(q)) return;
     if (q->nrets == q->caprets) {
         q->caprets = q->caprets ? q->caprets * 2 : 16;
         q->rets = xrealloc(q->rets, q->caprets * sizeof *q->rets);
     }
-    q->rets[q->nrets++] = (qret_t){e->offset, e->returns, e->ready_at_ms};
+    q->rets[q->nrets++] = (qret_t){e->offset, (int64_t)e->returns | flags, e->ready_at_ms};
     queue_mark_dirty(q);
+}
+
+void queue_record_return(queue_t *q, const qentry_t *e)
+{
+    if (e->offset >= 0 && queue_is_stored(q)) push_return(q, e, 0);
 }
 
 /* The entry leaves the queue for good: if its record is still pending, the
@@ -132,7 +136,7 @@ static void state_record(void *ctx, const batch_rec_t *rec)
     case 'a':
         for (size_t i = 0; i + 8 <= n; i += 8) i64vec_push(&st->acked, (int64_t)buf_get_be64(v + i));
         break;
-    case 'r':
+    case 'r': /* (offset, returns | QRET_DELIVERED, ready_at) */
         for (size_t i = 0; i + 24 <= n; i += 24)
             retvec_push(&st->rets, (qret_t){(int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8),
                                             (int64_t)buf_get_be64(v + i + 16)});
@@ -250,9 +254,9 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     /* The latest return record for this offset (offsets ascend here). */
     while (dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset < o) dc->ret_pos++;
     for (size_t i = dc->ret_pos; i < st->rets.n && st->rets.v[i].offset == o; i++) {
-        e->returns = (uint32_t)st->rets.v[i].returns;
+        e->returns = (uint32_t)(st->rets.v[i].returns & 0xffffffff);
         e->ready_at_ms = st->rets.v[i].ready_at_ms;
-        e->redelivered = 1;
+        e->redelivered = 1; /* a return, or QRET_DELIVERED written at a clean stop */
     }
     queue_place(q, e, dc->now);
     dc->recovered++;
@@ -445,6 +449,8 @@ static void flush_data(queue_t *q, wbuf_t *w)
     q->npend = 0;
 }
 
+static void each_live(const queue_t *q, void (*fn)(void *, const qentry_t *), void *ctx);
+
 static void state_append(queue_t *q, const char *key, const void *val, size_t len)
 {
     int64_t target;
@@ -542,9 +548,9 @@ static void snap_put(void *ctx, const qentry_t *e)
     if (e->offset < 0) return;
     if (sc->pass == 0) {
         wbuf_i64(sc->w, e->offset);
-    } else if (e->returns || e->ready_at_ms) {
+    } else if (e->returns || e->ready_at_ms || e->redelivered) {
         wbuf_i64(sc->w, e->offset);
-        wbuf_i64(sc->w, e->returns);
+        wbuf_i64(sc->w, (int64_t)e->returns | (e->redelivered ? QRET_DELIVERED : 0));
         wbuf_i64(sc->w, e->ready_at_ms);
     }
 }
@@ -669,16 +675,25 @@ void queue_store_delete(queue_t *q)
     close_logs(q, 1);
 }
 
+static void mark_delivered(void *ctx, const qentry_t *e)
+{
+    if (e->offset >= 0 && e->redelivered) push_return(ctx, e, QRET_DELIVERED);
+}
+
 void queue_store_close_begin(queue_t *q)
 {
-    queue_flush_all(q->b);
     /* After a clean stop only what was really handed out comes back
-     * redelivered (the marks written ahead cover a crash). */
-    if (queue_is_stored(q) && q->dmark > q->delivered_max) {
+     * redelivered (the marks written ahead cover a crash): the range mark
+     * is cleared and each such message gets a flagged return record,
+     * exact whatever the delivery order was (priorities, retries). */
+    if (queue_is_stored(q) && q->dmark >= 0) {
+        each_live(q, mark_delivered, q);
+        queue_flush_all(q->b);
         uint8_t v[8];
-        wbuf_put_be64(v, (uint64_t)q->delivered_max);
+        wbuf_put_be64(v, (uint64_t)-1);
         state_append(q, "D", v, 8);
     }
+    queue_flush_all(q->b);
 }
 
 void queue_store_close_end(queue_t *q)
