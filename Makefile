@@ -5,11 +5,14 @@
 #               integration tests, print one summary line
 #   make bench  build release + benchmark tools, run the Kafka benchmark
 #   make bench-amqp  build release, run the AMQP benchmark next to RabbitMQ
+#   make bench-amqp-features  build release, run the AMQP queue-feature benchmark
+#               (dead-lettering, retry backoff, priorities, TTL, delayed exchange,
+#               deep backlog) next to RabbitMQ
 
 PY := /usr/bin/python3
 RUN_ARGS ?=
 
-.PHONY: all build deps run test test-unit test-integration bench bench-amqp clean
+.PHONY: all build deps run test test-unit test-integration bench bench-amqp bench-amqp-features clean
 
 all: build
 
@@ -41,6 +44,12 @@ bench-amqp:
 	@[ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
 	@ninja -C build
 	@bench/run_amqp_bench.sh
+
+bench-amqp-features:
+	@scripts/deps.sh bench
+	@[ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
+	@ninja -C build herald
+	@bench/run_amqp_features.sh
 
 clean:
 	rm -rf build build-test build-clang

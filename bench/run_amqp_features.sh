@@ -1,0 +1,327 @@
+#!/bin/sh
+# AMQP queue-feature benchmark, Herald next to RabbitMQ: starts each broker of
+# BROKERS on a fresh data dir and loopback ports, runs build/amqp_features
+# (bench/amqp_features.c) with every scenario the broker has, REPEAT times
+# interleaved, measures the broker's CPU and RSS, stops it by PID, then runs
+# the deep-backlog scenario on a fresh Herald, and writes a table of medians
+# into the amqp-features section of docs/benchmarks.md.
+#
+# Environment:
+#   BROKERS="rabbitmq herald"  brokers to run, in this order
+#   COUNT=1000000        messages per Herald scenario run
+#   RABBIT_COUNT=200000  messages per RabbitMQ scenario run (it does ~20k/s)
+#   HERALD_SCENARIOS="plain,dlx-retry,dlx-requeue,priority,ttl,ttl-expire,delayed"
+#   RABBIT_SCENARIOS="plain,dlx-requeue,priority,ttl,ttl-expire" (RabbitMQ 3.10
+#                        has no retry backoff; the delayed-message plugin is
+#                        not in Debian's package)
+#   BACKLOG=10000000     deep-backlog messages (Herald, fresh broker); 0: skip
+#   NACK_PCT=10 REJECT_PCT=1 BACKOFF=100ms EXPIRE_TTL=1000 DELAY_MAX=2000
+#   REPEAT=3             runs of each scenario; the table shows medians
+#   TIMEOUT=300          seconds per scenario run before the tool gives up
+#   RABBIT_PORT=5783, RABBIT_DIST_PORT=25783, HERALD_PORT=5793
+#   DOC=1                0: do not touch docs/benchmarks.md (DOC_FILE: write another file)
+#
+# RabbitMQ runs as /work/shared/PEERS.md shows (as bench/run_amqp_bench.sh
+# does): Debian's rabbitmq-server in the foreground as user rabbitmq under
+# setpriv, so the PID held is beam.smp; a running epmd is reused, else one is
+# started on 127.0.0.1 and stopped by PID at the end.
+set -eu
+
+cd "$(dirname "$0")/.."
+BROKERS=${BROKERS:-rabbitmq herald}
+COUNT=${COUNT:-1000000}
+RABBIT_COUNT=${RABBIT_COUNT:-200000}
+HERALD_SCENARIOS=${HERALD_SCENARIOS:-plain,dlx-retry,dlx-requeue,priority,ttl,ttl-expire,delayed}
+RABBIT_SCENARIOS=${RABBIT_SCENARIOS:-plain,dlx-requeue,priority,ttl,ttl-expire}
+BACKLOG=${BACKLOG:-10000000}
+NACK_PCT=${NACK_PCT:-10}
+REJECT_PCT=${REJECT_PCT:-1}
+BACKOFF=${BACKOFF:-100ms}
+EXPIRE_TTL=${EXPIRE_TTL:-1000}
+DELAY_MAX=${DELAY_MAX:-2000}
+REPEAT=${REPEAT:-3}
+TIMEOUT=${TIMEOUT:-300}
+RABBIT_PORT=${RABBIT_PORT:-5783}
+RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25783}
+HERALD_PORT=${HERALD_PORT:-5793}
+DOC=${DOC:-1}
+
+case " $BROKERS " in *" herald "*)
+    [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
+    ninja -C build herald >/dev/null
+esac
+mkdir -p build
+cc -O2 -Wall -Wextra -Werror -o build/amqp_features bench/amqp_features.c \
+    $(pkg-config --cflags --libs librabbitmq 2>/dev/null || echo -lrabbitmq) -lpthread -lm
+
+work=$(mktemp -d)
+chmod 755 "$work" # the rabbitmq user works in a directory below
+pid=""
+epmd_pid=""
+
+alive() {
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat" 2>/dev/null
+}
+listening() { ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
+status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status" 2>/dev/null || true; }
+
+stop_pid() { # pid, seconds to wait before SIGKILL
+    if alive "$1"; then
+        kill -TERM "$1" 2>/dev/null || true
+        i=0
+        while alive "$1" && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+        if alive "$1"; then kill -KILL "$1" 2>/dev/null || true; fi
+    fi
+    wait "$1" 2>/dev/null || true
+}
+stop_broker() {
+    [ -z "$pid" ] || stop_pid "$pid" 60
+    pid=""
+}
+cleanup() {
+    stop_broker
+    [ -z "$epmd_pid" ] || stop_pid "$epmd_pid" 5
+    epmd_pid=""
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_ready() { # port, seconds
+    i=0
+    while ! listening "$1"; do
+        if ! alive "$pid" || [ $i -ge $(($2 * 10)) ]; then return 1; fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+
+start_rabbitmq() {
+    d="$work/rabbitmq"
+    rm -rf "$d"
+    mkdir -p "$d/home"
+    printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$RABBIT_PORT" >"$d/rabbitmq.conf"
+    chown -R rabbitmq: "$d"
+    if ! listening 4369; then
+        epmd -address 127.0.0.1 >"$work/epmd.log" 2>&1 &
+        epmd_pid=$!
+        sleep 0.3
+    fi
+    (cd "$d" && exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups env -i \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$d/home" LANG=C.UTF-8 RUNNING_UNDER_SYSTEMD=1 \
+        RABBITMQ_NODENAME=amqpfeatures@localhost RABBITMQ_NODE_PORT="$RABBIT_PORT" \
+        RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" RABBITMQ_MNESIA_BASE="$d/mnesia" \
+        RABBITMQ_LOG_BASE="$d/log" RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins" RABBITMQ_PID_FILE="$d/rabbitmq.pid" \
+        /usr/lib/rabbitmq/bin/rabbitmq-server) >"$work/rabbitmq.out" 2>&1 &
+    pid=$!
+    wait_ready "$RABBIT_PORT" 60 || return 1
+    sleep 1 # boot steps after the listener
+}
+
+start_herald() {
+    rm -rf "$work/herald"
+    mkdir -p "$work/herald"
+    build/herald serve --data "$work/herald" --kafka 127.0.0.1:0 --amqp "127.0.0.1:$HERALD_PORT" \
+        --log-level warn >"$work/herald.out" 2>"$work/herald.err" &
+    pid=$!
+    wait_ready "$HERALD_PORT" 10 || return 1
+    sleep 0.5
+}
+
+# Keeps a crashed broker's log next to the results (build/, not committed).
+check_crash() { # broker, tool exit status
+    if [ -n "$pid" ] && ! alive "$pid"; then
+        echo "run_amqp_features: $1 DIED during the run (tool exit $2); log in build/amqp_features-$1-crash.log" >&2
+        cat "$work/$1.out" "$work/$1.err" 2>/dev/null >"build/amqp_features-$1-crash.log" || true
+        printf '%s\tcrashed\n' "$1" >>"$work/notes"
+        pid=""
+    fi
+}
+
+# Runs the tool against the broker started last; RESULT lines go to results.
+run_tool() { # broker, count, scenarios, repeat
+    rc=0
+    timeout $(($4 * 8 * (TIMEOUT + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
+        --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --repeat "$4" \
+        --timeout "$TIMEOUT" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
+        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" >>"$work/results" 2>"$work/tool.err" || rc=$?
+    cat "$work/tool.err" >&2
+    if [ "$rc" != 0 ]; then
+        printf '%s\t%s: exit %s: %s\n' "$1" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
+    fi
+    check_crash "$1" "$rc"
+}
+
+: >"$work/results"
+: >"$work/notes"
+: >"$work/idle"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for b in $BROKERS; do
+    case $b in
+    rabbitmq) port=$RABBIT_PORT ports="$RABBIT_PORT $RABBIT_DIST_PORT" count=$RABBIT_COUNT scen=$RABBIT_SCENARIOS ;;
+    herald) port=$HERALD_PORT ports=$HERALD_PORT count=$COUNT scen=$HERALD_SCENARIOS ;;
+    *) echo "run_amqp_features: unknown broker '$b' (rabbitmq | herald)" >&2; exit 2 ;;
+    esac
+    taken=""
+    for p in $ports; do if listening "$p"; then taken="$taken $p"; fi; done
+    if [ -n "$taken" ]; then
+        echo "run_amqp_features: port$taken taken by another process" >&2
+        printf '%s\tport%s taken by another process\n' "$b" "$taken" >>"$work/notes"
+        continue
+    fi
+    echo "run_amqp_features: starting $b ($(date -u +%H:%M:%S))" >&2
+    if ! "start_$b"; then
+        echo "run_amqp_features: $b did not start" >&2
+        printf '%s\tdid not start\n' "$b" >>"$work/notes"
+        stop_broker
+        continue
+    fi
+    printf '%s\t%s\n' "$b" "$(status_kb VmRSS)" >>"$work/idle"
+    run_tool "$b" "$count" "$scen" "$REPEAT"
+    stop_broker
+done
+
+# Deep backlog: a fresh Herald, BACKLOG ready messages, then drained.
+if [ "$BACKLOG" -gt 0 ] && [ "${BROKERS#*herald}" != "$BROKERS" ]; then
+    port=$HERALD_PORT
+    echo "run_amqp_features: deep backlog, $BACKLOG messages ($(date -u +%H:%M:%S))" >&2
+    if start_herald; then
+        run_tool herald "$BACKLOG" backlog 1
+        grep 'backlog: broker RSS' "$work/tool.err" | sed 's/.*RSS \([0-9]*\) kB.*/\1/' >"$work/backlog_full" || true
+        stop_broker
+    else
+        printf 'herald\tbacklog: did not start\n' >>"$work/notes"
+    fi
+fi
+[ -z "$epmd_pid" ] || stop_pid "$epmd_pid" 5
+epmd_pid=""
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Medians of the RESULT lines, one row per scenario.
+table=$(awk '
+    function med(k,    n, i, j, t, v) {
+        n = cnt[k]
+        if (!n) return ""
+        for (i = 1; i <= n; i++) v[i] = val[k, i]
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    function f(x, fmt) { return x == "" ? "–" : sprintf(fmt, x) }
+    /^RESULT / {
+        delete r
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+        if (r["phase"] != "both") next
+        s = r["scenario"]; b = r["broker"]
+        seen[s] = 1
+        for (x in r) if (r[x] != "-") { k = b SUBSEP s SUBSEP x; val[k, ++cnt[k]] = r[x] }
+        runs[b, s]++
+        if (r["errors"] > 0) bad[b, s]++
+    }
+    END {
+        hp = med("herald" SUBSEP "plain" SUBSEP "rate"); rp = med("rabbitmq" SUBSEP "plain" SUBSEP "rate")
+        hpp = med("herald" SUBSEP "plain" SUBSEP "pub_rate")
+        ns = split("plain dlx-retry dlx-requeue priority ttl ttl-expire delayed", order, " ")
+        for (i = 1; i <= ns; i++) {
+            s = order[i]; h = "herald" SUBSEP s SUBSEP; qs = s
+            if (!(s in seen)) continue
+            # RabbitMQ has no retry backoff: dlx-retry is set against its dlx-requeue.
+            if (s == "dlx-retry" && !cnt["rabbitmq" SUBSEP s SUBSEP "rate"]) qs = "dlx-requeue"
+            q = "rabbitmq" SUBSEP qs SUBSEP
+            hr = med(h "rate"); rr = med(q "rate"); hpr = med(h "pub_rate")
+            hrel = (hr != "" && hp != "") ? sprintf("%.0f %%", 100 * hr / hp) : "–"
+            hprel = (hpr != "" && hpp != "") ? sprintf(" (%.0f %%)", 100 * hpr / hpp) : ""
+            rrel = (rr != "" && rp != "") ? sprintf("%.0f %%", 100 * rr / rp) : "–"
+            x = (hr != "" && rr != "") ? sprintf("%.1f×", hr / rr) : "–"
+            rcell = f(rr, "%.0f")
+            if (qs != s && rr != "") rcell = rcell " (its dlx-requeue: no backoff)"
+            if (s == "delayed" && rr == "") rcell = "– (no plugin in Debian)"
+            note = ""
+            if (med(h "lat_p50_ms") != "") note = sprintf("herald %s p50 / p99 %s / %s ms", s == "delayed" ? "lateness" : "nack→redelivery", med(h "lat_p50_ms"), med(h "lat_p99_ms"))
+            if (med(q "lat_p50_ms") != "") note = note sprintf("; rabbitmq nack→redelivery p50 / p99 %s / %s ms", med(q "lat_p50_ms"), med(q "lat_p99_ms"))
+            if (rr != "" && s != "plain") note = note (note == "" ? "" : "; ") sprintf("rabbitmq publish %s msgs/s", f(med(q "pub_rate"), "%.0f"))
+            if (bad["herald", s]) note = note sprintf("; herald runs with errors %d/%d", bad["herald", s], runs["herald", s])
+            if (bad["rabbitmq", qs]) note = note sprintf("; rabbitmq runs with errors %d/%d", bad["rabbitmq", qs], runs["rabbitmq", qs])
+            printf "| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
+                f(hr, "%.0f"), hrel, f(hpr, "%.0f"), hprel, f(med(h "cpu_per_m"), "%.1f"),
+                f(med(h "rss_peak_kb") == "" ? "" : med(h "rss_peak_kb") / 1024, "%.0f"),
+                rcell, rrel, f(med(q "cpu_per_m"), "%.1f"), f(med(q "rss_peak_kb") == "" ? "" : med(q "rss_peak_kb") / 1024, "%.0f"),
+                x, note
+        }
+    }' "$work/results")
+
+backlog=$(awk -v full="$(cat "$work/backlog_full" 2>/dev/null)" '
+    /^RESULT / && / scenario=backlog / {
+        delete r
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+        printf "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %s |\n", r["phase"], r["msgs"], r["secs"], r["rate"],
+            r["cpu_per_m"], r["rss_peak_kb"] / 1024, r["rss_end_kb"] / 1024, r["errors"]
+        if (r["phase"] == "publish" && full != "") printf "| (queue full, 2 s later) | %d | – | – | – | %.0f | %.0f | – |\n", r["msgs"], full / 1024, full / 1024
+    }' "$work/results")
+
+rabbit_ver=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?')
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no -- src 2>/dev/null | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $2 }')
+if [ -n "$dirty" ]; then rev="$rev + uncommitted changes in $dirty"; fi
+machine="$(nproc) vCPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+section=$(
+    echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "- machine: $machine"
+    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT)"
+    echo "- tool: \`build/amqp_features\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, confirms (window 1,000), consumers with manual acks (prefetch 1,000, ack every 100), publisher and consumers at once, fresh queues per run"
+    echo "- load average (1/5/15 min): $load_before before, $load_after after"
+    echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
+    echo
+    echo "| scenario | herald msgs/s | herald vs plain | herald publish msgs/s (vs plain) | herald CPU-s per 1M | herald RSS peak MB | rabbitmq msgs/s | rabbitmq vs plain | rabbitmq CPU-s per 1M | rabbitmq RSS peak MB | herald / rabbitmq | notes |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "$table"
+    if [ -n "$backlog" ]; then
+        echo
+        echo "Deep backlog (Herald, fresh broker, plain durable queue, nobody consuming while publishing):"
+        echo
+        echo "| phase | messages | seconds | msgs/s | broker CPU-s per 1M | RSS peak MB | RSS at end MB | errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+        echo "$backlog"
+    fi
+    if [ -s "$work/notes" ]; then
+        echo
+        echo "Problems in this run:"
+        echo
+        sed 's/^/- /; s/\t/: /' "$work/notes"
+    fi
+    echo
+    echo "Every run (\`RESULT\` lines of \`build/amqp_features\`):"
+    echo
+    echo '```'
+    sed -n 's/^RESULT //p' "$work/results"
+    echo '```'
+)
+echo "$section"
+
+if [ "$DOC" = 1 ]; then
+    doc=${DOC_FILE:-docs/benchmarks.md}
+    # The generated run sits inside the hand-written section's markers.
+    begin='<!-- amqp-features-run:begin (generated by bench/run_amqp_features.sh) -->'
+    end='<!-- amqp-features-run:end -->'
+    [ -f "$doc" ] || printf '# Benchmarks\n' >"$doc"
+    if ! grep -qF "$begin" "$doc"; then
+        if grep -qF '<!-- amqp-features:end -->' "$doc"; then
+            awk -v b="$begin" -v e="$end" '$0 == "<!-- amqp-features:end -->" { print b; print e } { print }' \
+                "$doc" >"$doc.features.tmp2" && mv "$doc.features.tmp2" "$doc"
+        else
+            printf '\n<!-- amqp-features:begin -->\n%s\n%s\n<!-- amqp-features:end -->\n' "$begin" "$end" >>"$doc"
+        fi
+    fi
+    printf '%s\n' "$section" >"$doc.features.tmp"
+    awk -v b="$begin" -v e="$end" -v f="$doc.features.tmp" '
+        $0 == b { print; while ((getline l < f) > 0) print l; skip = 1; next }
+        $0 == e { skip = 0 }
+        !skip { print }' "$doc" >"$doc.features.tmp2"
+    mv "$doc.features.tmp2" "$doc"
+    rm -f "$doc.features.tmp"
+    echo "run_amqp_features: wrote $doc" >&2
+fi
+[ -s "$work/notes" ] && exit 1
+grep -q ' errors=[1-9]' "$work/results" && exit 1
+exit 0
