@@ -15,6 +15,7 @@
  *               are nacked (requeue) on first delivery and acked when they
  *               come back, --reject-pct % rejected and must reach the DLQ;
  *   dlx-requeue the same without x-retry-backoff (what RabbitMQ can do);
+ *   dlx-idle    dlx-retry's queue, every message acked (the configured cost);
  *   priority    x-max-priority 10, message priorities 0-9 (pseudo-random);
  *   ttl         x-message-ttl --ttl (default 1 h: nothing expires);
  *   ttl-expire  x-message-ttl --expire-ttl + dead-letter exchange, nobody
@@ -60,8 +61,8 @@ static struct {
 } o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1,
        1000000, 3600000, 1000, 2000};
 
-enum { S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG };
-static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "priority",
+enum { S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_DLX_IDLE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG };
+static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "dlx-idle", "priority",
                                          "ttl", "ttl-expire", "delayed", "backlog", NULL};
 
 #define MAGIC 0x68657261626e6368ull
@@ -245,7 +246,7 @@ static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
     int n = 0;
     memset(t, 0, sizeof *t);
     snprintf(t->q, sizeof t->q, "%s-q", base);
-    if (scen == S_DLX_RETRY || scen == S_DLX_REQUEUE || scen == S_TTL_EXPIRE) {
+    if (scen == S_DLX_RETRY || scen == S_DLX_REQUEUE || scen == S_DLX_IDLE || scen == S_TTL_EXPIRE) {
         snprintf(t->dlx, sizeof t->dlx, "%s-dlx", base);
         snprintf(t->dlq, sizeof t->dlq, "%s-dlq", base);
         amqp_exchange_declare(a->c, 1, amqp_cstring_bytes(t->dlx), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
@@ -258,7 +259,7 @@ static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
         check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (dead letters)");
         args[n++] = targ_str("x-dead-letter-exchange", t->dlx);
     }
-    if (scen == S_DLX_RETRY)
+    if (scen == S_DLX_RETRY || scen == S_DLX_IDLE)
         args[n++] = targ_str("x-retry-backoff", o.backoff);
     if (scen == S_PRIORITY)
         args[n++] = targ_int("x-max-priority", 10);

@@ -10,7 +10,7 @@
 #   BROKERS="rabbitmq herald"  brokers to run, in this order
 #   COUNT=1000000        messages per Herald scenario run
 #   RABBIT_COUNT=200000  messages per RabbitMQ scenario run (it does ~20k/s)
-#   HERALD_SCENARIOS="plain,dlx-retry,dlx-requeue,priority,ttl,ttl-expire,delayed"
+#   HERALD_SCENARIOS="plain,dlx-retry,dlx-requeue,dlx-idle,priority,ttl,ttl-expire,delayed"
 #   RABBIT_SCENARIOS="plain,dlx-requeue,priority,ttl,ttl-expire" (RabbitMQ 3.10
 #                        has no retry backoff; the delayed-message plugin is
 #                        not in Debian's package)
@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 BROKERS=${BROKERS:-rabbitmq herald}
 COUNT=${COUNT:-1000000}
 RABBIT_COUNT=${RABBIT_COUNT:-200000}
-HERALD_SCENARIOS=${HERALD_SCENARIOS:-plain,dlx-retry,dlx-requeue,priority,ttl,ttl-expire,delayed}
+HERALD_SCENARIOS=${HERALD_SCENARIOS:-plain,dlx-retry,dlx-requeue,dlx-idle,priority,ttl,ttl-expire,delayed}
 RABBIT_SCENARIOS=${RABBIT_SCENARIOS:-plain,dlx-requeue,priority,ttl,ttl-expire}
 BACKLOG=${BACKLOG:-10000000}
 NACK_PCT=${NACK_PCT:-10}
@@ -221,7 +221,7 @@ table=$(awk '
     END {
         hp = med("herald" SUBSEP "plain" SUBSEP "rate"); rp = med("rabbitmq" SUBSEP "plain" SUBSEP "rate")
         hpp = med("herald" SUBSEP "plain" SUBSEP "pub_rate")
-        ns = split("plain dlx-retry dlx-requeue priority ttl ttl-expire delayed", order, " ")
+        ns = split("plain dlx-retry dlx-requeue dlx-idle priority ttl ttl-expire delayed", order, " ")
         for (i = 1; i <= ns; i++) {
             s = order[i]; h = "herald" SUBSEP s SUBSEP; qs = s
             if (!(s in seen)) continue
@@ -238,7 +238,7 @@ table=$(awk '
             if (s == "delayed" && rr == "") rcell = "– (no plugin in Debian)"
             note = ""
             if (med(h "lat_p50_ms") != "") note = sprintf("herald %s p50 / p99 %s / %s ms", s == "delayed" ? "lateness" : "nack→redelivery", med(h "lat_p50_ms"), med(h "lat_p99_ms"))
-            if (med(q "lat_p50_ms") != "") note = note sprintf("; rabbitmq nack→redelivery p50 / p99 %s / %s ms", med(q "lat_p50_ms"), med(q "lat_p99_ms"))
+            if (med(q "lat_p50_ms") != "") note = note (note == "" ? "" : "; ") sprintf("rabbitmq nack→redelivery p50 / p99 %s / %s ms", med(q "lat_p50_ms"), med(q "lat_p99_ms"))
             if (rr != "" && s != "plain") note = note (note == "" ? "" : "; ") sprintf("rabbitmq publish %s msgs/s", f(med(q "pub_rate"), "%.0f"))
             if (bad["herald", s]) note = note sprintf("; herald runs with errors %d/%d", bad["herald", s], runs["herald", s])
             if (bad["rabbitmq", qs]) note = note sprintf("; rabbitmq runs with errors %d/%d", bad["rabbitmq", qs], runs["rabbitmq", qs])
