@@ -180,11 +180,11 @@ const char *queue_name_cstr(const queue_t *q) { return q->name; }
 uint64_t queue_id(const queue_t *q) { return q->id; }
 unsigned queue_flags(const queue_t *q) { return q->flags; }
 amqp_bytes_t queue_args(const queue_t *q) { return (amqp_bytes_t){q->args, q->args_len}; }
-uint32_t queue_ready_count(const queue_t *q) { return q->nready; }
+uint32_t queue_ready_count(const queue_t *q) { return q->nready + (uint32_t)q->npaged; }
 uint32_t queue_unacked_count(const queue_t *q) { return q->nheld; }
 uint32_t queue_consumer_count(const queue_t *q) { return q->nconsumers; }
 uint32_t queue_delayed_count(const queue_t *q) { return q->delayed.n; }
-uint64_t queue_ready_bytes(const queue_t *q) { return q->ready_bytes; }
+uint64_t queue_ready_bytes(const queue_t *q) { return q->ready_bytes + q->paged_bytes; }
 int queue_is_quorum(const queue_t *q) { return q->opt.quorum; }
 int64_t queue_consumer_timeout_ms(const queue_t *q) { return q->opt.consumer_timeout_ms; }
 int queue_is_deleted(const queue_t *q) { return q->deleted; }
@@ -371,6 +371,7 @@ static void ready_remove(queue_t *q, qentry_t *e)
 
 static qentry_t *ready_first(queue_t *q)
 {
+    if (q->npaged && q->nready < QUEUE_PAGE_LOW) queue_page_in(q, QUEUE_PAGE_BATCH); /* read back from disk */
     for (;;) {
         if (q->lv[q->top].head) return q->lv[q->top].head;
         if (q->top == 0) return NULL;
@@ -471,6 +472,14 @@ void queue_moved(qentry_t *e, int ok)
     }
 }
 
+static int64_t expiry_of(const queue_t *q, const qmsg_t *m)
+{
+    int64_t ttl = q->opt.ttl_ms;
+    if (m->expiration_ms >= 0 && (ttl < 0 || m->expiration_ms < ttl)) ttl = m->expiration_ms;
+    if (ttl < 0) return 0;
+    return m->ts_ms + ttl > 0 ? m->ts_ms + ttl : 1;
+}
+
 static qentry_t *entry_new(queue_t *q, qmsg_t *m)
 {
     qentry_t *e = xcalloc(1, sizeof *e);
@@ -480,10 +489,7 @@ static qentry_t *entry_new(queue_t *q, qmsg_t *m)
     e->offset = -1;
     e->prio = queue_prio_of(q, m);
     e->ready_at_ms = m->ready_at_ms;
-    int64_t ttl = q->opt.ttl_ms;
-    if (m->expiration_ms >= 0 && (ttl < 0 || m->expiration_ms < ttl)) ttl = m->expiration_ms;
-    if (ttl >= 0) e->expires_ms = m->ts_ms + ttl;
-    if (e->expires_ms == 0 && ttl >= 0) e->expires_ms = 1; /* 0 means none */
+    e->expires_ms = expiry_of(q, m);
     return e;
 }
 
@@ -726,8 +732,8 @@ amqp_bytes_t queue_entry_props(const qentry_t *e, int get, wbuf_t *w)
 
 static int over_limit(const queue_t *q)
 {
-    return (q->opt.max_len >= 0 && q->nready > (uint64_t)q->opt.max_len) ||
-           (q->opt.max_bytes >= 0 && q->ready_bytes > (uint64_t)q->opt.max_bytes);
+    return (q->opt.max_len >= 0 && q->nready + q->npaged > (uint64_t)q->opt.max_len) ||
+           (q->opt.max_bytes >= 0 && q->ready_bytes + q->paged_bytes > (uint64_t)q->opt.max_bytes);
 }
 
 /* reject-publish: the queue is full for m (RabbitMQ's test: the limit
@@ -735,19 +741,20 @@ static int over_limit(const queue_t *q)
 static int full_for(const queue_t *q, const qmsg_t *m)
 {
     (void)m;
-    return (q->opt.max_len >= 0 && q->nready >= (uint64_t)q->opt.max_len) ||
-           (q->opt.max_bytes >= 0 && q->ready_bytes >= (uint64_t)q->opt.max_bytes);
+    return (q->opt.max_len >= 0 && q->nready + q->npaged >= (uint64_t)q->opt.max_len) ||
+           (q->opt.max_bytes >= 0 && q->ready_bytes + q->paged_bytes >= (uint64_t)q->opt.max_bytes);
 }
 
 static void enforce_limit(queue_t *q)
 {
     if (q->opt.overflow != QO_DROP_HEAD) return;
-    while (over_limit(q)) {
-        qentry_t *h = ready_first(q);
+    qentry_t *h;
+    while (over_limit(q) && (h = ready_first(q))) {
         ready_remove(q, h);
         dead_letter(q, h, "maxlen");
     }
 }
+
 
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
@@ -756,6 +763,16 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     if (q->opt.overflow != QO_DROP_HEAD && full_for(q, m)) {
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
+    }
+    if (!m->ready_at_ms && queue_page_out(q)) { /* a deep backlog: the message stays on disk */
+        int64_t offset;
+        int wait = queue_store_publish_paged(q, m, expiry_of(q, m), epoch, target, &offset);
+        if (wait >= 0) {
+            if (q->dedup) queue_dedup_add(q, qmsg_props(m), offset, m->ts_ms);
+            queue_page_add(q, offset, m->body_len);
+            enforce_limit(q);
+            return wait;
+        }
     }
     qentry_t *e = entry_new(q, qmsg_ref(m));
     int wait = queue_store_publish(q, e, epoch, target);
@@ -782,6 +799,9 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
+    /* A TTL queue with messages on disk reads them back to expire them. */
+    if (q->npaged && q->nready < QUEUE_PAGE_LOW && q->opt.ttl_ms >= 0 && queue_page_in(q, QUEUE_PAGE_BATCH))
+        q->wake_at = 0;
     dispatch(q);
     int64_t t = next_due(q);
     q->wake_at = t;
@@ -801,6 +821,12 @@ uint32_t queue_purge(queue_t *q)
         heap_remove(&q->delayed, e);
         queue_entry_release(e);
         n++;
+    }
+    if (q->npaged) { /* the backlog on disk goes by ranges */
+        queue_record_removed_ranges(q, &q->paged);
+        n += (uint32_t)q->npaged;
+        q->paged.n = 0;
+        q->npaged = q->paged_bytes = 0;
     }
     return n;
 }

@@ -10,11 +10,45 @@
 #include "broker/internal.h"
 #include "broker/queue.h"
 
+#include "store/batch.h"
+
 /* A stored message whose record is not appended yet (coalesced per loop turn). */
 typedef struct {
-    qentry_t *e; /* NULL once the entry was freed before the flush */
-    qmsg_t *m;   /* one reference, kept until the record is written */
+    qentry_t *e;        /* NULL once the entry was freed before the flush, or paged */
+    qmsg_t *m;          /* one reference, kept until the record is written */
+    int64_t expires_ms; /* for a paged message (no entry): its expiry, 0 none */
+    uint8_t transient;  /* a transient message written only because the queue pages ("T") */
 } qpend_t;
+
+/* Paging (queue_page.c): in-memory ready messages above which new ones
+ * stay on disk; below LOW, BATCH more are read back. */
+#define QUEUE_PAGE_HIGH 65536
+#define QUEUE_PAGE_LOW 16384
+#define QUEUE_PAGE_BATCH 16384
+
+/* Sorted, disjoint [from, to) offset ranges. */
+typedef struct {
+    int64_t from, to;
+} qrange_t;
+typedef struct {
+    qrange_t *v;
+    size_t n, cap;
+} qranges_t;
+void qranges_add(qranges_t *r, int64_t from, int64_t to); /* appends (merges with the last) */
+void qranges_normalize(qranges_t *r);                     /* sorts and merges */
+int qranges_has(const qranges_t *r, int64_t x);           /* normalized lists */
+int qranges_remove(qranges_t *r, int64_t x);              /* 1 if it was there */
+void qranges_free(qranges_t *r);
+
+/* A data-log record's headers (views into the record). */
+typedef struct {
+    amqp_bytes_t ex, props;
+    int64_t expires, ready_at;
+    int transient;        /* "T": written while paging; gone after a restart */
+    int claim;            /* "o" present: a dead-letter copy of (claim_qid, claim_off) */
+    uint64_t claim_qid;
+    int64_t claim_off;
+} qrec_hdrs_t;
 
 /* A durable change of an entry's delivery state: state record "r". The
  * returns field carries QRET_DELIVERED (a clean stop's exact
@@ -73,6 +107,9 @@ struct queue {
     uint32_t args_len;
     qopts_t opt;
     qdedup_t *dedup;         /* x-message-deduplication, NULL off */
+    qranges_t paged;         /* live ready records not in memory, after the ready list in order */
+    uint64_t npaged, paged_bytes; /* their count and body bytes */
+    int64_t page_dmark;      /* paged records at or below this come back redelivered (recovery) */
     amqp_bytes_t fwd;        /* delay queue: the exchange to route through (owned bytes), else {NULL, 0} */
     char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
     partition_t *data, *state; /* durable queues: the two logs */
@@ -149,11 +186,27 @@ int queue_dedup_window(const queue_t *q); /* x-cache-ttl / x-cache-size: values 
 /* The oldest data-log offset a window still needs (INT64_MAX none). */
 int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);
 
+/* queue_page.c */
+int queue_pageable(const queue_t *q);
+int queue_page_out(const queue_t *q); /* 1: a new publish stays on disk */
+void queue_page_add(queue_t *q, int64_t offset, uint64_t body_len);
+int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */
+/* Reads up to max paged messages back into the ready list. Returns how many. */
+size_t queue_page_in(queue_t *q, size_t max);
+
 /* queue_store.c */
 void queue_store_free(queue_t *q); /* pending-write arrays */
+void queue_rec_headers(const batch_rec_t *rec, qrec_hdrs_t *h);
+/* A new entry for a stored record (not placed). */
+qentry_t *queue_entry_from_record(queue_t *q, const batch_rec_t *rec, const qrec_hdrs_t *h);
+/* queue_store_publish for a message that stays on disk (no entry). */
+int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, uint32_t *epoch, int64_t *target,
+                              int64_t *offset);
 /* Queues e's record when m is persistent and q stored: returns QP_WAIT
  * with epoch/target, QP_DONE, or HE_STORAGE (the log failed before). */
 int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *target);
+/* Records that every offset of the ranges is gone (a purge of paged messages). */
+void queue_record_removed_ranges(queue_t *q, const qranges_t *r);
 /* Records that the stored message at offset is gone (acked, dropped, moved). */
 void queue_record_removed(queue_t *q, int64_t offset);
 /* Deletion: drops pending writes, marks deleted, removes the logs. */

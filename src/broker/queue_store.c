@@ -44,6 +44,21 @@ static void push_return(queue_t *q, const qentry_t *e, int64_t flags)
     queue_mark_dirty(q);
 }
 
+void queue_record_removed_ranges(queue_t *q, const qranges_t *r)
+{
+    if (!queue_is_stored(q) || !r->n) return;
+    uint8_t *v = xmalloc(r->n * 16);
+    for (size_t i = 0; i < r->n; i++) {
+        wbuf_put_be64(v + i * 16, (uint64_t)r->v[i].from);
+        wbuf_put_be64(v + i * 16 + 8, (uint64_t)r->v[i].to);
+    }
+    queue_flush_all(q->b); /* ordered after the records they name */
+    int64_t target;
+    int rc = internal_append(q->b, q->state, "A", 1, v, (int32_t)(r->n * 16), &target);
+    if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
+    free(v);
+}
+
 void queue_record_return(queue_t *q, const qentry_t *e)
 {
     if (e->offset >= 0 && queue_is_stored(q)) push_return(q, e, 0);
@@ -70,11 +85,28 @@ int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *targe
         q->cappend = q->cappend ? q->cappend * 2 : 64;
         q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
     }
-    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m)};
+    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0};
     e->pend_slot = (uint32_t)q->npend;
     queue_mark_dirty(q);
     *epoch = q->epoch;
     *target = e->offset + 1;
+    return QP_WAIT;
+}
+
+int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, uint32_t *epoch, int64_t *target,
+                              int64_t *offset)
+{
+    if (q->data->failed) return HE_STORAGE;
+    *offset = plog_end_offset(q->data->log) + (int64_t)q->npend;
+    if (q->npend == q->cappend) {
+        q->cappend = q->cappend ? q->cappend * 2 : 64;
+        q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
+    }
+    q->pend[q->npend++] = (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent};
+    queue_mark_dirty(q);
+    if (!m->persistent) return QP_DONE; /* on disk only to keep its place */
+    *epoch = q->epoch;
+    *target = *offset + 1;
     return QP_WAIT;
 }
 
@@ -120,9 +152,11 @@ static void retvec_push(retvec_t *a, qret_t r)
 }
 
 typedef struct {
-    i64vec_t acked, live;
-    retvec_t rets;    /* in log order; the last for an offset wins */
-    int64_t snap_end; /* -1: no snapshot */
+    i64vec_t acked;
+    qranges_t acked_ranges; /* "A" records (a purge of paged messages) */
+    qranges_t live;         /* a snapshot's live offsets */
+    retvec_t rets;          /* in log order; the last for an offset wins */
+    int64_t snap_end;       /* -1: no snapshot */
     int64_t dmark;
 } qstate_t;
 
@@ -135,6 +169,10 @@ static void state_record(void *ctx, const batch_rec_t *rec)
     switch (rec->key[0]) {
     case 'a':
         for (size_t i = 0; i + 8 <= n; i += 8) i64vec_push(&st->acked, (int64_t)buf_get_be64(v + i));
+        break;
+    case 'A': /* removed ranges: (from, to) pairs */
+        for (size_t i = 0; i + 16 <= n; i += 16)
+            qranges_add(&st->acked_ranges, (int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8));
         break;
     case 'r': /* (offset, returns | QRET_DELIVERED, ready_at) */
         for (size_t i = 0; i + 24 <= n; i += 24)
@@ -152,21 +190,26 @@ static void state_record(void *ctx, const batch_rec_t *rec)
         break;
     case 's': /* end, dmark, live offsets */
     case 'S': /* end, dmark, count, live offsets, then (offset, returns, ready_at) triples */
+    case 'Q': /* end, dmark, count, live (from, to) ranges, then the triples */
         if (n < 16) return;
         st->snap_end = (int64_t)buf_get_be64(v);
         st->dmark = (int64_t)buf_get_be64(v + 8);
         st->acked.n = 0;
+        st->acked_ranges.n = 0;
         st->live.n = 0;
         st->rets.n = 0;
-        size_t i = 16, end = n;
-        if (rec->key[0] == 'S') {
+        size_t i = 16, end = n, step = rec->key[0] == 'Q' ? 16 : 8;
+        if (rec->key[0] != 's') {
             if (n < 24) return;
             uint64_t cnt = buf_get_be64(v + 16);
             i = 24;
-            end = cnt <= (n - 24) / 8 ? 24 + cnt * 8 : n;
+            end = cnt <= (n - 24) / step ? 24 + cnt * step : n;
         }
-        for (; i + 8 <= end; i += 8) i64vec_push(&st->live, (int64_t)buf_get_be64(v + i));
-        for (i = end; rec->key[0] == 'S' && i + 24 <= n; i += 24)
+        for (; i + step <= end; i += step) {
+            int64_t from = (int64_t)buf_get_be64(v + i);
+            qranges_add(&st->live, from, step == 16 ? (int64_t)buf_get_be64(v + i + 8) : from + 1);
+        }
+        for (i = end; rec->key[0] != 's' && i + 24 <= n; i += 24)
             retvec_push(&st->rets, (qret_t){(int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8),
                                             (int64_t)buf_get_be64(v + i + 16)});
         break;
@@ -204,62 +247,85 @@ typedef struct {
     size_t ret_pos; /* st->rets is sorted by offset and walked along */
 } data_ctx_t;
 
+void queue_rec_headers(const batch_rec_t *rec, qrec_hdrs_t *h)
+{
+    memset(h, 0, sizeof *h);
+    batch_rec_t r = *rec;
+    batch_header_kv_t kv;
+    while (batch_rec_next_header(&r, &kv) > 0) {
+        if (kv.key_len != 1 || kv.value_len < 0) continue;
+        char k = *(const char *)kv.key;
+        if (k == 'x' && kv.value_len <= 255) h->ex = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+        else if (k == 'p') h->props = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+        else if (k == 'e' && kv.value_len == 8) h->expires = (int64_t)buf_get_be64(kv.value);
+        else if (k == 't' && kv.value_len == 8) h->ready_at = (int64_t)buf_get_be64(kv.value);
+        else if (k == 'T') h->transient = 1;
+        else if (k == 'o' && kv.value_len == 16) {
+            h->claim = 1;
+            h->claim_qid = buf_get_be64(kv.value);
+            h->claim_off = (int64_t)buf_get_be64(kv.value + 8);
+        }
+    }
+}
+
+qentry_t *queue_entry_from_record(queue_t *q, const batch_rec_t *rec, const qrec_hdrs_t *h)
+{
+    amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
+    uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
+    qmsg_t *m = qmsg_new(h->ex, key, h->props, blen);
+    if (blen) memcpy(qmsg_body(m), rec->value, blen);
+    m->persistent = !h->transient;
+    m->ts_ms = rec->timestamp;
+    qentry_t *e = xcalloc(1, sizeof *e);
+    e->q = q;
+    e->m = m;
+    e->seq = q->next_seq++;
+    e->offset = rec->offset;
+    e->expires_ms = h->expires;
+    e->ready_at_ms = h->ready_at;
+    e->prio = queue_prio_of(q, m);
+    return e;
+}
+
 static void data_record(void *ctx, const batch_rec_t *rec)
 {
     data_ctx_t *dc = ctx;
     queue_t *q = dc->q;
     qstate_t *st = dc->st;
     int64_t o = rec->offset;
-    amqp_bytes_t ex = {NULL, 0}, props = {NULL, 0};
-    int64_t expires = 0, ready_at = 0;
-    batch_rec_t r = *rec;
-    batch_header_kv_t kv;
-    while (batch_rec_next_header(&r, &kv) > 0) {
-        if (kv.key_len != 1 || kv.value_len < 0) continue;
-        char k = *(const char *)kv.key;
-        if (k == 'x' && kv.value_len <= 255) ex = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
-        else if (k == 'p') props = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
-        else if (k == 'e' && kv.value_len == 8) expires = (int64_t)buf_get_be64(kv.value);
-        else if (k == 't' && kv.value_len == 8) ready_at = (int64_t)buf_get_be64(kv.value);
-        else if (k == 'o' && kv.value_len == 16) {
-            /* A dead-letter copy: its source must not keep the original,
-             * whether or not this copy is still live here. */
-            if (g_nclaims == g_capclaims) {
-                g_capclaims = g_capclaims ? g_capclaims * 2 : 64;
-                g_claims = xrealloc(g_claims, g_capclaims * sizeof *g_claims);
-            }
-            g_claims[g_nclaims++] = (qclaim_t){buf_get_be64(kv.value), (int64_t)buf_get_be64(kv.value + 8)};
+    qrec_hdrs_t h;
+    queue_rec_headers(rec, &h);
+    if (h.claim) {
+        /* A dead-letter copy: its source must not keep the original,
+         * whether or not this copy is still live here. */
+        if (g_nclaims == g_capclaims) {
+            g_capclaims = g_capclaims ? g_capclaims * 2 : 64;
+            g_claims = xrealloc(g_claims, g_capclaims * sizeof *g_claims);
         }
+        g_claims[g_nclaims++] = (qclaim_t){h.claim_qid, h.claim_off};
     }
     /* A de-duplication window remembers consumed messages too. */
-    if (q->dedup && queue_dedup_window(q)) queue_dedup_add(q, props, o, rec->timestamp);
-    if (st->snap_end >= 0 && o < st->snap_end && !i64vec_has(&st->live, o)) return;
-    if (i64vec_has(&st->acked, o)) return;
-    if (q->dedup && !queue_dedup_window(q)) queue_dedup_add(q, props, o, rec->timestamp);
-    amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
-    uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
-    qmsg_t *m = qmsg_new(ex, key, props, blen);
-    if (blen) memcpy(qmsg_body(m), rec->value, blen);
-    m->persistent = 1;
-    m->ts_ms = rec->timestamp;
-    qentry_t *e = xcalloc(1, sizeof *e);
-    e->q = q;
-    e->m = m;
-    e->seq = q->next_seq++;
-    e->offset = o;
-    e->expires_ms = expires;
-    e->ready_at_ms = ready_at;
-    e->prio = queue_prio_of(q, m);
-    e->redelivered = o <= st->dmark;
+    if (q->dedup && queue_dedup_window(q) && !h.transient) queue_dedup_add(q, h.props, o, rec->timestamp);
+    if (h.transient) return; /* written only to keep its place while paging: gone with the restart */
+    if (st->snap_end >= 0 && o < st->snap_end && !qranges_has(&st->live, o)) return;
+    if (i64vec_has(&st->acked, o) || qranges_has(&st->acked_ranges, o)) return;
+    if (q->dedup && !queue_dedup_window(q)) queue_dedup_add(q, h.props, o, rec->timestamp);
     /* The latest return record for this offset (offsets ascend here). */
     while (dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset < o) dc->ret_pos++;
+    int has_ret = dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset == o;
+    dc->recovered++;
+    if (!has_ret && !h.ready_at && queue_page_out(q)) { /* a deep backlog stays on disk */
+        queue_page_add(q, o, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);
+        return;
+    }
+    qentry_t *e = queue_entry_from_record(q, rec, &h);
+    e->redelivered = o <= st->dmark;
     for (size_t i = dc->ret_pos; i < st->rets.n && st->rets.v[i].offset == o; i++) {
         e->returns = (uint32_t)(st->rets.v[i].returns & 0xffffffff);
         e->ready_at_ms = st->rets.v[i].ready_at_ms;
         e->redelivered = 1; /* a return, or QRET_DELIVERED written at a clean stop */
     }
     queue_place(q, e, dc->now);
-    dc->recovered++;
 }
 
 static int open_log(queue_t *q, const char *suffix, int64_t segment_bytes, partition_t **out)
@@ -300,7 +366,8 @@ int queue_open(queue_t *q)
     rc = partition_scan(q->state, state_record, &st);
     if (rc == 0) {
         if (st.acked.n) qsort(st.acked.v, st.acked.n, sizeof(int64_t), cmp_i64);
-        if (st.live.n) qsort(st.live.v, st.live.n, sizeof(int64_t), cmp_i64);
+        qranges_normalize(&st.live);
+        qranges_normalize(&st.acked_ranges);
         if (st.rets.n) qsort(st.rets.v, st.rets.n, sizeof *st.rets.v, cmp_ret);
         data_ctx_t dc = {q, &st, 0, clock_wall_ms(), 0};
         rc = partition_scan(q->data, data_record, &dc);
@@ -308,6 +375,9 @@ int queue_open(queue_t *q)
     }
     q->dmark = st.dmark;
     q->delivered_max = st.dmark;
+    /* Records paged at recovery: the mark (written ahead) covers them, not
+     * what this run appends after the recovered end. */
+    q->page_dmark = st.dmark < plog_end_offset(q->data->log) ? st.dmark : plog_end_offset(q->data->log) - 1;
     /* Acks at or past the data log's end name records a power loss took
      * (a message can be acked before its record is durable, and the two
      * logs are synced independently); those offsets are about to be
@@ -318,7 +388,8 @@ int queue_open(queue_t *q)
         rc = sync_state_now(q);
     }
     free(st.acked.v);
-    free(st.live.v);
+    qranges_free(&st.acked_ranges);
+    qranges_free(&st.live);
     free(st.rets.v);
     if (rc < 0) LOG_E("queue %s: recovery failed: %s", q->name, herald_strerror(rc));
     return rc;
@@ -340,6 +411,11 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
                 }
         for (uint32_t k = 0; k < q->delayed.n && !found; k++)
             if (q->delayed.v[k]->offset == offsets[i]) found = q->delayed.v[k];
+        if (!found && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
+            queue_record_removed(q, offsets[i]);
+            dropped++;
+            continue;
+        }
         if (!found) continue;
         queue_unplace(q, found);
         queue_entry_release(found);
@@ -352,7 +428,7 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 
 /* Scratch arrays for building a batch, kept across flushes (the loop is
  * single-threaded): zeroing fresh ones per flush was a visible cost. */
-#define QUEUE_REC_HEADERS 5 /* x, p, e, t, o */
+#define QUEUE_REC_HEADERS 6 /* x, p, e, t, o, T */
 typedef struct {
     batch_record_t *recs;
     batch_header_kv_t *hdrs;
@@ -395,10 +471,12 @@ static void flush_data(queue_t *q, wbuf_t *w)
         amqp_bytes_t ex = qmsg_exchange(m), props = qmsg_props(m);
         h[nh++] = (batch_header_kv_t){"x", 1, ex.p, (int32_t)ex.len};
         h[nh++] = (batch_header_kv_t){"p", 1, props.p, (int32_t)props.len};
-        if (e && e->expires_ms) {
-            wbuf_put_be64(val, (uint64_t)e->expires_ms);
+        int64_t exp = e ? e->expires_ms : q->pend[i].expires_ms;
+        if (exp) {
+            wbuf_put_be64(val, (uint64_t)exp);
             h[nh++] = (batch_header_kv_t){"e", 1, val, 8};
         }
+        if (q->pend[i].transient) h[nh++] = (batch_header_kv_t){"T", 1, "", 0};
         if (m->ready_at_ms) {
             wbuf_put_be64(val + 8, (uint64_t)m->ready_at_ms);
             h[nh++] = (batch_header_kv_t){"t", 1, val + 8, 8};
@@ -430,6 +508,8 @@ static void flush_data(queue_t *q, wbuf_t *w)
          * the waiters. */
         for (size_t i = 0; i < n; i++)
             if (q->pend[i].e) q->pend[i].e->offset = -1;
+            else if (queue_page_remove(q, expect + (int64_t)i, q->pend[i].m->body_len))
+                LOG_E("queue %s: a message that was to stay on disk is lost", q->name);
         q->fail_at[q->epoch % 16] = expect;
         q->epoch++;
         size_t k = 0;
@@ -499,8 +579,12 @@ void queue_flush_all(broker_t *b)
             q->npend = q->nacks = q->nrets = 0;
             continue;
         }
+        int paged = q->npaged != 0;
         if (q->npend) flush_data(q, &w);
         flush_state(q);
+        /* Paged records just became readable: consumers waiting on an
+         * empty in-memory list can be served now. */
+        if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);
     }
     wbuf_destroy(&w);
 }
@@ -527,6 +611,7 @@ static void floor_of(void *ctx, const qentry_t *e)
 static int64_t live_floor(const queue_t *q)
 {
     int64_t floor = plog_end_offset(q->data->log);
+    if (q->paged.n && q->paged.v[0].from < floor) floor = q->paged.v[0].from;
     if (q->nlv == 1 && !q->delayed.n && !q->held_head && !q->moving_head) {
         /* One ready list in arrival order: stored offsets ascend. */
         for (const qentry_t *e = q->lv[0].head; e; e = e->next)
@@ -539,25 +624,20 @@ static int64_t live_floor(const queue_t *q)
 
 typedef struct {
     wbuf_t *w;
-    int pass; /* 0: offsets, 1: return triples */
+    qranges_t *live;
 } snap_ctx_t;
 
 static void snap_put(void *ctx, const qentry_t *e)
 {
     snap_ctx_t *sc = ctx;
     if (e->offset < 0) return;
-    if (sc->pass == 0) {
-        wbuf_i64(sc->w, e->offset);
+    if (sc->live) {
+        qranges_add(sc->live, e->offset, e->offset + 1);
     } else if (e->returns || e->ready_at_ms || e->redelivered) {
         wbuf_i64(sc->w, e->offset);
         wbuf_i64(sc->w, (int64_t)e->returns | (e->redelivered ? QRET_DELIVERED : 0));
         wbuf_i64(sc->w, e->ready_at_ms);
     }
-}
-
-static void count_stored(void *ctx, const qentry_t *e)
-{
-    if (e->offset >= 0) ++*(int64_t *)ctx;
 }
 
 static void write_snapshot(queue_t *q)
@@ -566,15 +646,23 @@ static void write_snapshot(queue_t *q)
     wbuf_init(&v);
     wbuf_i64(&v, plog_end_offset(q->data->log));
     wbuf_i64(&v, q->dmark);
-    int64_t cnt = 0;
-    each_live(q, count_stored, &cnt);
-    wbuf_i64(&v, cnt);
-    snap_ctx_t sc = {&v, 0};
+    /* The live set as ranges: in-memory entries plus the paged ranges (a
+     * deep backlog is a few ranges, not millions of offsets). */
+    qranges_t live = {0};
+    snap_ctx_t sc = {&v, &live};
     each_live(q, snap_put, &sc);
-    sc.pass = 1;
+    for (size_t i = 0; i < q->paged.n; i++) qranges_add(&live, q->paged.v[i].from, q->paged.v[i].to);
+    qranges_normalize(&live);
+    wbuf_i64(&v, (int64_t)live.n);
+    for (size_t i = 0; i < live.n; i++) {
+        wbuf_i64(&v, live.v[i].from);
+        wbuf_i64(&v, live.v[i].to);
+    }
+    qranges_free(&live);
+    sc.live = NULL;
     each_live(q, snap_put, &sc);
     int64_t target;
-    int rc = internal_append(q->b, q->state, "S", 1, v.p, (int32_t)v.len, &target);
+    int rc = internal_append(q->b, q->state, "Q", 1, v.p, (int32_t)v.len, &target);
     wbuf_destroy(&v);
     if (rc < 0) {
         LOG_E("queue %s: cannot write a state snapshot: %s", q->name, herald_strerror(rc));
@@ -634,6 +722,7 @@ int queue_wait(queue_t *q, pwaiter_t *w, int64_t target)
 
 void queue_store_free(queue_t *q)
 {
+    qranges_free(&q->paged);
     free(q->pend);
     free(q->acks);
     free(q->rets);

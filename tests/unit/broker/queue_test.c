@@ -755,7 +755,7 @@ static void snap_settle(fx_t *fx, queue_t *q)
     assert_true(partition_start_offset(sp) > 100000);
     int found = 0;
     for (int64_t o = partition_start_offset(sp); o < partition_end_offset(sp) && !found; o++)
-        found = record_key_at(sp, o) == 'S';
+        found = record_key_at(sp, o) == 'Q';
     assert_true(found);
 }
 

@@ -1,0 +1,129 @@
+"""Deep backlogs live on disk: past 65,536 ready messages a durable queue keeps
+new ones only in its log and reads them back as consumers drain it. These check
+that order, counts, transient messages, TTL, purge and length limits stay exact
+across that boundary, restarts and SIGKILL. Herald only (they restart it; the
+paging threshold is Herald's)."""
+import time
+
+import pika
+import pytest
+
+from amqp_util import Env, params, ready_count, time_limit, wait_ready_count
+
+N = 90000  # past the 65,536 messages a queue keeps in memory
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit(240):
+        yield
+
+
+@pytest.fixture
+def env(amqp_broker):
+    if getattr(amqp_broker, "reference", False):
+        pytest.skip("restarts the broker: Herald only")
+    e = Env(amqp_broker)
+    yield e
+    e.cleanup()
+
+
+def reconnect(b, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return pika.BlockingConnection(params(b))
+        except pika.exceptions.AMQPConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def fill(conn, q, n, transient_every=0, start=0):
+    """Publishes n numbered messages on a new channel; the last one with a confirm, so all
+    are stored (a confirming channel would wait for each)."""
+    ch = conn.channel()
+    for i in range(start, start + n - 1):
+        mode = 1 if transient_every and i % transient_every == 0 else 2
+        ch.basic_publish("", q, b"%08d" % i + b"." * 92, pika.BasicProperties(delivery_mode=mode))
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"%08d" % (start + n - 1) + b"." * 92, pika.BasicProperties(delivery_mode=2))
+    ch.close()
+
+
+def consume_all(conn, q, n, timeout=60):
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=2000)
+    got = []
+
+    def on(c, m, p, b):
+        got.append(int(b[:8]))
+        if len(got) % 1000 == 0:
+            c.basic_ack(m.delivery_tag, multiple=True)
+
+    ch.basic_consume(q, on)
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    ch.basic_ack(0, multiple=True)
+    return got
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_deep_backlog_keeps_order_across_restart(env, amqp_broker, how):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("deep")
+    ch.queue_declare(q, durable=True)
+    fill(conn, q, N, transient_every=10)
+    assert ready_count(conn, q) == N
+    if how == "restart":
+        amqp_broker.restart()
+    else:
+        amqp_broker.kill()
+        amqp_broker.start()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    # transient messages do not survive a restart, kept on disk or not
+    expect = [i for i in range(N) if i % 10 != 0 or i == N - 1]
+    assert ready_count(conn, q) == len(expect)
+    assert consume_all(conn, q, len(expect)) == expect
+    assert ready_count(conn, q) == 0
+
+
+def test_deep_backlog_drains_in_order_while_publishing(env):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("deep-live")
+    ch.queue_declare(q, durable=True)
+    fill(conn, q, N, transient_every=7)
+    fill(env.connect(), q, 5000, start=N)  # more while the backlog is on disk, transient ones included
+    got = consume_all(conn, q, N + 5000)
+    assert got == list(range(N + 5000))  # transient messages keep their place too
+
+
+def test_deep_backlog_purge_ttl_and_length_limit(env, amqp_broker):
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("deep-purge")
+    ch.queue_declare(q, durable=True)
+    fill(conn, q, N)
+    assert ch.queue_purge(q).method.message_count == N
+    assert ready_count(conn, q) == 0
+    # messages on disk expire too (a TTL queue reads them back to expire them)
+    t = env.q("deep-ttl")
+    ch.queue_declare(t, durable=True, arguments={"x-message-ttl": 1500})
+    fill(conn, t, N)
+    assert wait_ready_count(conn, t, 0, timeout=30) == 0
+    # a length limit counts what is on disk
+    lim = env.q("deep-limit")
+    ch.queue_declare(lim, durable=True, arguments={"x-max-length": N - 1000})
+    fill(conn, lim, N)
+    assert ready_count(conn, lim) == N - 1000
+    amqp_broker.restart()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    assert ready_count(conn, q) == 0 and ready_count(conn, t) == 0
+    assert ready_count(conn, lim) == N - 1000
+    got = consume_all(conn, lim, N - 1000)
+    assert got == list(range(1000, N))  # drop-head dropped the oldest
