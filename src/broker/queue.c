@@ -183,7 +183,7 @@ amqp_bytes_t queue_args(const queue_t *q) { return (amqp_bytes_t){q->args, q->ar
 uint32_t queue_ready_count(const queue_t *q) { return q->nready + (uint32_t)q->npaged; }
 uint32_t queue_unacked_count(const queue_t *q) { return q->nheld; }
 uint32_t queue_consumer_count(const queue_t *q) { return q->nconsumers; }
-uint32_t queue_delayed_count(const queue_t *q) { return q->delayed.n; }
+uint32_t queue_delayed_count(const queue_t *q) { return q->delayed.n + q->dpaged.n; }
 uint64_t queue_ready_bytes(const queue_t *q) { return q->ready_bytes + q->paged_bytes; }
 int queue_is_quorum(const queue_t *q) { return q->opt.quorum; }
 int64_t queue_consumer_timeout_ms(const queue_t *q) { return q->opt.consumer_timeout_ms; }
@@ -447,6 +447,7 @@ static void dead_letter(queue_t *q, qentry_t *e, const char *reason)
 /* A delay queue's message is due: route it on. */
 static void forward(queue_t *q, qentry_t *e)
 {
+    e->q = q;
     e->state = QE_MOVING;
     list_link(&q->moving_head, e);
     q->nmoving++;
@@ -764,6 +765,20 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
     }
+    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q)) {
+        /* A delayed message waits on disk; 16 bytes of it stay in memory. */
+        int64_t offset;
+        int wait = queue_store_publish_paged(q, m, 0, epoch, target, &offset);
+        if (wait >= 0) {
+            queue_delay_push(q, m->ready_at_ms, offset);
+            int64_t t = q->dpaged.v[0].at;
+            if (!q->wake_at || t < q->wake_at) {
+                q->wake_at = t;
+                if (q->b->vhost) vhost_wake_at(q->b->vhost, t);
+            }
+            return wait;
+        }
+    }
     if (!m->ready_at_ms && queue_page_out(q)) { /* a deep backlog: the message stays on disk */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, expiry_of(q, m), epoch, target, &offset);
@@ -799,11 +814,14 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
+    /* Delayed messages on disk; the next time may be the next turn when a
+     * due record is still being appended. */
+    int64_t d = q->dpaged.n ? queue_delay_run(q, now_ms, forward) : 0;
     /* A TTL queue with messages on disk reads them back to expire them. */
-    if (q->npaged && q->nready < QUEUE_PAGE_LOW && q->opt.ttl_ms >= 0 && queue_page_in(q, QUEUE_PAGE_BATCH))
-        q->wake_at = 0;
+    if (q->npaged && q->nready < QUEUE_PAGE_LOW && q->opt.ttl_ms >= 0) queue_page_in(q, QUEUE_PAGE_BATCH);
     dispatch(q);
     int64_t t = next_due(q);
+    if (d && (!t || d < t)) t = d;
     q->wake_at = t;
     return t;
 }
@@ -850,6 +868,7 @@ void queue_maybe_free(queue_t *q)
     free(q->lv);
     queue_dedup_free(q);
     free((void *)q->fwd.p);
+    free(q->dpaged.v);
     free(q->delayed.v);
     free(q->expiring.v);
     queue_store_free(q);

@@ -40,6 +40,15 @@ int qranges_has(const qranges_t *r, int64_t x);           /* normalized lists */
 int qranges_remove(qranges_t *r, int64_t x);              /* 1 if it was there */
 void qranges_free(qranges_t *r);
 
+/* A delayed message kept on disk: its due time and record offset. */
+typedef struct {
+    int64_t at, offset;
+} qdelay_t;
+typedef struct {
+    qdelay_t *v;
+    uint32_t n, cap;
+} qdheap_t;
+
 /* A data-log record's headers (views into the record). */
 typedef struct {
     amqp_bytes_t ex, props;
@@ -110,6 +119,7 @@ struct queue {
     qranges_t paged;         /* live ready records not in memory, after the ready list in order */
     uint64_t npaged, paged_bytes; /* their count and body bytes */
     int64_t page_dmark;      /* paged records at or below this come back redelivered (recovery) */
+    qdheap_t dpaged;         /* delay queue: stored messages waiting on disk, by due time */
     amqp_bytes_t fwd;        /* delay queue: the exchange to route through (owned bytes), else {NULL, 0} */
     char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
     partition_t *data, *state; /* durable queues: the two logs */
@@ -193,6 +203,17 @@ void queue_page_add(queue_t *q, int64_t offset, uint64_t body_len);
 int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */
 /* Reads up to max paged messages back into the ready list. Returns how many. */
 size_t queue_page_in(queue_t *q, size_t max);
+/* Delay queues: a stored message waits on disk until at (wall ms). */
+void queue_delay_push(queue_t *q, int64_t at, int64_t offset);
+/* Reads back the ones due at now_ms and hands each to due(). Returns the
+ * next due time, 0 none. */
+int64_t queue_delay_run(queue_t *q, int64_t now_ms, void (*due)(queue_t *, qentry_t *));
+int64_t queue_delay_floor(const queue_t *q); /* lowest offset waiting, INT64_MAX none */
+/* Start-up: removes (records as gone) the waiting ones at these ascending
+ * offsets (claimed by their copies). Returns how many. */
+size_t queue_delay_drop(queue_t *q, const int64_t *offsets, size_t n);
+void queue_page_scratch_free(void);
+void queue_page_forget(const partition_t *p); /* p closes: drop what was read from it */
 
 /* queue_store.c */
 void queue_store_free(queue_t *q); /* pending-write arrays */

@@ -314,6 +314,10 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     while (dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset < o) dc->ret_pos++;
     int has_ret = dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset == o;
     dc->recovered++;
+    if (q->fwd.p && h.ready_at && !has_ret) { /* a delayed message keeps waiting on disk */
+        queue_delay_push(q, h.ready_at, o);
+        return;
+    }
     if (!has_ret && !h.ready_at && queue_page_out(q)) { /* a deep backlog stays on disk */
         queue_page_add(q, o, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);
         return;
@@ -398,7 +402,7 @@ int queue_open(queue_t *q)
 void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 {
     /* Start-up only: every live entry is ready or delayed. */
-    size_t dropped = 0;
+    size_t dropped = q->dpaged.n ? queue_delay_drop(q, offsets, n) : 0;
     for (size_t i = 0; i < n; i++) {
         qentry_t *found = NULL;
         for (uint32_t l = 0; l < q->nlv && !found; l++)
@@ -447,6 +451,7 @@ void queue_scratch_free(void)
     free(g_claims);
     g_claims = NULL;
     g_nclaims = g_capclaims = 0;
+    queue_page_scratch_free();
 }
 
 static void flush_data(queue_t *q, wbuf_t *w)
@@ -612,6 +617,8 @@ static int64_t live_floor(const queue_t *q)
 {
     int64_t floor = plog_end_offset(q->data->log);
     if (q->paged.n && q->paged.v[0].from < floor) floor = q->paged.v[0].from;
+    int64_t df = queue_delay_floor(q);
+    if (df < floor) floor = df;
     if (q->nlv == 1 && !q->delayed.n && !q->held_head && !q->moving_head) {
         /* One ready list in arrival order: stored offsets ascend. */
         for (const qentry_t *e = q->lv[0].head; e; e = e->next)
@@ -652,6 +659,7 @@ static void write_snapshot(queue_t *q)
     snap_ctx_t sc = {&v, &live};
     each_live(q, snap_put, &sc);
     for (size_t i = 0; i < q->paged.n; i++) qranges_add(&live, q->paged.v[i].from, q->paged.v[i].to);
+    for (uint32_t i = 0; i < q->dpaged.n; i++) qranges_add(&live, q->dpaged.v[i].offset, q->dpaged.v[i].offset + 1);
     qranges_normalize(&live);
     wbuf_i64(&v, (int64_t)live.n);
     for (size_t i = 0; i < live.n; i++) {
@@ -734,6 +742,7 @@ static void close_logs(queue_t *q, int remove)
         partition_t **pp = i ? &q->state : &q->data;
         if (!*pp) continue;
         char *dir = xstrdup((*pp)->dir);
+        queue_page_forget(*pp);
         partition_close(q->b, *pp);
         *pp = NULL;
         if (remove) {
