@@ -1,0 +1,318 @@
+/* Queue features over a real broker (queue.c, queue_store.c, queue_page.c,
+ * deadletter.c): offset ranges, durable delivery counts and retry times,
+ * exact redelivered flags after a clean stop, priorities across restarts,
+ * paging of a deep backlog, dead-letter claims at
+ * start-up, and the de-duplication window. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../store/store_test.h"
+#include "amqp/ftable.h"
+#include "amqp/props.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "broker/queue_int.h"
+#include "vhost_fixture.h"
+
+/* ---- helpers ---- */
+
+/* A table content with integer, string or bool arguments: "name", 'l' | 'S' | 't', value. */
+static amqp_bytes_t args_of(wbuf_t *w, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    wbuf_reset(w);
+    for (int i = 0; i < n; i++) {
+        const char *name = va_arg(ap, const char *);
+        int type = va_arg(ap, int);
+        ftable_put_name(w, name);
+        if (type == 'l') ftable_put_i64(w, va_arg(ap, int64_t));
+        else if (type == 't') ftable_put_bool(w, va_arg(ap, int));
+        else {
+            const char *s = va_arg(ap, const char *);
+            ftable_put_longstr(w, s, strlen(s));
+        }
+    }
+    va_end(ap);
+    return (amqp_bytes_t){w->p, (uint32_t)w->len};
+}
+
+static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args)
+{
+    queue_t *q = NULL;
+    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), QF_DURABLE, args, NULL, &q), 0);
+    return q;
+}
+
+static queue_t *findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
+
+/* Message i: routing key "k<i>", persistent, optional priority / header. */
+static qmsg_t *msg(int i, int prio, const char *dedup)
+{
+    amqp_props_t p;
+    memset(&p, 0, sizeof p);
+    p.flags = PROP_DELIVERY_MODE;
+    p.delivery_mode = 2;
+    wbuf_t h, raw;
+    wbuf_init(&h);
+    wbuf_init(&raw);
+    if (prio >= 0) {
+        p.flags |= PROP_PRIORITY;
+        p.priority = (uint8_t)prio;
+    }
+    if (dedup) {
+        ftable_put_name(&h, "x-deduplication-header");
+        ftable_put_longstr(&h, dedup, strlen(dedup));
+        p.flags |= PROP_HEADERS;
+        p.headers = (amqp_bytes_t){h.p, (uint32_t)h.len};
+    }
+    amqp_props_encode(&raw, &p);
+    char key[16];
+    snprintf(key, sizeof key, "k%d", i);
+    qmsg_t *m = qmsg_new(none, amqp_cstr(key), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, 0);
+    m->persistent = 1;
+    wbuf_destroy(&h);
+    wbuf_destroy(&raw);
+    return m;
+}
+
+static int idx(const qentry_t *e)
+{
+    amqp_bytes_t k = qmsg_key(e->m);
+    int v = 0;
+    for (uint32_t i = 1; i < k.len; i++) v = v * 10 + (k.p[i] - '0');
+    return v;
+}
+
+static int publish(queue_t *q, qmsg_t *m)
+{
+    uint32_t epoch;
+    int64_t target;
+    int rc = queue_publish(q, m, &epoch, &target);
+    qmsg_unref(m);
+    return rc;
+}
+
+/* ---- offset ranges ---- */
+
+static void test_ranges(void **state)
+{
+    (void)state;
+    qranges_t r = {0};
+    qranges_add(&r, 10, 11);
+    qranges_add(&r, 11, 12); /* merges with the last */
+    qranges_add(&r, 20, 25);
+    qranges_add(&r, 0, 3); /* out of order: normalize sorts */
+    qranges_add(&r, 2, 5); /* overlaps */
+    qranges_normalize(&r);
+    assert_int_equal(r.n, 3);
+    assert_true(r.v[0].from == 0 && r.v[0].to == 5);
+    assert_true(r.v[1].from == 10 && r.v[1].to == 12);
+    assert_true(qranges_has(&r, 4) && !qranges_has(&r, 5) && qranges_has(&r, 24) && !qranges_has(&r, 25));
+    assert_int_equal(qranges_remove(&r, 22), 1); /* a split */
+    assert_int_equal(r.n, 4);
+    assert_false(qranges_has(&r, 22));
+    assert_true(qranges_has(&r, 21) && qranges_has(&r, 23));
+    assert_int_equal(qranges_remove(&r, 22), 0);
+    assert_int_equal(qranges_remove(&r, 10), 1);
+    assert_int_equal(qranges_remove(&r, 11), 1); /* the range empties and goes */
+    assert_int_equal(r.n, 3);
+    assert_false(qranges_has(&r, 11));
+    qranges_free(&r);
+}
+
+/* ---- delivery counts and retry times are durable ---- */
+
+static void test_returns_and_retry_times_survive_a_restart(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = mkq(fx, "retry", args_of(&w, 2, "x-retry-backoff", 'S', "1ms,1h", "x-delivery-limit", 'l',
+                                          (int64_t)9));
+    wbuf_destroy(&w);
+    publish(q, msg(1, -1, NULL));
+    publish(q, msg(2, -1, NULL));
+    qentry_t *e = queue_get(q);
+    queue_requeue(&e, 1); /* first return: waits 1 ms */
+    assert_int_equal(queue_ready_count(q), 1);
+    assert_int_equal(queue_delayed_count(q), 1);
+    while (queue_delayed_count(q)) (void)queue_run_due(q, clock_wall_ms() + 5);
+    e = queue_get(q);
+    assert_int_equal(idx(e), 1); /* back at its place, ahead of 2 */
+    assert_int_equal(e->returns, 1);
+    queue_requeue(&e, 1); /* second return: waits an hour */
+    assert_int_equal(queue_delayed_count(q), 1);
+    sync_all(fx);
+    restart(fx); /* (SIGKILL in the middle of retries: 24_amqp_retry_delay_test.py) */
+    q = findq(fx, "retry");
+    assert_int_equal(queue_delayed_count(q), 1); /* still waiting its hour */
+    assert_int_equal(queue_ready_count(q), 1);
+    e = queue_get(q);
+    assert_int_equal(idx(e), 2);
+    queue_ack(e);
+    (void)queue_run_due(q, clock_wall_ms() + 3600 * 1000 + 1000);
+    e = queue_get(q);
+    assert_non_null(e);
+    assert_int_equal(idx(e), 1);
+    assert_int_equal(e->returns, 2);
+    assert_true(e->redelivered);
+    wbuf_t pw;
+    wbuf_init(&pw);
+    amqp_props_t p;
+    assert_int_equal(amqp_props_decode(queue_entry_props(e, 0, &pw), &p), 0);
+    int64_t dc = 0;
+    assert_int_equal(ftable_get_int(p.headers, "x-delivery-count", &dc), 1);
+    assert_int_equal(dc, 2);
+    wbuf_destroy(&pw);
+    queue_ack(e);
+    close_broker(fx);
+}
+
+/* ---- priorities and exact redelivered flags after a clean stop ---- */
+
+static void test_priorities_and_redelivered_after_clean_stop(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = mkq(fx, "prio", args_of(&w, 1, "x-max-priority", 'l', (int64_t)5));
+    wbuf_destroy(&w);
+    int prios[] = {1, 9, 3, 3, 0, 5};
+    for (int i = 0; i < 6; i++) publish(q, msg(i, prios[i], NULL));
+    qentry_t *e = queue_get(q); /* 9 counts as 5, then 5: FIFO within the level */
+    assert_int_equal(idx(e), 1);
+    queue_requeue(&e, 1);
+    sync_all(fx);
+    restart(fx); /* clean: only message 1 was handed out */
+    q = findq(fx, "prio");
+    int want[] = {1, 5, 2, 3, 0, 4};
+    for (int i = 0; i < 6; i++) {
+        e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(idx(e), want[i]);
+        assert_int_equal(e->redelivered, i == 0);
+        queue_ack(e);
+    }
+    close_broker(fx);
+}
+
+/* ---- a deep backlog is paged, also across a crash ---- */
+
+static void test_deep_backlog_pages(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = mkq(fx, "deep", none);
+    int n = QUEUE_PAGE_HIGH + 5000;
+    for (int i = 0; i < n; i++) {
+        publish(q, msg(i, -1, NULL));
+        if (i % 4096 == 0) queue_flush_all(fx->b);
+    }
+    assert_int_equal(queue_ready_count(q), n);
+    assert_true(q->npaged >= 5000); /* the rest stays on disk */
+    assert_true(q->nready <= QUEUE_PAGE_HIGH);
+    sync_all(fx);
+    restart(fx);
+    q = findq(fx, "deep");
+    assert_int_equal(queue_ready_count(q), n);
+    assert_true(q->nready <= QUEUE_PAGE_HIGH); /* recovery pages too */
+    for (int i = 0; i < n; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(idx(e), i);
+        queue_ack(e);
+        if (i == n / 2) {
+            sync_all(fx);
+            restart(fx); /* half drained, part of it paged */
+            q = findq(fx, "deep");
+            assert_int_equal(queue_ready_count(q), n - i - 1);
+        }
+    }
+    assert_null(queue_get(q));
+    close_broker(fx);
+}
+
+/* ---- a dead-letter copy's claim removes its original at start-up ---- */
+
+static void test_claim_removes_original(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *src = mkq(fx, "src", none);
+    queue_t *dst = mkq(fx, "dst", none);
+    for (int i = 0; i < 3; i++) publish(src, msg(i, -1, NULL));
+    sync_all(fx);
+    /* As if a crash came after the copy of message 1 was stored and before
+     * its source recorded the removal. */
+    qmsg_t *c = msg(1, -1, NULL);
+    c->origin_qid = queue_id(src);
+    c->origin_off = 1;
+    publish(dst, c);
+    sync_all(fx);
+    restart(fx);
+    src = findq(fx, "src");
+    dst = findq(fx, "dst");
+    assert_int_equal(queue_ready_count(src), 2);
+    assert_int_equal(queue_ready_count(dst), 1);
+    qentry_t *e = queue_get(src);
+    assert_int_equal(idx(e), 0);
+    queue_ack(e);
+    e = queue_get(src);
+    assert_int_equal(idx(e), 2);
+    queue_ack(e);
+    sync_all(fx);
+    restart(fx); /* the claim stays harmless once its original is gone */
+    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
+    assert_int_equal(queue_ready_count(findq(fx, "dst")), 1);
+    close_broker(fx);
+}
+
+/* ---- de-duplication ---- */
+
+static void test_dedup_window_survives_restart(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    amqp_bytes_t a = args_of(&w, 2, "x-message-deduplication", 't', 1, "x-cache-size", 'l', (int64_t)2);
+    queue_t *q = mkq(fx, "dd", a);
+    wbuf_destroy(&w);
+    assert_int_equal(publish(q, msg(0, -1, "a")), QP_WAIT);
+    assert_int_equal(publish(q, msg(1, -1, "a")), QP_DONE); /* duplicate: confirmed, not enqueued */
+    assert_int_equal(publish(q, msg(2, -1, NULL)), QP_WAIT); /* no header: never a duplicate */
+    assert_int_equal(queue_ready_count(q), 2);
+    queue_ack(queue_get(q));
+    assert_int_equal(publish(q, msg(3, -1, "a")), QP_DONE); /* the window outlives consumption */
+    sync_all(fx);
+    restart(fx);
+    q = findq(fx, "dd");
+    assert_int_equal(publish(q, msg(4, -1, "a")), QP_DONE);
+    assert_int_equal(publish(q, msg(5, -1, "b")), QP_WAIT);
+    assert_int_equal(publish(q, msg(6, -1, "c")), QP_WAIT); /* a window of 2: "a" is forgotten */
+    assert_int_equal(publish(q, msg(7, -1, "a")), QP_WAIT);
+    assert_int_equal(queue_ready_count(q), 4);
+    close_broker(fx);
+}
+
+int main(void)
+{
+    log_set_level(LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test_setup_teardown(test_returns_and_retry_times_survive_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priorities_and_redelivered_after_clean_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
