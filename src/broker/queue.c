@@ -908,8 +908,11 @@ void queue_delete(queue_t *q)
         if (c->cancelled) c->cancelled(c);
     }
     drop_all(q);
+    /* Closing the logs fires their waiters: a move ending there may be the
+     * last thing holding q, which must outlive the close. */
+    queue_pin(q);
     queue_store_delete(q); /* sets deleted */
-    queue_maybe_free(q);
+    queue_unpin(q);
 }
 
 void queue_close(queue_t *q)
@@ -917,6 +920,7 @@ void queue_close(queue_t *q)
     queue_store_close_begin(q);
     while (q->consumers) queue_consumer_remove(q, q->consumers);
     drop_all(q);
+    queue_pin(q); /* as in queue_delete */
     queue_store_close_end(q); /* sets deleted */
-    queue_maybe_free(q);
+    queue_unpin(q);
 }

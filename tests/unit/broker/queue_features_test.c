@@ -275,6 +275,33 @@ static void test_claim_removes_original(void **state)
     close_broker(fx);
 }
 
+/* Deleting a dead-letter target while a move waits on its log: closing
+ * the log ends the move, which released the last pin of the queue being
+ * closed (a use after free, found by a SIGKILL test's cleanup). */
+static void test_delete_target_with_move_in_flight(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *dst = mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst"));
+    wbuf_destroy(&w);
+    publish(src, msg(7, -1, NULL));
+    sync_all(fx);
+    qentry_t *e = queue_get(src);
+    queue_reject(e); /* the copy is queued for dst's log; the move waits for it */
+    assert_int_equal(queue_ready_count(dst), 1);
+    queue_flush_all(fx->b);
+    vhost_queue_delete(fx->v, dst);
+    sync_all(fx);
+    restart(fx); /* the message went with the queue it was moved to */
+    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
+    assert_null(findq(fx, "dst"));
+    close_broker(fx);
+}
+
 /* ---- de-duplication ---- */
 
 static void test_dedup_window_survives_restart(void **state)
@@ -312,6 +339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_priorities_and_redelivered_after_clean_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_target_with_move_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
