@@ -14,7 +14,7 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, NackError
 
-from amqp_util import Env, drain, params, ready_count, time_limit, wait_ready_count
+from amqp_util import Env, drain, ready_count, reconnect, time_limit, wait_ready_count
 
 
 @pytest.fixture(autouse=True)
@@ -45,17 +45,6 @@ def get_one(ch, q, timeout=5.0, auto_ack=False):
             return m, p, b
         time.sleep(0.01)
     raise AssertionError(f"nothing arrived on {q} within {timeout} s")
-
-
-def reconnect(b, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return pika.BlockingConnection(params(b))
-        except pika.exceptions.AMQPConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def crash(b):

@@ -8,7 +8,7 @@ import time
 import pika
 import pytest
 
-from amqp_util import Env, params, ready_count, time_limit, wait_ready_count
+from amqp_util import Env, ready_count, reconnect, time_limit, wait_ready_count
 
 N = 90000  # past the 65,536 messages a queue keeps in memory
 
@@ -26,17 +26,6 @@ def env(amqp_broker):
     e = Env(amqp_broker)
     yield e
     e.cleanup()
-
-
-def reconnect(b, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return pika.BlockingConnection(params(b))
-        except pika.exceptions.AMQPConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def fill(conn, q, n, transient_every=0, start=0):

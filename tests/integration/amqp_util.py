@@ -32,6 +32,18 @@ def time_limit(seconds):
         signal.signal(signal.SIGALRM, old)
 
 
+def reconnect(b, timeout=30):
+    """Connects, retrying while the broker comes back (after a restart or kill)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return pika.BlockingConnection(params(b))
+        except pika.exceptions.AMQPConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def uid(tag):
     return f"t-{tag}-{uuid.uuid4().hex[:12]}"
 
