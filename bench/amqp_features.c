@@ -56,9 +56,9 @@
 
 static struct {
     const char *host, *label, *scenarios, *backoff;
-    int port, size, window, prefetch, ack_every, nack_pct, reject_pct, pid, timeout_s, repeat;
+    int port, size, window, prefetch, ack_every, nack_pct, reject_pct, pid, timeout_s, repeat, first_run;
     long count, ttl_ms, expire_ms, delay_max_ms, warmup;
-} o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1,
+} o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1, 1,
        1000000, 3600000, 1000, 2000, 0};
 
 enum { S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_DLX_IDLE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG };
@@ -277,6 +277,19 @@ static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
         amqp_queue_bind(a->c, 1, amqp_cstring_bytes(t->q), amqp_cstring_bytes(t->ex), amqp_cstring_bytes(t->q),
                         amqp_empty_table);
         check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (delayed)");
+    }
+}
+
+/* After a run that left messages unsettled: what the broker says it holds. */
+static void topo_counts(conn_t *a, const topo_t *t)
+{
+    const char *qs[] = {t->q, t->dlq};
+    for (int i = 0; i < 2; i++) {
+        if (!qs[i][0])
+            continue;
+        amqp_queue_declare_ok_t *ok = amqp_queue_declare(a->c, 1, amqp_cstring_bytes(qs[i]), 1, 0, 0, 0, amqp_empty_table);
+        check(amqp_get_rpc_reply(a->c), "admin", "queue.declare passive");
+        fprintf(stderr, "amqp_features: queue %s: %u ready, %u consumers\n", qs[i], ok->message_count, ok->consumer_count);
     }
 }
 
@@ -794,8 +807,11 @@ static void run_scenario(conn_t *admin, int scen, const char *base, int run)
         r.p50 = (double)R.lat[(long)(0.50 * (double)(R.nlat - 1))] / 1e6;
         r.p99 = (double)R.lat[(long)(0.99 * (double)(R.nlat - 1))] / 1e6;
     }
-    if (missing)
-        fprintf(stderr, "amqp_features: %s run %d: %ld messages never settled\n", scen_names[scen], run, missing);
+    if (missing) {
+        fprintf(stderr, "amqp_features: %s run %d: %ld messages never settled (%ld reached the DLQ)\n",
+                scen_names[scen], run, missing, R.dlq);
+        topo_counts(admin, &t);
+    }
     report(&r);
     for (int i = first; i < last; i++)
         conn_close(&S[i].conn);
@@ -850,7 +866,7 @@ static void usage(void)
                     "       [--host H] [--port P] [--count N] [--size B] [--window N] [--prefetch N]\n"
                     "       [--ack-every N] [--nack-pct P] [--reject-pct P] [--backoff SPEC] [--ttl MS]\n"
                     "       [--expire-ttl MS] [--delay-max MS] [--warmup N] [--broker-pid PID] [--label NAME]\n"
-                    "       [--timeout S] [--repeat N]\n");
+                    "       [--timeout S] [--repeat N] [--first-run N]\n");
     exit(2);
 }
 
@@ -887,6 +903,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--timeout")) o.timeout_s = (int)arg_long(v, 1, 86400);
         else if (!strcmp(k, "--repeat")) o.repeat = (int)arg_long(v, 1, 20);
         else if (!strcmp(k, "--warmup")) o.warmup = arg_long(v, 0, 100000000);
+        else if (!strcmp(k, "--first-run")) o.first_run = (int)arg_long(v, 1, 1000);
         else usage();
     }
     if (o.nack_pct + o.reject_pct > 100 || o.size + 8 > 131072)
@@ -915,7 +932,7 @@ int main(int argc, char **argv)
         quiet = 0;
         o.count = count;
     }
-    for (int run = 1; run <= o.repeat; run++)
+    for (int run = o.first_run; run < o.first_run + o.repeat; run++)
         for (int i = 0; i < nl; i++) {
             snprintf(base, sizeof base, "amqp-features-%d-%ld-%s-%d", (int)getpid(), (long)time(NULL),
                      scen_names[list[i]], run);

@@ -18,6 +18,7 @@
 #   NACK_PCT=10 REJECT_PCT=1 BACKOFF=100ms EXPIRE_TTL=1000 DELAY_MAX=2000
 #   REPEAT=3             runs of each scenario; the table shows medians
 #   TIMEOUT=300          seconds per scenario run before the tool gives up
+#   RABBIT_TIMEOUT=$TIMEOUT  the same for RabbitMQ
 #   RABBIT_PORT=5783, RABBIT_DIST_PORT=25783, HERALD_PORT=5793
 #   DOC=1                0: do not touch docs/benchmarks.md (DOC_FILE: write another file)
 #
@@ -41,6 +42,7 @@ EXPIRE_TTL=${EXPIRE_TTL:-1000}
 DELAY_MAX=${DELAY_MAX:-2000}
 REPEAT=${REPEAT:-3}
 TIMEOUT=${TIMEOUT:-300}
+RABBIT_TIMEOUT=${RABBIT_TIMEOUT:-$TIMEOUT}
 RABBIT_PORT=${RABBIT_PORT:-5783}
 RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25783}
 HERALD_PORT=${HERALD_PORT:-5793}
@@ -130,11 +132,19 @@ start_herald() {
 }
 
 # Keeps a crashed broker's log next to the results (build/, not committed).
-check_crash() { # broker, tool exit status
+check_crash() { # broker, tool exit status, what ran
     if [ -n "$pid" ] && ! alive "$pid"; then
-        echo "run_amqp_features: $1 DIED during the run (tool exit $2); log in build/amqp_features-$1-crash.log" >&2
-        cat "$work/$1.out" "$work/$1.err" 2>/dev/null >"build/amqp_features-$1-crash.log" || true
-        printf '%s\tcrashed\n' "$1" >>"$work/notes"
+        n=$(($(cat "$work/crashes" 2>/dev/null || echo 0) + 1))
+        echo "$n" >"$work/crashes"
+        log="build/amqp_features-$1-crash-$n.log"
+        echo "run_amqp_features: $1 DIED during $3 (tool exit $2); log in $log" >&2
+        {
+            cat "$work/$1.out" "$work/$1.err" 2>/dev/null
+            echo "--- kernel:"
+            dmesg 2>/dev/null | grep -F "$1[$pid]" || true
+        } >"$log"
+        printf '%s\tcrashed during %s (log: %s)\n' "$1" "$3" "$log" >>"$work/notes"
+        wait "$pid" 2>/dev/null || true
         pid=""
     fi
 }
@@ -142,17 +152,17 @@ check_crash() { # broker, tool exit status
 # Runs the tool against the broker started last; RESULT lines go to results.
 # The warm-up (a plain run of a fifth of the count, not reported) keeps a
 # fresh broker's first-touch costs out of the first scenario.
-run_tool() { # broker, count, scenarios, repeat, warm-up messages
+run_tool() { # broker, count, scenarios, run number, warm-up messages
     rc=0
-    timeout $(($4 * 8 * (TIMEOUT + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
-        --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --repeat "$4" \
-        --timeout "$TIMEOUT" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
+    timeout $((9 * (tmo + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
+        --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --first-run "$4" \
+        --timeout "$tmo" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
         --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
     cat "$work/tool.err" >&2
     if [ "$rc" != 0 ]; then
-        printf '%s\t%s: exit %s: %s\n' "$1" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
+        printf '%s\trun %s of %s: exit %s: %s\n' "$1" "$4" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
     fi
-    check_crash "$1" "$rc"
+    check_crash "$1" "$rc" "run $4 of $3"
 }
 
 : >"$work/results"
@@ -161,8 +171,8 @@ run_tool() { # broker, count, scenarios, repeat, warm-up messages
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in $BROKERS; do
     case $b in
-    rabbitmq) port=$RABBIT_PORT ports="$RABBIT_PORT $RABBIT_DIST_PORT" count=$RABBIT_COUNT scen=$RABBIT_SCENARIOS ;;
-    herald) port=$HERALD_PORT ports=$HERALD_PORT count=$COUNT scen=$HERALD_SCENARIOS ;;
+    rabbitmq) port=$RABBIT_PORT ports="$RABBIT_PORT $RABBIT_DIST_PORT" count=$RABBIT_COUNT scen=$RABBIT_SCENARIOS tmo=$RABBIT_TIMEOUT ;;
+    herald) port=$HERALD_PORT ports=$HERALD_PORT count=$COUNT scen=$HERALD_SCENARIOS tmo=$TIMEOUT ;;
     *) echo "run_amqp_features: unknown broker '$b' (rabbitmq | herald)" >&2; exit 2 ;;
     esac
     taken=""
@@ -180,16 +190,26 @@ for b in $BROKERS; do
         continue
     fi
     printf '%s\t%s\n' "$b" "$(status_kb VmRSS)" >>"$work/idle"
-    run_tool "$b" "$count" "$scen" "$REPEAT" $((count / 5))
+    # One tool run per repeat (scenarios interleaved); a broker that died is
+    # restarted on a fresh data dir for the next repeat.
+    r=1
+    while [ $r -le "$REPEAT" ]; do
+        if [ -z "$pid" ] && ! "start_$b"; then
+            printf '%s\tdid not restart for run %s\n' "$b" "$r" >>"$work/notes"
+            break
+        fi
+        run_tool "$b" "$count" "$scen" "$r" $((r == 1 ? count / 5 : 0))
+        r=$((r + 1))
+    done
     stop_broker
 done
 
 # Deep backlog: a fresh Herald, BACKLOG ready messages, then drained.
 if [ "$BACKLOG" -gt 0 ] && [ "${BROKERS#*herald}" != "$BROKERS" ]; then
-    port=$HERALD_PORT
+    port=$HERALD_PORT tmo=$((TIMEOUT > 300 ? TIMEOUT : 300))
     echo "run_amqp_features: deep backlog, $BACKLOG messages ($(date -u +%H:%M:%S))" >&2
     if start_herald; then
-        run_tool herald "$BACKLOG" backlog 1
+        run_tool herald "$BACKLOG" backlog 1 0
         grep 'backlog: broker RSS' "$work/tool.err" | sed 's/.*RSS \([0-9]*\) kB.*/\1/' >"$work/backlog_full" || true
         stop_broker
     else
@@ -270,7 +290,7 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT)"
+    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
     echo "- tool: \`build/amqp_features\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, confirms (window 1,000), consumers with manual acks (prefetch 1,000, ack every 100), publisher and consumers at once, fresh queues per run"
     echo "- load average (1/5/15 min): $load_before before, $load_after after"
     echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
