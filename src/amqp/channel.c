@@ -316,6 +316,7 @@ static int handle_consume(amqp_channel_t *ch, const amqp_basic_consume_t *a)
                            "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use", queue_name_cstr(q));
         return -1;
     }
+    if ((queue_flags(q) & QF_STREAM) && amqp_stream_consume_check(ch, a, q) < 0) return -1;
     amqp_consumer_t *c = xcalloc(1, sizeof *c);
     c->ch = ch;
     c->q = q;
@@ -335,6 +336,7 @@ static int handle_consume(amqp_channel_t *ch, const amqp_basic_consume_t *a)
         amqp_ch_send(ch, &ok);
     }
     queue_consumer_add(q, &c->qc); /* delivers at once what fits */
+    if (queue_flags(q) & QF_STREAM) amqp_stream_consume_start(ch, q, &c->qc, a->arguments);
     return 0;
 }
 
@@ -356,7 +358,7 @@ static int handle_cancel(amqp_channel_t *ch, const amqp_basic_cancel_t *a)
 static int handle_get(amqp_channel_t *ch, const amqp_basic_get_t *a)
 {
     queue_t *q = amqp_queue_for(ch, a->queue, AMQP_BASIC_GET);
-    if (!q) return -1;
+    if (!q || amqp_stream_refuse(ch, q, AMQP_BASIC_GET)) return -1;
     qentry_t *e = queue_get(q);
     if (!e) {
         amqp_method_t m = {.id = AMQP_BASIC_GET_EMPTY};
@@ -449,6 +451,10 @@ int amqp_do_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple,
     qentry_t **es;
     ssize_t n = take_tags(ch, method, tag, multiple, &es);
     if (n < 0) return -1;
+    if (!ack && amqp_stream_settle_refused(ch, method, es, (size_t)n)) {
+        free(es);
+        return -1;
+    }
     if (ack)
         for (ssize_t i = 0; i < n; i++) queue_ack(es[i]);
     else if (!requeue)
@@ -487,6 +493,10 @@ static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
     }
     qentry_t **es;
     ssize_t n = take_tags(ch, AMQP_BASIC_RECOVER, 0, 1, &es);
+    if (n > 0 && amqp_stream_settle_refused(ch, AMQP_BASIC_RECOVER, es, (size_t)n)) {
+        free(es);
+        return -1;
+    }
     if (n > 0) queue_requeue(es, (size_t)n);
     free(es);
     if (reply) {

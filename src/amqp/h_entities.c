@@ -233,6 +233,8 @@ static int h_queue_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
         declare_ok(ch, q, a->no_wait);
         return 0;
     }
+    int sr = amqp_stream_declare(ch, a);
+    if (sr <= 0) return sr;
     if (!name.len) {
         static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         uint8_t rnd[22];
@@ -306,7 +308,7 @@ static int h_queue_bind(amqp_channel_t *ch, amqp_bytes_t qname, amqp_bytes_t xna
 static int h_queue_purge(amqp_channel_t *ch, const amqp_queue_purge_t *a)
 {
     queue_t *q = amqp_queue_for(ch, a->queue, AMQP_QUEUE_PURGE);
-    if (!q) return -1;
+    if (!q || amqp_stream_refuse(ch, q, AMQP_QUEUE_PURGE)) return -1;
     uint32_t n = queue_purge(q);
     if (!a->no_wait) {
         amqp_method_t ok = {.id = AMQP_QUEUE_PURGE_OK};

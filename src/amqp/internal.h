@@ -133,4 +133,24 @@ queue_t *amqp_queue_for(amqp_channel_t *ch, amqp_bytes_t name, uint32_t method_i
 /* Deletes an auto-delete queue that has lost its last consumer. */
 void amqp_queue_maybe_autodelete(amqp_conn_t *c, queue_t *q);
 
+/* ---- stream_consumer.c: stream queues (x-queue-type=stream) ---- */
+
+/* queue.declare when it concerns a stream (asks for one, or names an
+ * existing one). Returns 1 if not (the classic path goes on), else 0, or
+ * <0 after raising an error. */
+int amqp_stream_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a);
+/* basic.consume on a stream: manual acks, a per-consumer prefetch and a
+ * valid x-stream-offset are required. Returns 0 or <0 after raising. */
+int amqp_stream_consume_check(amqp_channel_t *ch, const amqp_basic_consume_t *a, queue_t *q);
+/* Starts the reader of a stream consumer just attached with
+ * queue_consumer_add. */
+void amqp_stream_consume_start(amqp_channel_t *ch, queue_t *q, qconsumer_t *qc, amqp_bytes_t args);
+/* basic.get / queue.purge (method) on a stream: raises 540 and returns 1;
+ * 0 for other queues. */
+int amqp_stream_refuse(amqp_channel_t *ch, queue_t *q, uint32_t method);
+/* basic.nack/reject/recover (method) covering stream deliveries: the
+ * entries es (taken from the ring) are released, 540 is raised and 1
+ * returned; 0 if none of them is a stream's. */
+int amqp_stream_settle_refused(amqp_channel_t *ch, uint32_t method, qentry_t **es, size_t n);
+
 #endif

@@ -20,6 +20,7 @@
 #include "base/mem.h"
 #include "broker/group.h"
 #include "broker/internal.h"
+#include "broker/stream.h"
 #include "broker/vhost.h"
 #include "store/deleter.h"
 
@@ -262,6 +263,7 @@ int broker_topic_create(broker_t *b, const char *name, size_t len, int32_t parti
 
 int broker_topic_delete(broker_t *b, topic_t *t)
 {
+    stream_topic_deleting(b, t); /* a stream queue on it goes too */
     int64_t target;
     int rc = catalog_delete_topic(b, t->name, &target);
     if (rc < 0) return rc;
@@ -282,6 +284,7 @@ int broker_topic_delete(broker_t *b, topic_t *t)
 int broker_topic_add_partitions(broker_t *b, topic_t *t, int32_t total)
 {
     if (total <= t->npart) return HE_INVALID;
+    if (stream_queue_of_topic(b, t)) return HE_OUT_OF_RANGE; /* a stream queue is one partition */
     if (total > 100000) return HE_OUT_OF_RANGE;
     int32_t from = t->npart;
     t->parts = xrealloc(t->parts, sizeof *t->parts * (size_t)total);

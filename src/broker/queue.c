@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "broker/queue_int.h"
+#include "broker/stream.h"
 
 /* ---- messages ---- */
 
@@ -180,7 +181,10 @@ const char *queue_name_cstr(const queue_t *q) { return q->name; }
 uint64_t queue_id(const queue_t *q) { return q->id; }
 unsigned queue_flags(const queue_t *q) { return q->flags; }
 amqp_bytes_t queue_args(const queue_t *q) { return (amqp_bytes_t){q->args, q->args_len}; }
-uint32_t queue_ready_count(const queue_t *q) { return q->nready + (uint32_t)q->npaged; }
+uint32_t queue_ready_count(const queue_t *q)
+{
+    return q->flags & QF_STREAM ? stream_message_count(q) : q->nready + (uint32_t)q->npaged;
+}
 uint32_t queue_unacked_count(const queue_t *q) { return q->nheld; }
 uint32_t queue_consumer_count(const queue_t *q) { return q->nconsumers; }
 uint32_t queue_delayed_count(const queue_t *q) { return q->delayed.n + q->dpaged.n; }
@@ -520,6 +524,7 @@ void queue_consumer_add(queue_t *q, qconsumer_t *c)
 void queue_consumer_remove(queue_t *q, qconsumer_t *c)
 {
     if (c->q != q) return;
+    if (q->flags & QF_STREAM) stream_reader_remove(q, c);
     if (c->next == c) {
         q->consumers = NULL;
     } else {
@@ -540,6 +545,7 @@ void queue_consumer_remove(queue_t *q, qconsumer_t *c)
 
 void queue_kick(queue_t *q)
 {
+    if ((q->flags & QF_STREAM) && !q->deleted) stream_kick(q);
     if (!q->deleted) dispatch(q);
 }
 
@@ -619,6 +625,10 @@ qentry_t *queue_get(queue_t *q)
 
 void queue_ack(qentry_t *e)
 {
+    if (stream_entry_is(e)) {
+        stream_entry_free(e);
+        return;
+    }
     queue_t *q = e->q;
     if (q->deleted) {
         q->nheld--;
@@ -691,6 +701,7 @@ static void enforce_limit(queue_t *q);
 
 void queue_requeue(qentry_t **es, size_t n)
 {
+    n = stream_drop_entries(es, n); /* a stream's log still holds them */
     if (!n) return;
     qsort(es, n, sizeof *es, cmp_entry);
     int64_t now = clock_wall_ms();
@@ -759,6 +770,7 @@ static void enforce_limit(queue_t *q)
 
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
+    if (q->flags & QF_STREAM) return stream_publish(q, m, epoch, target);
     if (q->dedup && queue_dedup_seen(q, qmsg_props(m), clock_wall_ms()))
         return QP_DONE; /* a duplicate: confirmed, not enqueued */
     if (q->opt.overflow != QO_DROP_HEAD && full_for(q, m)) {
@@ -902,6 +914,7 @@ static void drop_all(queue_t *q)
 
 void queue_delete(queue_t *q)
 {
+    if (q->flags & QF_STREAM) stream_queue_gone(q, 1);
     while (q->consumers) {
         qconsumer_t *c = q->consumers;
         queue_consumer_remove(q, c);
@@ -917,6 +930,7 @@ void queue_delete(queue_t *q)
 
 void queue_close(queue_t *q)
 {
+    if (q->flags & QF_STREAM) stream_queue_gone(q, 0);
     queue_store_close_begin(q);
     while (q->consumers) queue_consumer_remove(q, q->consumers);
     drop_all(q);

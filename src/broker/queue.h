@@ -127,7 +127,9 @@ struct qconsumer {
     int exclusive;
 };
 
-enum { QF_DURABLE = 1, QF_EXCLUSIVE = 2, QF_AUTO_DELETE = 4 };
+/* QF_STREAM: a stream queue (broker/stream.h): the topic of the same
+ * name; its messages live in the topic's partition, not in queue logs. */
+enum { QF_DURABLE = 1, QF_EXCLUSIVE = 2, QF_AUTO_DELETE = 4, QF_STREAM = 8 };
 
 /* Creates a queue in memory. With QF_DURABLE, dir (taken over) is its log
  * directory, opened by queue_open(); NULL otherwise. args: the arguments

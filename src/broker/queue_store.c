@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "broker/queue_int.h"
+#include "broker/stream.h"
 #include "store/batch.h"
 #include "store/deleter.h"
 
@@ -709,6 +710,7 @@ void queue_maintain(queue_t *q)
 
 int queue_publish_state(queue_t *q, uint32_t epoch, int64_t target)
 {
+    if (q->flags & QF_STREAM) return stream_publish_state(q, epoch, target);
     if (q->deleted || !q->data) return 1;
     if (epoch != q->epoch) {
         /* Appends failed since: lost if at or past where its epoch failed. */
@@ -721,6 +723,7 @@ int queue_publish_state(queue_t *q, uint32_t epoch, int64_t target)
 
 int queue_wait(queue_t *q, pwaiter_t *w, int64_t target)
 {
+    if (q->flags & QF_STREAM) return stream_wait(q, w, target);
     if (q->deleted || !q->data) return 1;
     w->target = target;
     return partition_wait(q->data, w);

@@ -34,6 +34,7 @@
 #include "base/mem.h"
 #include "broker/deadletter.h"
 #include "broker/internal.h"
+#include "broker/stream.h"
 #include "store/deleter.h"
 
 #define VHOST_TICK_MS 1000
@@ -274,7 +275,7 @@ static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned 
     char *dir = NULL;
     /* An exclusive queue ends with its connection, so it never outlives a
      * restart: it is not stored even when declared durable. */
-    if ((flags & QF_DURABLE) && !(flags & QF_EXCLUSIVE)) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
+    if ((flags & QF_DURABLE) && !(flags & (QF_EXCLUSIVE | QF_STREAM))) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
     queue_t *q = queue_new(v->b, name, id, flags, args, dir);
     add_node(v, q);
     return q;
@@ -293,7 +294,7 @@ int vhost_queue_create(vhost_t *v, amqp_bytes_t name, unsigned flags, amqp_bytes
     queue_t *q = make_queue(v, name, new_id(), flags, args);
     queue_set_owner(q, owner);
     if ((flags & QF_DURABLE) && !(flags & QF_EXCLUSIVE)) {
-        int rc = queue_open(q);
+        int rc = flags & QF_STREAM ? stream_open(v->b, q, 1) : queue_open(q);
         if (rc < 0) {
             vhost_queue_delete(v, q);
             return rc;
@@ -595,9 +596,11 @@ int vhost_open(vhost_t *v)
     uv_timer_init(broker_loop(v->b), &v->due);
     v->due.data = v;
     uv_unref((uv_handle_t *)&v->due);
-    for (qnode_t *n = v->queues; n; n = n->hh.next)
-        if ((queue_flags(n->q) & QF_DURABLE) && !(queue_flags(n->q) & QF_EXCLUSIVE) && (rc = queue_open(n->q)) < 0)
-            return rc;
+    for (qnode_t *n = v->queues; n; n = n->hh.next) {
+        unsigned f = queue_flags(n->q);
+        if (!(f & QF_DURABLE) || (f & QF_EXCLUSIVE)) continue;
+        if ((rc = f & QF_STREAM ? stream_open(v->b, n->q, 0) : queue_open(n->q)) < 0) return rc;
+    }
     for (dnode_t *d = v->delays; d; d = d->next)
         if ((queue_flags(d->q) & QF_DURABLE) && (rc = queue_open(d->q)) < 0) return rc;
     resolve_claims(v);

@@ -1,0 +1,446 @@
+/*
+ * Stream queues over topic partitions: the binding, publishing, confirms,
+ * and readers (stream.h). The mapping of records is in stream_map.c.
+ *
+ * Streams are found by their queue pointer in one table: the loop owns
+ * all of it, and a queue pointer names one queue for its lifetime.
+ */
+#include "broker/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "amqp/ftable.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "broker/internal.h"
+#include "broker/stream_map.h"
+#include "broker/vhost.h"
+
+#define STREAM_READ_BYTES (256u << 10) /* batches a reader fetches from the log at once */
+
+typedef struct stream stream_t;
+
+typedef struct sreader {
+    struct sreader *next;   /* in the stream's list */
+    stream_t *s;
+    qconsumer_t *qc;
+    int64_t next_off;       /* absolute offset of the next record to deliver */
+    wbuf_t buf;             /* whole batches read from the log */
+    size_t pos;             /* start of the batch being iterated (or of the next one) in buf */
+    size_t cur_len;         /* bytes of the batch being iterated, 0 none */
+    batch_iter_t it;
+    pwaiter_t w;            /* linked while caught up with the high watermark */
+    int pumping, dead;
+} sreader_t;
+
+struct stream {
+    queue_t *q;             /* hash key (the pointer) */
+    broker_t *b;
+    topic_t *t;             /* NULL once Kafka deleted it */
+    sreader_t *readers;
+    uint64_t seq;           /* entry sequence numbers */
+    int warned_compressed;
+    UT_hash_handle hh;
+};
+
+static stream_t *g_streams;
+
+static stream_t *find(const queue_t *q)
+{
+    stream_t *s;
+    HASH_FIND_PTR(g_streams, &q, s);
+    return s;
+}
+
+static partition_t *spart(const stream_t *s) { return s && s->t ? topic_partition(s->t, 0) : NULL; }
+
+/* ---- intervals and arguments ---- */
+
+int stream_parse_interval(amqp_bytes_t s, int64_t *ms)
+{
+    if (s.len < 2) return HE_INVALID;
+    int64_t unit;
+    switch (s.p[s.len - 1]) {
+    case 'Y': unit = 365LL * 86400000; break;
+    case 'M': unit = 30LL * 86400000; break;
+    case 'D': unit = 86400000; break;
+    case 'h': unit = 3600000; break;
+    case 'm': unit = 60000; break;
+    case 's': unit = 1000; break;
+    default: return HE_INVALID;
+    }
+    int64_t v = 0;
+    int sat = 0;
+    for (uint32_t i = 0; i + 1 < s.len; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9') return HE_INVALID;
+        if (v > (INT64_MAX - 9) / 10) sat = 1;
+        else v = v * 10 + (s.p[i] - '0');
+    }
+    if (!sat && v == 0) return HE_INVALID;
+    *ms = sat || v > INT64_MAX / unit ? INT64_MAX : v * unit;
+    return 0;
+}
+
+int stream_arg_configs(amqp_bytes_t args, topic_kv_t *kv, char vals[3][24], const char **bad)
+{
+    int n = 0;
+    fvalue_t v;
+    if (ftable_get(args, "x-max-age", &v)) {
+        int64_t ms;
+        if (v.type != FV_LONGSTR || stream_parse_interval(v.v.str, &ms) < 0) goto bad_age;
+        snprintf(vals[n], 24, "%lld", (long long)ms);
+        kv[n] = (topic_kv_t){"retention.ms", vals[n]};
+        n++;
+    }
+    static const struct {
+        const char *arg, *key;
+    } ints[] = {{"x-max-length-bytes", "retention.bytes"}, {"x-stream-max-segment-size-bytes", "segment.bytes"}};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t x;
+        int r = ftable_get_int(args, ints[i].arg, &x);
+        if (r == 0) continue;
+        if (r > 0 && i == 1 && x > 0 && x < 1024) x = 1024; /* Herald's smallest segment */
+        snprintf(vals[n], 24, "%lld", (long long)x);
+        if (r < 0 || x < 0 || broker_topic_config_valid(ints[i].key, vals[n]) < 0) {
+            *bad = ints[i].arg;
+            return HE_INVALID;
+        }
+        kv[n] = (topic_kv_t){ints[i].key, vals[n]};
+        n++;
+    }
+    return n;
+bad_age:
+    *bad = "x-max-age";
+    return HE_INVALID;
+}
+
+/* ---- binding ---- */
+
+int stream_open(broker_t *b, queue_t *q, int declare)
+{
+    amqp_bytes_t name = queue_name(q);
+    if (broker_topic_name_valid((const char *)name.p, name.len) < 0) return HE_INVALID;
+    topic_kv_t kv[3];
+    char vals[3][24];
+    const char *bad = NULL;
+    int nkv = declare ? stream_arg_configs(queue_args(q), kv, vals, &bad) : 0;
+    if (nkv < 0) return nkv;
+    topic_t *t = broker_topic_find(b, (const char *)name.p, name.len);
+    int rc = 0;
+    if (t && topic_partition_count(t) != 1 && declare) return HE_INVALID;
+    if (!t) {
+        rc = broker_topic_create(b, (const char *)name.p, name.len, 1, kv, (size_t)nkv, &t, NULL);
+        if (rc == 0 && !declare) LOG_W("stream %s: its topic was missing; created it empty", queue_name_cstr(q));
+    } else if (nkv) {
+        rc = broker_topic_set_configs(b, t, kv, (size_t)nkv, 0, NULL);
+    }
+    if (rc < 0) return rc;
+    if (topic_partition_count(t) != 1)
+        LOG_W("stream %s: topic has %d partitions; AMQP uses partition 0", queue_name_cstr(q),
+              topic_partition_count(t));
+    stream_t *s = find(q);
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->q = q;
+        HASH_ADD_PTR(g_streams, q, s);
+    }
+    s->b = b;
+    s->t = t;
+    return 0;
+}
+
+queue_t *stream_queue_of_topic(broker_t *b, const topic_t *t)
+{
+    for (stream_t *s = g_streams; s; s = s->hh.next)
+        if (s->b == b && s->t == t) return s->q;
+    return NULL;
+}
+
+static void reader_free(sreader_t *r)
+{
+    pwaiter_cancel(&r->w);
+    wbuf_destroy(&r->buf);
+    free(r);
+}
+
+static void reader_unlink(sreader_t *r)
+{
+    for (sreader_t **pp = &r->s->readers; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    pwaiter_cancel(&r->w);
+    if (r->pumping) r->dead = 1; /* freed when its pump returns */
+    else reader_free(r);
+}
+
+void stream_queue_gone(queue_t *q, int remove)
+{
+    stream_t *s = find(q);
+    if (!s) return;
+    while (s->readers) reader_unlink(s->readers);
+    HASH_DEL(g_streams, s);
+    if (remove && s->t) {
+        int rc = broker_topic_delete(s->b, s->t);
+        if (rc < 0) LOG_W("stream %s: cannot delete its topic: %s", queue_name_cstr(q), herald_strerror(rc));
+    }
+    free(s);
+}
+
+void stream_topic_deleting(broker_t *b, topic_t *t)
+{
+    queue_t *q = stream_queue_of_topic(b, t);
+    if (!q) return;
+    stream_t *s = find(q);
+    s->t = NULL; /* the topic is going already: the queue must not delete it again */
+    LOG_I("stream %s: its topic is being deleted; deleting the queue", queue_name_cstr(q));
+    vhost_queue_delete(b->vhost, q);
+}
+
+/* ---- publishing and confirms ---- */
+
+int stream_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
+{
+    stream_t *s = find(q);
+    partition_t *p = spart(s);
+    if (!p) return HE_STORAGE;
+    wbuf_t w;
+    wbuf_init(&w);
+    stream_map_batch(&w, m);
+    append_result_t res;
+    int rc = partition_append(s->b, p, w.p, w.len, &res);
+    wbuf_destroy(&w);
+    if (rc < 0) {
+        LOG_E("stream %s: cannot store a message: %s", queue_name_cstr(q), herald_strerror(rc));
+        return rc;
+    }
+    *epoch = 0;
+    *target = res.base_offset + 1;
+    return 1;
+}
+
+int stream_publish_state(queue_t *q, uint32_t epoch, int64_t target)
+{
+    (void)epoch;
+    partition_t *p = spart(find(q));
+    if (!p) return 1; /* deleted since: nothing left to wait for */
+    if (partition_high_watermark(p) >= target) return 1;
+    return p->failed ? HE_STORAGE : 0;
+}
+
+int stream_wait(queue_t *q, pwaiter_t *w, int64_t target)
+{
+    partition_t *p = spart(find(q));
+    if (!p) return 1;
+    w->target = target;
+    return partition_wait(p, w);
+}
+
+uint32_t stream_message_count(const queue_t *q)
+{
+    partition_t *p = spart(find(q));
+    if (!p) return 0;
+    int64_t n = partition_high_watermark(p) - partition_start_offset(p);
+    return n < 0 ? 0 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* ---- delivered copies ---- */
+
+int stream_entry_is(const qentry_t *e) { return (queue_flags(e->q) & QF_STREAM) != 0; }
+
+void stream_entry_free(qentry_t *e)
+{
+    queue_t *q = e->q;
+    qmsg_unref(e->m);
+    free(e);
+    queue_unpin(q);
+}
+
+size_t stream_drop_entries(qentry_t **es, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (stream_entry_is(es[i])) stream_entry_free(es[i]);
+        else es[k++] = es[i];
+    }
+    return k;
+}
+
+/* ---- readers ---- */
+
+static void pump(sreader_t *r);
+
+static void on_data(pwaiter_t *w, int status)
+{
+    sreader_t *r = w->ctx;
+    if (status == 0) pump(r);
+}
+
+/* Fills rec with the next record at or past r->next_off. Returns 1, 0 if
+ * none is visible yet, or <0 (a read error). */
+static int next_record(sreader_t *r, batch_rec_t *rec)
+{
+    stream_t *s = r->s;
+    for (int refills = 0;;) {
+        if (r->cur_len) {
+            int rc = batch_iter_next(&r->it, rec);
+            if (rc > 0) {
+                if (rec->offset < r->next_off) continue; /* the start lies inside the batch */
+                return 1;
+            }
+            r->next_off = batch_last_offset(&r->it.h) + 1 > r->next_off ? batch_last_offset(&r->it.h) + 1
+                                                                          : r->next_off;
+            r->pos += r->cur_len;
+            r->cur_len = 0;
+            continue;
+        }
+        if (r->pos < r->buf.len) {
+            batch_header_t h;
+            if (batch_header_parse(r->buf.p + r->pos, r->buf.len - r->pos, &h) < 0) {
+                r->pos = r->buf.len; /* cannot happen for what plog_read returns: refill */
+                continue;
+            }
+            size_t len = batch_size(&h);
+            int skip = batch_last_offset(&h) < r->next_off || (h.attributes & BATCH_ATTR_CONTROL);
+            if (!skip && (h.attributes & BATCH_ATTR_COMPRESSION_MASK)) {
+                if (!s->warned_compressed)
+                    LOG_W("stream %s: compressed batches are not delivered to AMQP consumers (offset %lld)",
+                          queue_name_cstr(s->q), (long long)h.base_offset);
+                s->warned_compressed = 1;
+                skip = 1;
+            }
+            if (skip || batch_iter_init(&r->it, r->buf.p + r->pos, len) < 0) {
+                if (batch_last_offset(&h) + 1 > r->next_off) r->next_off = batch_last_offset(&h) + 1;
+                r->pos += len;
+                continue;
+            }
+            r->cur_len = len;
+            continue;
+        }
+        partition_t *p = spart(s);
+        if (!p || refills++ > 64) return 0;
+        wbuf_reset(&r->buf);
+        r->pos = 0;
+        if (r->next_off < partition_start_offset(p)) r->next_off = partition_start_offset(p); /* retention */
+        if (r->next_off >= partition_high_watermark(p)) return 0;
+        int64_t got = partition_read(p, r->next_off, STREAM_READ_BYTES, &r->buf);
+        if (got == HE_OUT_OF_RANGE) continue; /* the start moved meanwhile */
+        if (got <= 0) return (int)got;
+    }
+}
+
+static qentry_t *entry_for(stream_t *s, const batch_rec_t *rec)
+{
+    qentry_t *e = xcalloc(1, sizeof *e);
+    e->q = s->q;
+    e->m = stream_map_message(rec);
+    e->seq = s->seq++;
+    e->offset = rec->offset;
+    e->deliveries = 1;
+    queue_pin(s->q); /* the queue outlives a deletion while copies are out */
+    return e;
+}
+
+static void pump(sreader_t *r)
+{
+    if (r->pumping || r->dead) return;
+    r->pumping = 1;
+    stream_t *s = r->s;
+    while (!r->dead && r->qc->can_take(r->qc)) {
+        batch_rec_t rec;
+        int rc = next_record(r, &rec);
+        if (rc < 0) {
+            LOG_E("stream %s: read at offset %lld failed: %s", queue_name_cstr(s->q), (long long)r->next_off,
+                  herald_strerror(rc));
+            break;
+        }
+        if (rc == 0) {
+            partition_t *p = spart(s);
+            if (!p || r->w.part) break;
+            r->w.cb = on_data;
+            r->w.ctx = r;
+            r->w.target = r->next_off + 1;
+            if (partition_wait(p, &r->w) == 0 || partition_high_watermark(p) <= r->next_off) break;
+            continue; /* visible meanwhile */
+        }
+        r->next_off = rec.offset + 1;
+        qentry_t *e = entry_for(s, &rec);
+        r->qc->deliver(r->qc, e);
+    }
+    r->pumping = 0;
+    if (r->dead) reader_free(r);
+}
+
+static int64_t last_batch_start(partition_t *p)
+{
+    int64_t hw = partition_high_watermark(p), start = partition_start_offset(p);
+    if (hw <= start) return hw;
+    wbuf_t w;
+    wbuf_init(&w);
+    int64_t off = hw;
+    if (partition_read(p, hw - 1, 1, &w) > 0) {
+        batch_header_t h;
+        if (batch_header_parse(w.p, w.len, &h) == 0) off = h.base_offset < start ? start : h.base_offset;
+    }
+    wbuf_destroy(&w);
+    return off;
+}
+
+static int64_t resolve(partition_t *p, stream_start_t from)
+{
+    int64_t start = partition_start_offset(p), hw = partition_high_watermark(p), off = hw, bts;
+    switch (from.kind) {
+    case STREAM_FROM_FIRST: return start;
+    case STREAM_FROM_LAST: return last_batch_start(p);
+    case STREAM_FROM_NEXT: return hw;
+    case STREAM_FROM_OFFSET: return from.value < start ? start : from.value > hw ? hw : from.value;
+    case STREAM_FROM_TIME:
+        if (partition_offset_for_time(p, from.value, &off, &bts) < 0) return hw;
+        return off < start ? start : off;
+    }
+    return hw;
+}
+
+void stream_reader_add(queue_t *q, qconsumer_t *c, stream_start_t from)
+{
+    stream_t *s = find(q);
+    if (!s) return;
+    sreader_t *r = xcalloc(1, sizeof *r);
+    r->s = s;
+    r->qc = c;
+    partition_t *p = spart(s);
+    r->next_off = p ? resolve(p, from) : 0;
+    wbuf_init(&r->buf);
+    r->next = s->readers;
+    s->readers = r;
+    pump(r);
+}
+
+void stream_reader_remove(queue_t *q, qconsumer_t *c)
+{
+    stream_t *s = find(q);
+    if (!s) return;
+    for (sreader_t *r = s->readers; r; r = r->next)
+        if (r->qc == c) {
+            reader_unlink(r);
+            return;
+        }
+}
+
+void stream_kick(queue_t *q)
+{
+    stream_t *s = find(q);
+    if (!s) return;
+    /* A delivery cannot detach a reader (consumers are cancelled by
+     * methods, not by writes), but walk by next pointers taken first. */
+    for (sreader_t *r = s->readers, *n; r; r = n) {
+        n = r->next;
+        pump(r);
+    }
+}

@@ -1,0 +1,273 @@
+/*
+ * The mapping between AMQP messages and the Kafka records of a stream
+ * (stream.h; docs/streams.md has the table). Pure functions: no broker
+ * state, so the unit tests drive them directly.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp/ftable.h"
+#include "amqp/props.h"
+#include "base/mem.h"
+#include "broker/stream_map.h"
+
+#define HDR_PREFIX "amqp."
+#define HDR_PROPS "amqp.properties"
+#define HDR_EXCHANGE "amqp.exchange"
+
+/* The shortstr properties and their header names, in flag order. */
+static const struct {
+    uint16_t flag;
+    const char *name;
+} str_props[] = {
+    {PROP_CONTENT_TYPE, "amqp.content-type"},   {PROP_CONTENT_ENCODING, "amqp.content-encoding"},
+    {PROP_CORRELATION_ID, "amqp.correlation-id"}, {PROP_REPLY_TO, "amqp.reply-to"},
+    {PROP_EXPIRATION, "amqp.expiration"},       {PROP_MESSAGE_ID, "amqp.message-id"},
+    {PROP_TYPE, "amqp.type"},                   {PROP_USER_ID, "amqp.user-id"},
+    {PROP_APP_ID, "amqp.app-id"},               {PROP_CLUSTER_ID, "amqp.cluster-id"},
+};
+#define NSTR (sizeof str_props / sizeof str_props[0])
+
+static amqp_bytes_t *str_field(amqp_props_t *p, uint16_t flag)
+{
+    switch (flag) {
+    case PROP_CONTENT_TYPE: return &p->content_type;
+    case PROP_CONTENT_ENCODING: return &p->content_encoding;
+    case PROP_CORRELATION_ID: return &p->correlation_id;
+    case PROP_REPLY_TO: return &p->reply_to;
+    case PROP_EXPIRATION: return &p->expiration;
+    case PROP_MESSAGE_ID: return &p->message_id;
+    case PROP_TYPE: return &p->type;
+    case PROP_USER_ID: return &p->user_id;
+    case PROP_APP_ID: return &p->app_id;
+    default: return &p->cluster_id;
+    }
+}
+
+/* ---- AMQP -> record ---- */
+
+/* Renders a header value as text into out; returns 0, or -1 for a value
+ * with no text form (nested table or array: left out). */
+static int value_text(const fvalue_t *v, wbuf_t *out, int *is_null)
+{
+    char tmp[64];
+    int n = -1;
+    *is_null = 0;
+    switch (v->type) {
+    case FV_LONGSTR:
+    case FV_BYTES: wbuf_put(out, v->v.str.p, v->v.str.len); return 0;
+    case FV_VOID: *is_null = 1; return 0;
+    case FV_BOOL: n = snprintf(tmp, sizeof tmp, "%s", v->v.i ? "true" : "false"); break;
+    case FV_FLOAT:
+    case FV_DOUBLE: n = snprintf(tmp, sizeof tmp, "%.17g", v->v.d); break;
+    case FV_DECIMAL: {
+        uint64_t div = 1;
+        for (int i = 0; i < v->v.dec.scale && i < 19; i++) div *= 10;
+        if (div == 1) n = snprintf(tmp, sizeof tmp, "%" PRIu32, v->v.dec.value);
+        else
+            n = snprintf(tmp, sizeof tmp, "%" PRIu64 ".%0*" PRIu64, v->v.dec.value / div, (int)v->v.dec.scale,
+                         v->v.dec.value % div);
+        break;
+    }
+    case FV_TABLE:
+    case FV_ARRAY: return -1;
+    default: n = snprintf(tmp, sizeof tmp, "%" PRId64, v->v.i); break; /* integers, timestamp */
+    }
+    if (n < 0) return -1;
+    wbuf_put(out, tmp, (size_t)n);
+    return 0;
+}
+
+typedef struct {
+    size_t name_off, name_len;  /* in the text buffer */
+    size_t val_off;
+    int32_t val_len;            /* -1: null */
+} hdr_ref_t;
+
+void stream_map_batch(wbuf_t *out, const qmsg_t *m)
+{
+    amqp_props_t props;
+    amqp_bytes_t raw = qmsg_props(m);
+    if (amqp_props_decode(raw, &props) < 0) memset(&props, 0, sizeof props);
+    /* Names and values are collected as offsets into one buffer, which may
+     * move while it grows; the header views are made at the end. */
+    wbuf_t text;
+    wbuf_init(&text);
+    size_t cap = 16, n = 0;
+    hdr_ref_t *refs = xmalloc(cap * sizeof *refs);
+#define ADD_REF(NOFF, NLEN, VOFF, VLEN)                                                                              \
+    do {                                                                                                             \
+        if (n == cap) refs = xrealloc(refs, (cap *= 2) * sizeof *refs);                                              \
+        refs[n++] = (hdr_ref_t){(NOFF), (NLEN), (VOFF), (VLEN)};                                                     \
+    } while (0)
+    if (props.flags & PROP_HEADERS) {
+        ftable_iter_t it = {props.headers};
+        amqp_bytes_t name;
+        fvalue_t v;
+        while (ftable_next(&it, &name, &v)) {
+            size_t noff = text.len;
+            wbuf_put(&text, name.p, name.len);
+            size_t voff = text.len;
+            int is_null;
+            if (value_text(&v, &text, &is_null) < 0) {
+                text.len = noff;
+                continue;
+            }
+            ADD_REF(noff, name.len, voff, is_null ? -1 : (int32_t)(text.len - voff));
+        }
+    }
+    for (size_t i = 0; i < NSTR; i++) {
+        if (!(props.flags & str_props[i].flag)) continue;
+        amqp_bytes_t s = *str_field(&props, str_props[i].flag);
+        size_t noff = text.len, nl = strlen(str_props[i].name);
+        wbuf_put(&text, str_props[i].name, nl);
+        size_t voff = text.len;
+        wbuf_put(&text, s.p, s.len);
+        ADD_REF(noff, nl, voff, (int32_t)s.len);
+    }
+    static const struct {
+        uint16_t flag;
+        const char *name;
+    } num_props[] = {{PROP_DELIVERY_MODE, "amqp.delivery-mode"}, {PROP_PRIORITY, "amqp.priority"},
+                     {PROP_TIMESTAMP, "amqp.timestamp"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (!(props.flags & num_props[i].flag)) continue;
+        uint64_t v = num_props[i].flag == PROP_DELIVERY_MODE ? props.delivery_mode
+                     : num_props[i].flag == PROP_PRIORITY    ? props.priority
+                                                             : props.timestamp;
+        char tmp[24];
+        int tl = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+        size_t noff = text.len, nl = strlen(num_props[i].name);
+        wbuf_put(&text, num_props[i].name, nl);
+        size_t voff = text.len;
+        wbuf_put(&text, tmp, (size_t)tl);
+        ADD_REF(noff, nl, voff, tl);
+    }
+#undef ADD_REF
+    batch_header_kv_t *h = xmalloc((n + 2) * sizeof *h);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (batch_header_kv_t){text.p + refs[i].name_off, (int32_t)refs[i].name_len,
+                                   refs[i].val_len < 0 ? NULL : text.p + refs[i].val_off, refs[i].val_len};
+    size_t nh = n;
+    amqp_bytes_t ex = qmsg_exchange(m);
+    if (ex.len) h[nh++] = (batch_header_kv_t){HDR_EXCHANGE, (int32_t)strlen(HDR_EXCHANGE), ex.p, (int32_t)ex.len};
+    if (raw.len) h[nh++] = (batch_header_kv_t){HDR_PROPS, (int32_t)strlen(HDR_PROPS), raw.p, (int32_t)raw.len};
+    amqp_bytes_t key = qmsg_key(m);
+    batch_record_t rec = {0};
+    rec.key = key.len ? key.p : NULL;
+    rec.key_len = key.len ? (int32_t)key.len : -1;
+    rec.value = qmsg_body((qmsg_t *)m); /* read only */
+    rec.value_len = (int32_t)m->body_len;
+    rec.headers = h;
+    rec.header_count = nh;
+    batch_build(out, m->ts_ms, &rec, 1);
+    free(h);
+    free(refs);
+    wbuf_destroy(&text);
+}
+
+/* ---- record -> AMQP ---- */
+
+static int name_is(const batch_header_kv_t *kv, const char *s)
+{
+    size_t n = strlen(s);
+    return (size_t)kv->key_len == n && !memcmp(kv->key, s, n);
+}
+
+static int has_prefix(const batch_header_kv_t *kv)
+{
+    return kv->key_len >= 5 && !memcmp(kv->key, HDR_PREFIX, 5);
+}
+
+/* A decimal header value as u64; returns 0 or -1. */
+static int parse_u64(const batch_header_kv_t *kv, uint64_t *out)
+{
+    if (kv->value_len <= 0 || kv->value_len > 20) return -1;
+    uint64_t v = 0;
+    const uint8_t *p = kv->value;
+    for (int32_t i = 0; i < kv->value_len; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Properties from a record without amqp.properties: the amqp.* headers
+ * become properties, the others headers-table entries. Writes the table
+ * content into tbl (the caller appends x-stream-offset). */
+static void rebuild_props(const batch_rec_t *rec, amqp_props_t *p, wbuf_t *tbl)
+{
+    batch_rec_t r = *rec;
+    batch_header_kv_t kv;
+    while (batch_rec_next_header(&r, &kv) > 0) {
+        if (!has_prefix(&kv)) {
+            if (kv.key_len > 255) continue;
+            wbuf_u8(tbl, (uint8_t)kv.key_len);
+            wbuf_put(tbl, kv.key, (size_t)kv.key_len);
+            if (kv.value_len < 0) wbuf_u8(tbl, FV_VOID);
+            else ftable_put_longstr(tbl, kv.value, (size_t)kv.value_len);
+            continue;
+        }
+        uint64_t v;
+        if (name_is(&kv, "amqp.delivery-mode") && parse_u64(&kv, &v) == 0 && v <= 255) {
+            p->flags |= PROP_DELIVERY_MODE;
+            p->delivery_mode = (uint8_t)v;
+        } else if (name_is(&kv, "amqp.priority") && parse_u64(&kv, &v) == 0 && v <= 255) {
+            p->flags |= PROP_PRIORITY;
+            p->priority = (uint8_t)v;
+        } else if (name_is(&kv, "amqp.timestamp") && parse_u64(&kv, &v) == 0) {
+            p->flags |= PROP_TIMESTAMP;
+            p->timestamp = v;
+        } else {
+            for (size_t i = 0; i < NSTR; i++)
+                if (name_is(&kv, str_props[i].name) && kv.value_len >= 0 && kv.value_len <= 255) {
+                    p->flags |= str_props[i].flag;
+                    *str_field(p, str_props[i].flag) = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+                }
+        }
+    }
+}
+
+qmsg_t *stream_map_message(const batch_rec_t *rec)
+{
+    amqp_bytes_t ex = {NULL, 0}, stored = {NULL, 0};
+    int has_stored = 0;
+    batch_rec_t r = *rec;
+    batch_header_kv_t kv;
+    while (batch_rec_next_header(&r, &kv) > 0) {
+        if (name_is(&kv, HDR_EXCHANGE) && kv.value_len > 0 && kv.value_len <= 255)
+            ex = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+        else if (name_is(&kv, HDR_PROPS) && kv.value_len >= 0) {
+            stored = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+            has_stored = 1;
+        }
+    }
+    amqp_props_t props;
+    memset(&props, 0, sizeof props);
+    wbuf_t tbl, enc;
+    wbuf_init(&tbl);
+    wbuf_init(&enc);
+    if (has_stored && amqp_props_decode(stored, &props) == 0) {
+        if (props.flags & PROP_HEADERS) wbuf_put(&tbl, props.headers.p, props.headers.len);
+    } else {
+        memset(&props, 0, sizeof props);
+        rebuild_props(rec, &props, &tbl);
+    }
+    ftable_put_name(&tbl, "x-stream-offset");
+    ftable_put_i64(&tbl, rec->offset);
+    props.flags |= PROP_HEADERS;
+    props.headers = (amqp_bytes_t){tbl.p, (uint32_t)tbl.len};
+    amqp_props_encode(&enc, &props);
+    amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
+    uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
+    qmsg_t *m = qmsg_new(ex, key, (amqp_bytes_t){enc.p, (uint32_t)enc.len}, blen);
+    if (blen) memcpy(qmsg_body(m), rec->value, blen);
+    m->ts_ms = rec->timestamp;
+    m->persistent = (props.flags & PROP_DELIVERY_MODE) && props.delivery_mode == 2;
+    wbuf_destroy(&tbl);
+    wbuf_destroy(&enc);
+    return m;
+}
