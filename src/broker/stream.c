@@ -20,6 +20,7 @@
 #include "broker/internal.h"
 #include "broker/stream_map.h"
 #include "broker/vhost.h"
+#include "store/batch_unzip.h"
 
 #define STREAM_READ_BYTES (256u << 10) /* batches a reader fetches from the log at once */
 
@@ -31,6 +32,7 @@ typedef struct sreader {
     qconsumer_t *qc;
     int64_t next_off;       /* absolute offset of the next record to deliver */
     wbuf_t buf;             /* whole batches read from the log */
+    wbuf_t unz;             /* the batch being iterated, decompressed (when it was compressed) */
     size_t pos;             /* start of the batch being iterated (or of the next one) in buf */
     size_t cur_len;         /* bytes of the batch being iterated, 0 none */
     batch_iter_t it;
@@ -44,7 +46,7 @@ struct stream {
     topic_t *t;             /* NULL once Kafka deleted it */
     sreader_t *readers;
     uint64_t seq;           /* entry sequence numbers */
-    int warned_compressed;
+    int warned_bad;         /* a batch that could not be decompressed was logged */
     UT_hash_handle hh;
 };
 
@@ -165,6 +167,7 @@ static void reader_free(sreader_t *r)
 {
     pwaiter_cancel(&r->w);
     wbuf_destroy(&r->buf);
+    wbuf_destroy(&r->unz);
     free(r);
 }
 
@@ -308,14 +311,23 @@ static int next_record(sreader_t *r, batch_rec_t *rec)
             }
             size_t len = batch_size(&h);
             int skip = batch_last_offset(&h) < r->next_off || (h.attributes & BATCH_ATTR_CONTROL);
+            const uint8_t *bp = r->buf.p + r->pos;
+            size_t blen = len;
             if (!skip && (h.attributes & BATCH_ATTR_COMPRESSION_MASK)) {
-                if (!s->warned_compressed)
-                    LOG_W("stream %s: compressed batches are not delivered to AMQP consumers (offset %lld)",
-                          queue_name_cstr(s->q), (long long)h.base_offset);
-                s->warned_compressed = 1;
-                skip = 1;
+                wbuf_reset(&r->unz);
+                int urc = batch_unzip(bp, len, &r->unz);
+                if (urc < 0) {
+                    if (!s->warned_bad)
+                        LOG_W("stream %s: batch at offset %lld cannot be decompressed (%s): skipped for AMQP "
+                              "consumers",
+                              queue_name_cstr(s->q), (long long)h.base_offset, herald_strerror(urc));
+                    s->warned_bad = 1;
+                    skip = 1;
+                }
+                bp = r->unz.p;
+                blen = r->unz.len;
             }
-            if (skip || batch_iter_init(&r->it, r->buf.p + r->pos, len) < 0) {
+            if (skip || batch_iter_init(&r->it, bp, blen) < 0) {
                 if (batch_last_offset(&h) + 1 > r->next_off) r->next_off = batch_last_offset(&h) + 1;
                 r->pos += len;
                 continue;
@@ -417,6 +429,7 @@ void stream_reader_add(queue_t *q, qconsumer_t *c, stream_start_t from)
     partition_t *p = spart(s);
     r->next_off = p ? resolve(p, from) : 0;
     wbuf_init(&r->buf);
+    wbuf_init(&r->unz);
     r->next = s->readers;
     s->readers = r;
     pump(r);
