@@ -26,9 +26,10 @@
 static const char *const refused_args[] = {
     "x-max-length", "x-message-ttl", "x-expires", "x-dead-letter-exchange", "x-dead-letter-routing-key",
     "x-max-priority", "x-single-active-consumer", "x-overflow", "x-delivery-limit", "x-dead-letter-strategy",
-    "x-queue-mode", "x-consumer-timeout",
+    "x-queue-mode",
     /* Herald's queue extensions: a stream has no per-message delivery state */
-    "x-retry-backoff", "x-retry-jitter", "x-message-deduplication", "x-cache-size", "x-cache-ttl", NULL,
+    "x-retry-backoff", "x-retry-jitter", "x-message-deduplication", "x-cache-size", "x-cache-ttl",
+    "x-source-topic", NULL,
 };
 
 /* Arguments whose difference makes a redeclare inequivalent. */
@@ -204,6 +205,38 @@ static int check_args(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
     return 0;
 }
 
+/* x-source-topic (feed.h) on a new classic or quorum queue: the topic must
+ * exist. Returns 1 (go on with the classic path) or -1 after raising. */
+static int check_source_topic(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
+{
+    fvalue_t v;
+    if (!ftable_get(args, "x-source-topic", &v)) return 1;
+    amqp_conn_t *c = amqp_channel_conn(ch);
+    if (v.type != FV_LONGSTR) {
+        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                           "PRECONDITION_FAILED - invalid arg 'x-source-topic' for queue '%.*s' in vhost '/': "
+                           "{unacceptable_type,%s}",
+                           NAME(name), type_name(v.type));
+        return -1;
+    }
+    if (!broker_topic_find(c->b, (const char *)v.v.str.p, v.v.str.len)) {
+        amqp_channel_error(ch, AMQP_NOT_FOUND, AMQP_QUEUE_DECLARE,
+                           "NOT_FOUND - x-source-topic of queue '%.*s': no topic '%.*s'", NAME(name),
+                           NAME(v.v.str));
+        return -1;
+    }
+    int64_t mr;
+    int r = ftable_get_int(args, "x-source-max-ready", &mr);
+    if (r < 0 || (r == 1 && mr <= 0)) {
+        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                           "PRECONDITION_FAILED - invalid arg 'x-source-max-ready' for queue '%.*s' in vhost '/': "
+                           "a positive integer is required",
+                           NAME(name));
+        return -1;
+    }
+    return 1;
+}
+
 int amqp_stream_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
 {
     amqp_conn_t *c = amqp_channel_conn(ch);
@@ -212,7 +245,7 @@ int amqp_stream_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
     int want = has_type && amqp_bytes_eq(type, "stream");
     queue_t *q = name.len ? vhost_queue_find(c->vh, name) : NULL;
     if (q && ((queue_flags(q) & QF_STREAM) || want)) return redeclare(ch, a, q, want, has_type, type);
-    if (!want) return 1; /* not a stream: the classic path */
+    if (!want) return check_source_topic(ch, name, a->arguments); /* not a stream: the classic path */
     if (!name.len) {
         amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
                            "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_stream_queue");

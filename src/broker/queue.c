@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "broker/queue_int.h"
+#include "broker/feed.h"
 #include "broker/stream.h"
 
 /* ---- messages ---- */
@@ -546,6 +547,7 @@ void queue_consumer_remove(queue_t *q, qconsumer_t *c)
 void queue_kick(queue_t *q)
 {
     if ((q->flags & QF_STREAM) && !q->deleted) stream_kick(q);
+    feed_kick(q);
     if (!q->deleted) dispatch(q);
 }
 
@@ -915,6 +917,7 @@ static void drop_all(queue_t *q)
 void queue_delete(queue_t *q)
 {
     if (q->flags & QF_STREAM) stream_queue_gone(q, 1);
+    feed_close(q, 1);
     while (q->consumers) {
         qconsumer_t *c = q->consumers;
         queue_consumer_remove(q, c);
@@ -931,6 +934,7 @@ void queue_delete(queue_t *q)
 void queue_close(queue_t *q)
 {
     if (q->flags & QF_STREAM) stream_queue_gone(q, 0);
+    feed_close(q, 0);
     queue_store_close_begin(q);
     while (q->consumers) queue_consumer_remove(q, q->consumers);
     drop_all(q);

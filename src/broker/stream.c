@@ -30,12 +30,7 @@ typedef struct sreader {
     struct sreader *next;   /* in the stream's list */
     stream_t *s;
     qconsumer_t *qc;
-    int64_t next_off;       /* absolute offset of the next record to deliver */
-    wbuf_t buf;             /* whole batches read from the log */
-    wbuf_t unz;             /* the batch being iterated, decompressed (when it was compressed) */
-    size_t pos;             /* start of the batch being iterated (or of the next one) in buf */
-    size_t cur_len;         /* bytes of the batch being iterated, 0 none */
-    batch_iter_t it;
+    lcursor_t cur;          /* its position: the next record to deliver */
     pwaiter_t w;            /* linked while caught up with the high watermark */
     int pumping, dead;
 } sreader_t;
@@ -46,7 +41,6 @@ struct stream {
     topic_t *t;             /* NULL once Kafka deleted it */
     sreader_t *readers;
     uint64_t seq;           /* entry sequence numbers */
-    int warned_bad;         /* a batch that could not be decompressed was logged */
     UT_hash_handle hh;
 };
 
@@ -166,8 +160,7 @@ queue_t *stream_queue_of_topic(broker_t *b, const topic_t *t)
 static void reader_free(sreader_t *r)
 {
     pwaiter_cancel(&r->w);
-    wbuf_destroy(&r->buf);
-    wbuf_destroy(&r->unz);
+    lcursor_destroy(&r->cur);
     free(r);
 }
 
@@ -285,63 +278,81 @@ static void on_data(pwaiter_t *w, int status)
     if (status == 0) pump(r);
 }
 
-/* Fills rec with the next record at or past r->next_off. Returns 1, 0 if
- * none is visible yet, or <0 (a read error). */
-static int next_record(sreader_t *r, batch_rec_t *rec)
+/* ---- cursors over a partition (stream_map.h) ---- */
+
+void lcursor_init(lcursor_t *c, int64_t offset)
 {
-    stream_t *s = r->s;
+    memset(c, 0, sizeof *c);
+    c->next_off = offset;
+    wbuf_init(&c->buf);
+    wbuf_init(&c->unz);
+}
+
+void lcursor_destroy(lcursor_t *c)
+{
+    wbuf_destroy(&c->buf);
+    wbuf_destroy(&c->unz);
+}
+
+void lcursor_seek(lcursor_t *c, int64_t offset)
+{
+    c->next_off = offset;
+    c->pos = c->buf.len = 0;
+    c->cur_len = 0;
+}
+
+int lcursor_next(lcursor_t *c, partition_t *p, batch_rec_t *rec, const char *what)
+{
     for (int refills = 0;;) {
-        if (r->cur_len) {
-            int rc = batch_iter_next(&r->it, rec);
+        if (c->cur_len) {
+            int rc = batch_iter_next(&c->it, rec);
             if (rc > 0) {
-                if (rec->offset < r->next_off) continue; /* the start lies inside the batch */
+                if (rec->offset < c->next_off) continue; /* the start lies inside the batch */
+                c->next_off = rec->offset + 1;
                 return 1;
             }
-            r->next_off = batch_last_offset(&r->it.h) + 1 > r->next_off ? batch_last_offset(&r->it.h) + 1
-                                                                          : r->next_off;
-            r->pos += r->cur_len;
-            r->cur_len = 0;
+            if (batch_last_offset(&c->it.h) + 1 > c->next_off) c->next_off = batch_last_offset(&c->it.h) + 1;
+            c->pos += c->cur_len;
+            c->cur_len = 0;
             continue;
         }
-        if (r->pos < r->buf.len) {
+        if (c->pos < c->buf.len) {
             batch_header_t h;
-            if (batch_header_parse(r->buf.p + r->pos, r->buf.len - r->pos, &h) < 0) {
-                r->pos = r->buf.len; /* cannot happen for what plog_read returns: refill */
+            if (batch_header_parse(c->buf.p + c->pos, c->buf.len - c->pos, &h) < 0) {
+                c->pos = c->buf.len; /* cannot happen for what plog_read returns: refill */
                 continue;
             }
             size_t len = batch_size(&h);
-            int skip = batch_last_offset(&h) < r->next_off || (h.attributes & BATCH_ATTR_CONTROL);
-            const uint8_t *bp = r->buf.p + r->pos;
+            int skip = batch_last_offset(&h) < c->next_off || (h.attributes & BATCH_ATTR_CONTROL);
+            const uint8_t *bp = c->buf.p + c->pos;
             size_t blen = len;
             if (!skip && (h.attributes & BATCH_ATTR_COMPRESSION_MASK)) {
-                wbuf_reset(&r->unz);
-                int urc = batch_unzip(bp, len, &r->unz);
+                wbuf_reset(&c->unz);
+                int urc = batch_unzip(bp, len, &c->unz);
                 if (urc < 0) {
-                    if (!s->warned_bad)
-                        LOG_W("stream %s: batch at offset %lld cannot be decompressed (%s): skipped for AMQP "
-                              "consumers",
-                              queue_name_cstr(s->q), (long long)h.base_offset, herald_strerror(urc));
-                    s->warned_bad = 1;
+                    if (!c->warned_bad)
+                        LOG_W("%s: batch at offset %lld cannot be decompressed (%s): skipped for AMQP consumers",
+                              what, (long long)h.base_offset, herald_strerror(urc));
+                    c->warned_bad = 1;
                     skip = 1;
                 }
-                bp = r->unz.p;
-                blen = r->unz.len;
+                bp = c->unz.p;
+                blen = c->unz.len;
             }
-            if (skip || batch_iter_init(&r->it, bp, blen) < 0) {
-                if (batch_last_offset(&h) + 1 > r->next_off) r->next_off = batch_last_offset(&h) + 1;
-                r->pos += len;
+            if (skip || batch_iter_init(&c->it, bp, blen) < 0) {
+                if (batch_last_offset(&h) + 1 > c->next_off) c->next_off = batch_last_offset(&h) + 1;
+                c->pos += len;
                 continue;
             }
-            r->cur_len = len;
+            c->cur_len = len;
             continue;
         }
-        partition_t *p = spart(s);
         if (!p || refills++ > 64) return 0;
-        wbuf_reset(&r->buf);
-        r->pos = 0;
-        if (r->next_off < partition_start_offset(p)) r->next_off = partition_start_offset(p); /* retention */
-        if (r->next_off >= partition_high_watermark(p)) return 0;
-        int64_t got = partition_read(p, r->next_off, STREAM_READ_BYTES, &r->buf);
+        wbuf_reset(&c->buf);
+        c->pos = 0;
+        if (c->next_off < partition_start_offset(p)) c->next_off = partition_start_offset(p); /* retention */
+        if (c->next_off >= partition_high_watermark(p)) return 0;
+        int64_t got = partition_read(p, c->next_off, STREAM_READ_BYTES, &c->buf);
         if (got == HE_OUT_OF_RANGE) continue; /* the start moved meanwhile */
         if (got <= 0) return (int)got;
     }
@@ -351,7 +362,7 @@ static qentry_t *entry_for(stream_t *s, const batch_rec_t *rec)
 {
     qentry_t *e = xcalloc(1, sizeof *e);
     e->q = s->q;
-    e->m = stream_map_message(rec);
+    e->m = stream_map_message(rec, -1);
     e->seq = s->seq++;
     e->offset = rec->offset;
     e->deliveries = 1;
@@ -366,9 +377,9 @@ static void pump(sreader_t *r)
     stream_t *s = r->s;
     while (!r->dead && r->qc->can_take(r->qc)) {
         batch_rec_t rec;
-        int rc = next_record(r, &rec);
+        int rc = lcursor_next(&r->cur, spart(s), &rec, queue_name_cstr(s->q));
         if (rc < 0) {
-            LOG_E("stream %s: read at offset %lld failed: %s", queue_name_cstr(s->q), (long long)r->next_off,
+            LOG_E("stream %s: read at offset %lld failed: %s", queue_name_cstr(s->q), (long long)r->cur.next_off,
                   herald_strerror(rc));
             break;
         }
@@ -377,11 +388,10 @@ static void pump(sreader_t *r)
             if (!p || r->w.part) break;
             r->w.cb = on_data;
             r->w.ctx = r;
-            r->w.target = r->next_off + 1;
-            if (partition_wait(p, &r->w) == 0 || partition_high_watermark(p) <= r->next_off) break;
+            r->w.target = r->cur.next_off + 1;
+            if (partition_wait(p, &r->w) == 0 || partition_high_watermark(p) <= r->cur.next_off) break;
             continue; /* visible meanwhile */
         }
-        r->next_off = rec.offset + 1;
         qentry_t *e = entry_for(s, &rec);
         r->qc->deliver(r->qc, e);
     }
@@ -427,9 +437,7 @@ void stream_reader_add(queue_t *q, qconsumer_t *c, stream_start_t from)
     r->s = s;
     r->qc = c;
     partition_t *p = spart(s);
-    r->next_off = p ? resolve(p, from) : 0;
-    wbuf_init(&r->buf);
-    wbuf_init(&r->unz);
+    lcursor_init(&r->cur, p ? resolve(p, from) : 0);
     r->next = s->readers;
     s->readers = r;
     pump(r);

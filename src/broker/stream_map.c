@@ -231,7 +231,7 @@ static void rebuild_props(const batch_rec_t *rec, amqp_props_t *p, wbuf_t *tbl)
     }
 }
 
-qmsg_t *stream_map_message(const batch_rec_t *rec)
+qmsg_t *stream_map_message(const batch_rec_t *rec, int32_t partition)
 {
     amqp_bytes_t ex = {NULL, 0}, stored = {NULL, 0};
     int has_stored = 0;
@@ -258,6 +258,10 @@ qmsg_t *stream_map_message(const batch_rec_t *rec)
     }
     ftable_put_name(&tbl, "x-stream-offset");
     ftable_put_i64(&tbl, rec->offset);
+    if (partition >= 0) {
+        ftable_put_name(&tbl, "x-stream-partition");
+        ftable_put_i32(&tbl, partition);
+    }
     props.flags |= PROP_HEADERS;
     props.headers = (amqp_bytes_t){tbl.p, (uint32_t)tbl.len};
     amqp_props_encode(&enc, &props);

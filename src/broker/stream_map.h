@@ -7,6 +7,7 @@
 #define HERALD_BROKER_STREAM_MAP_H
 
 #include "base/buf.h"
+#include "broker/broker.h"
 #include "broker/queue.h"
 #include "store/batch.h"
 
@@ -27,7 +28,33 @@ void stream_map_batch(wbuf_t *out, const qmsg_t *m);
  * the headers table (a null value as void). Either way the headers table
  * gains x-stream-offset (long) = the record's offset. Routing key = the
  * record key (empty if null or over 255 bytes), exchange = amqp.exchange
- * or "". Returns a new message (refs = 1). */
-qmsg_t *stream_map_message(const batch_rec_t *rec);
+ * or "". partition >= 0 (a queue fed from a topic, feed.h) adds
+ * x-stream-partition (signedint). Returns a new message (refs = 1). */
+qmsg_t *stream_map_message(const batch_rec_t *rec, int32_t partition);
+
+/* ---- reading a partition record by record (stream.c) ---- */
+
+/* A position in a partition log with the batches read ahead. Reads only up
+ * to the high watermark; decompresses compressed batches; skips control
+ * batches. */
+typedef struct {
+    int64_t next_off;       /* absolute offset of the next record to return */
+    wbuf_t buf;             /* whole batches read from the log */
+    wbuf_t unz;             /* the batch being iterated, decompressed (when it was compressed) */
+    size_t pos;             /* start of the batch being iterated (or of the next one) in buf */
+    size_t cur_len;         /* bytes of the batch being iterated, 0 none */
+    batch_iter_t it;
+    int warned_bad;         /* a batch that could not be decompressed was logged */
+} lcursor_t;
+
+void lcursor_init(lcursor_t *c, int64_t offset);
+void lcursor_destroy(lcursor_t *c);
+/* Moves to offset, dropping what was read ahead. */
+void lcursor_seek(lcursor_t *c, int64_t offset);
+/* Fills rec (views valid until the next call) with the next record of p
+ * at or past c->next_off and moves past it. Below the log start (retention)
+ * it continues from the start. what names the reader in log messages.
+ * Returns 1, 0 if none is visible yet (or p is NULL), or <0 (read error). */
+int lcursor_next(lcursor_t *c, partition_t *p, batch_rec_t *rec, const char *what);
 
 #endif

@@ -33,6 +33,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "broker/deadletter.h"
+#include "broker/feed.h"
 #include "broker/internal.h"
 #include "broker/stream.h"
 #include "store/deleter.h"
@@ -295,6 +296,13 @@ int vhost_queue_create(vhost_t *v, amqp_bytes_t name, unsigned flags, amqp_bytes
     queue_set_owner(q, owner);
     if ((flags & QF_DURABLE) && !(flags & QF_EXCLUSIVE)) {
         int rc = flags & QF_STREAM ? stream_open(v->b, q, 1) : queue_open(q);
+        if (rc < 0) {
+            vhost_queue_delete(v, q);
+            return rc;
+        }
+    }
+    if (!(flags & QF_STREAM) && feed_wanted(args)) {
+        int rc = feed_open(v->b, q, 1);
         if (rc < 0) {
             vhost_queue_delete(v, q);
             return rc;
@@ -570,6 +578,7 @@ static void resolve_claims(vhost_t *v)
 {
     qclaim_t *c;
     size_t n = queue_take_claims(&c);
+    feed_claims(v->b, c, n); /* queues fed from topics resume after their last stored message */
     if (!n) return;
     qsort(c, n, sizeof *c, cmp_claim);
     int64_t *offs = xmalloc(n * sizeof *offs);
@@ -600,6 +609,7 @@ int vhost_open(vhost_t *v)
         unsigned f = queue_flags(n->q);
         if (!(f & QF_DURABLE) || (f & QF_EXCLUSIVE)) continue;
         if ((rc = f & QF_STREAM ? stream_open(v->b, n->q, 0) : queue_open(n->q)) < 0) return rc;
+        if (!(f & QF_STREAM) && feed_wanted(queue_args(n->q)) && (rc = feed_open(v->b, n->q, 0)) < 0) return rc;
     }
     for (dnode_t *d = v->delays; d; d = d->next)
         if ((queue_flags(d->q) & QF_DURABLE) && (rc = queue_open(d->q)) < 0) return rc;

@@ -170,7 +170,7 @@ static void test_amqp_round_trip(void **state)
     assert_memory_equal(kv.value, props.p, props.len);
 
     /* Back to AMQP: the same properties, plus x-stream-offset. */
-    qmsg_t *back = stream_map_message(&rec);
+    qmsg_t *back = stream_map_message(&rec, -1);
     assert_int_equal(back->body_len, 5);
     assert_memory_equal(qmsg_body(back), "hello", 5);
     assert_true(amqp_bytes_eq(qmsg_exchange(back), "ex"));
@@ -209,7 +209,7 @@ static void test_empty_message(void **state)
     assert_int_equal(rec.key_len, -1); /* an empty routing key is a null key */
     assert_int_equal(rec.value_len, 0);
     assert_int_equal(rec.header_count, 0);
-    qmsg_t *back = stream_map_message(&rec);
+    qmsg_t *back = stream_map_message(&rec, -1);
     assert_int_equal(back->body_len, 0);
     assert_int_equal(qmsg_key(back).len, 0);
     assert_int_equal(qmsg_exchange(back).len, 0);
@@ -251,7 +251,7 @@ static void test_kafka_record(void **state)
         batch_build(&batch, 99, &r, 1);
         batch_rec_t rec;
         only_record(&batch, 7, &rec);
-        qmsg_t *m = stream_map_message(&rec);
+        qmsg_t *m = stream_map_message(&rec, -1);
         assert_int_equal(qmsg_key(m).len, 0);
         assert_int_equal(m->ts_ms, 99);
         amqp_props_t p;
@@ -291,7 +291,7 @@ static void test_long_key(void **state)
     batch_build(&batch, 0, &r, 1);
     batch_rec_t rec;
     only_record(&batch, 0, &rec);
-    qmsg_t *m = stream_map_message(&rec);
+    qmsg_t *m = stream_map_message(&rec, -1);
     assert_int_equal(qmsg_key(m).len, 0);
     assert_int_equal(m->body_len, 0);
     qmsg_unref(m);
