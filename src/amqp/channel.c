@@ -311,7 +311,9 @@ static int handle_consume(amqp_channel_t *ch, const amqp_basic_consume_t *a)
                         (int)tag.len, (const char *)tag.p);
         return -1;
     }
-    if (queue_consumer_count(q) && (a->exclusive || queue_has_exclusive_consumer(q))) {
+    /* (RabbitMQ 3.10.8 ignores exclusive on a stream: each reader has its own position.) */
+    if (!(queue_flags(q) & QF_STREAM) && queue_consumer_count(q) &&
+        (a->exclusive || queue_has_exclusive_consumer(q))) {
         amqp_channel_error(ch, AMQP_ACCESS_REFUSED, AMQP_BASIC_CONSUME,
                            "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use", queue_name_cstr(q));
         return -1;

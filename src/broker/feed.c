@@ -28,6 +28,11 @@ typedef struct {
     int64_t last_next;      /* source offset after the last fed message awaiting durability, -1 none */
     uint32_t last_epoch;
     int64_t last_target;
+    /* The `last` of a previous tick, still waiting: under steady feeding the
+     * newest message is rarely durable at a tick, an older one is. */
+    int64_t snap_next;      /* -1 none */
+    uint32_t snap_epoch;
+    int64_t snap_target;
 } fpart_t;
 
 struct feed {
@@ -90,6 +95,7 @@ static fpart_t *part_new(feed_t *f, int32_t i, int64_t from)
     lcursor_init(&fp->cur, from);
     fp->durable_next = from;
     fp->last_next = -1;
+    fp->snap_next = -1;
     fp->w.cb = on_data;
     fp->w.ctx = fp;
     return fp;
@@ -155,9 +161,17 @@ static void write_positions(feed_t *f)
     int moved = 0;
     for (int32_t i = 0; i < f->nparts; i++) {
         fpart_t *fp = f->parts[i];
+        if (fp->snap_next >= 0 && queue_publish_state(f->q, fp->snap_epoch, fp->snap_target) == 1) {
+            fp->durable_next = fp->snap_next;
+            fp->snap_next = -1;
+        }
         if (fp->last_next >= 0 && queue_publish_state(f->q, fp->last_epoch, fp->last_target) == 1) {
             fp->durable_next = fp->last_next;
-            fp->last_next = -1;
+            fp->last_next = fp->snap_next = -1;
+        } else if (fp->last_next >= 0 && fp->snap_next < 0) {
+            fp->snap_next = fp->last_next;
+            fp->snap_epoch = fp->last_epoch;
+            fp->snap_target = fp->last_target;
         }
         moved |= fp->durable_next != f->written[i];
     }

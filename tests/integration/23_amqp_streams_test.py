@@ -57,7 +57,7 @@ def publish(ch, q, n, start=0, exchange="", **props):
                          pika.BasicProperties(delivery_mode=2, headers={"i": i}, **props))
 
 
-def consume(conn, ch, q, offset=None, prefetch=100, n=None, wait=1.5, ack=True, tag=None):
+def consume(conn, ch, q, offset=None, prefetch=100, n=None, wait=1.5, ack=True, tag=None, exclusive=False):
     """Consumes with manual acks; returns [(method, properties, body)] after n messages or `wait` s."""
     ch.basic_qos(prefetch_count=prefetch)
     got = []
@@ -69,7 +69,7 @@ def consume(conn, ch, q, offset=None, prefetch=100, n=None, wait=1.5, ack=True, 
 
     args = {} if offset is None else {"x-stream-offset": offset}
     kw = {"consumer_tag": tag} if tag else {}
-    ch.basic_consume(q, on, arguments=args, **kw)
+    ch.basic_consume(q, on, arguments=args, exclusive=exclusive, **kw)
     if n is None:
         pump(conn, wait)
     else:
@@ -284,7 +284,7 @@ def test_live_consumers_and_exchange_routing(env):
     ch.queue_bind(q, x, "rk")
     cons = env.connect()
     a, b = cons.channel(), cons.channel()
-    got_a = consume(cons, a, q, "next", wait=0.3)
+    got_a = consume(cons, a, q, "next", wait=0.3, exclusive=True)  # a stream ignores exclusive, as RabbitMQ
     got_b = consume(cons, b, q, "first", wait=0.3, prefetch=2)
     ch.confirm_delivery()
     publish(ch, "rk", 3, exchange=x)
