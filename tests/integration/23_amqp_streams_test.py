@@ -642,3 +642,57 @@ def test_source_topic_position_survives_restart(broker_factory, crash):
         assert everything == expected  # nothing fed twice, nothing skipped
     finally:
         env.cleanup()
+
+
+@herald_only
+def test_source_topic_position_log_covers_deleted_segments(broker_factory):
+    """Partition 0's fed messages fill a whole data-log segment (64 MiB), are acked and their
+    segment is deleted, claims and all; the position log still knows where partition 0 was."""
+    from confluent_kafka import Producer
+    b = broker_factory()
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    try:
+        src = uid("src")
+        make_topic(b.bootstrap, src, 2)
+        conn = env.connect()
+        ch = conn.channel()
+        q = uid("fed")
+        ch.queue_declare(q, durable=True, arguments={"x-source-topic": src, "x-source-max-ready": 20})
+        big = b"x" * 900_000
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(74):  # 66.6 MB: all in the queue's first data segment (64 MiB)
+            p.produce(src, value=b"%03d" % i + big, partition=0)
+            if i % 10 == 9:
+                p.flush(10)
+        assert p.flush(10) == 0
+        got = []
+        ch.basic_qos(prefetch_count=10)
+        ch.basic_consume(q, lambda ch_, m, pr, body: (got.append(body[:3]), ch_.basic_ack(m.delivery_tag)))
+        pump_until(conn, lambda: len(got) >= 74, timeout=60)
+        assert got == [b"%03d" % i for i in range(74)]
+        p.produce(src, value=b"p1-" + big, partition=1)  # does not fit: rolls, its claim in the new segment
+        p.flush(10)
+        pump_until(conn, lambda: len(got) >= 75, timeout=10)
+        time.sleep(3)  # acks synced; the maintenance tick drops the first segment; a feed tick
+        conn.close()
+        qdirs = [d for d in os.listdir(os.path.join(b.data_dir, "queues")) if d.endswith("-log")]
+        assert len(qdirs) == 1
+        segs = [f for f in os.listdir(os.path.join(b.data_dir, "queues", qdirs[0])) if f.endswith(".log")]
+        assert len(segs) == 1 and not segs[0].startswith("0" * 20), segs  # the first segment is gone
+        b.kill()
+        b.start()
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+        p.produce(src, value=b"p0-new", partition=0)
+        p.produce(src, value=b"p1-new", partition=1)
+        assert p.flush(10) == 0
+        conn = env.connect()
+        ch = conn.channel()
+        rest = []
+        ch.basic_qos(prefetch_count=100)
+        ch.basic_consume(q, lambda ch_, m, pr, body: (rest.append(body[:6]), ch_.basic_ack(m.delivery_tag)))
+        pump_until(conn, lambda: len(rest) >= 2, timeout=20)
+        pump(conn, 1.5)
+        assert sorted(rest) == [b"p0-new", b"p1-new"]  # nothing of partition 0 fed again
+    finally:
+        env.cleanup()
