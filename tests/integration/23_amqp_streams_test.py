@@ -468,7 +468,8 @@ def test_deleting_either_side_deletes_both(env):
 
 
 @herald_only
-def test_restart_keeps_everything(broker_factory):
+@pytest.mark.parametrize("crash", [False, True])
+def test_restart_keeps_everything(broker_factory, crash):
     from confluent_kafka import Producer
     b = broker_factory()
     b.host, b.reference = "127.0.0.1", False
@@ -485,8 +486,12 @@ def test_restart_keeps_everything(broker_factory):
         pr = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
         pr.produce(q, key=b"k", value=b"kafka")
         pr.flush(10)
-        conn.close()
-        b.restart()
+        if crash:  # every confirmed publish and acknowledged produce is on disk: SIGKILL loses none
+            b.kill()
+            b.start()
+        else:
+            conn.close()
+            b.restart()
         conn = env.connect()
         ch = conn.channel()
         declare_stream(ch, q, **{"x-max-age": "1h"})  # same arguments: equivalent
