@@ -16,6 +16,10 @@
 #define HDR_PREFIX "amqp."
 #define HDR_PROPS "amqp.properties"
 #define HDR_EXCHANGE "amqp.exchange"
+/* Record headers rebuilt into an AMQP headers table stop short of this
+ * many bytes: the content header must fit one frame (clients negotiate
+ * 128 KiB; the spec's floor is 4 KiB, and most of it is left for the rest). */
+#define TABLE_MAX 16384
 
 /* The shortstr properties and their header names, in flag order. */
 static const struct {
@@ -204,7 +208,8 @@ static void rebuild_props(const batch_rec_t *rec, amqp_props_t *p, wbuf_t *tbl)
     batch_header_kv_t kv;
     while (batch_rec_next_header(&r, &kv) > 0) {
         if (!has_prefix(&kv)) {
-            if (kv.key_len > 255) continue;
+            size_t need = 1 + (size_t)kv.key_len + 5 + (kv.value_len > 0 ? (size_t)kv.value_len : 0);
+            if (kv.key_len > 255 || tbl->len + need > TABLE_MAX) continue; /* left out */
             wbuf_u8(tbl, (uint8_t)kv.key_len);
             wbuf_put(tbl, kv.key, (size_t)kv.key_len);
             if (kv.value_len < 0) wbuf_u8(tbl, FV_VOID);

@@ -25,7 +25,8 @@ void stream_map_batch(wbuf_t *out, const qmsg_t *m);
 /* The message an AMQP consumer gets for a stored record: with
  * "amqp.properties", those properties; otherwise properties rebuilt from
  * the amqp.* headers, and every other record header as a longstr entry of
- * the headers table (a null value as void). Either way the headers table
+ * the headers table (a null value as void; names over 255 bytes, and
+ * headers past 16 KiB of table, are left out). Either way the headers table
  * gains x-stream-offset (long) = the record's offset. Routing key = the
  * record key (empty if null or over 255 bytes), exchange = amqp.exchange
  * or "". partition >= 0 (a queue fed from a topic, feed.h) adds

@@ -298,12 +298,45 @@ static void test_long_key(void **state)
     wbuf_destroy(&batch);
 }
 
+/* Kafka headers too big for an AMQP content header are left out. */
+static void test_big_headers(void **state)
+{
+    (void)state;
+    static char big[20000], name[300];
+    memset(big, 'v', sizeof big);
+    memset(name, 'n', sizeof name);
+    batch_header_kv_t h[] = {{"big", 3, big, (int32_t)sizeof big}, {name, 300, "x", 1}, {"small", 5, "s", 1}};
+    batch_record_t r = {0};
+    r.key_len = -1;
+    r.value_len = -1;
+    r.headers = h;
+    r.header_count = 3;
+    wbuf_t batch;
+    wbuf_init(&batch);
+    batch_build(&batch, 0, &r, 1);
+    batch_rec_t rec;
+    only_record(&batch, 0, &rec);
+    qmsg_t *m = stream_map_message(&rec, 3);
+    amqp_props_t p;
+    assert_int_equal(amqp_props_decode(qmsg_props(m), &p), 0);
+    fvalue_t v;
+    assert_int_equal(ftable_get(p.headers, "big", &v), 0);
+    assert_int_equal(ftable_get(p.headers, "small", &v), 1);
+    int64_t part = -1;
+    assert_int_equal(ftable_get_int(p.headers, "x-stream-partition", &part), 1);
+    assert_int_equal(part, 3);
+    assert_true(p.headers.len < 100);
+    qmsg_unref(m);
+    wbuf_destroy(&batch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intervals),     cmocka_unit_test(test_arg_configs),
         cmocka_unit_test(test_amqp_round_trip), cmocka_unit_test(test_empty_message),
         cmocka_unit_test(test_kafka_record),  cmocka_unit_test(test_long_key),
+        cmocka_unit_test(test_big_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
