@@ -78,6 +78,7 @@ typedef struct bench_opts {
     int pid;       /* broker, 0: no CPU or RSS figures */
     int timeout_s; /* per phase */
     int repeat;
+    int stream;    /* 1: stream queues (x-queue-type=stream), consumed from x-stream-offset=first */
 } bench_opts_t;
 
 static bench_opts_t opts = {
@@ -96,7 +97,17 @@ static bench_opts_t opts = {
     .pid = 0,
     .timeout_s = 300,
     .repeat = 1,
+    .stream = 0,
 };
+
+/* One-entry argument table {name: longstr value}, for stream queues. */
+static amqp_table_t bench_str_table(amqp_table_entry_t *e, const char *name, const char *value)
+{
+    e->key = amqp_cstring_bytes(name);
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = amqp_cstring_bytes(value);
+    return (amqp_table_t){1, e};
+}
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -249,7 +260,9 @@ static void bench_conn_close(bench_conn_t *bc)
 
 static void bench_queue_declare(bench_conn_t *bc, const char *q)
 {
-    amqp_queue_declare(bc->c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, amqp_empty_table);
+    amqp_table_entry_t e;
+    amqp_queue_declare(bc->c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0,
+                       opts.stream ? bench_str_table(&e, "x-queue-type", "stream") : amqp_empty_table);
     bench_reply_check(amqp_get_rpc_reply(bc->c), bc->who, "queue.declare");
 }
 
@@ -494,8 +507,9 @@ static void bench_sub_start(bench_sub_t *S)
 {
     amqp_basic_qos(S->conn.c, 1, 0, (uint16_t)opts.prefetch, 0);
     bench_reply_check(amqp_get_rpc_reply(S->conn.c), "consumer", "basic.qos");
+    amqp_table_entry_t e;
     amqp_basic_consume(S->conn.c, 1, amqp_cstring_bytes(S->queue), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
+                       opts.stream ? bench_str_table(&e, "x-stream-offset", "first") : amqp_empty_table);
     bench_reply_check(amqp_get_rpc_reply(S->conn.c), "consumer", "basic.consume");
     S->ready = 1;
 }
@@ -809,7 +823,7 @@ static void bench_usage(void)
             "usage: amqp_bench [--host H] [--port P] [--phase all|publish|consume|both|latency]\n"
             "       [--count N] [--size BYTES] [--window N] [--prefetch N] [--ack-every N]\n"
             "       [--rate MSGS_PER_S] [--seconds S] [--queue NAME] [--broker-pid PID]\n"
-            "       [--label NAME] [--timeout S] [--repeat N]\n");
+            "       [--label NAME] [--timeout S] [--repeat N] [--stream 0|1]\n");
     exit(2);
 }
 
@@ -860,6 +874,8 @@ int main(int argc, char **argv)
             opts.timeout_s = (int)bench_arg_long(v, 1, 86400);
         else if (!strcmp(k, "--repeat"))
             opts.repeat = (int)bench_arg_long(v, 1, 20);
+        else if (!strcmp(k, "--stream"))
+            opts.stream = (int)bench_arg_long(v, 0, 1);
         else
             bench_usage();
     }
