@@ -158,6 +158,10 @@ static int open_poslog(feed_t *f, pos_t *ps)
 static void write_positions(feed_t *f)
 {
     if (!f->poslog) return;
+    /* Each record is a whole snapshot: segments wholly before the last
+     * durable one are not needed any more. */
+    int64_t d = plog_durable_offset(f->poslog->log);
+    if (d > 1) partition_drop_segments_before(f->poslog, d - 1);
     int moved = 0;
     for (int32_t i = 0; i < f->nparts; i++) {
         fpart_t *fp = f->parts[i];
@@ -182,14 +186,13 @@ static void write_positions(feed_t *f)
     for (int32_t i = 0; i < f->nparts; i++) wbuf_i64(&v, f->parts[i]->durable_next);
     int64_t target;
     int rc = internal_append(f->b, f->poslog, "f", 1, v.p, (int32_t)v.len, &target);
+    (void)target;
     wbuf_destroy(&v);
     if (rc < 0) {
         LOG_W("queue %s: cannot record its feed positions: %s", queue_name_cstr(f->q), herald_strerror(rc));
         return;
     }
     for (int32_t i = 0; i < f->nparts; i++) f->written[i] = f->parts[i]->durable_next;
-    /* Older records are superseded once this one is durable. */
-    if (plog_durable_offset(f->poslog->log) >= target - 1) partition_drop_segments_before(f->poslog, target - 1);
 }
 
 /* ---- feeding ---- */
