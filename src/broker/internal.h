@@ -37,6 +37,7 @@ struct partition {
     pwaiter_t *waiters;     /* waiting for the high watermark; unordered */
     producer_state_t *producers; /* uthash by producer_id */
     int failed;             /* a sync failed: the log is read-only */
+    int stream_pending;     /* a stream queue holds publishes to append first (stream.c) */
     UT_hash_handle hh_log;  /* in broker->by_log, keyed by the plog pointer */
 };
 

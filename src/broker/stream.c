@@ -41,10 +41,21 @@ struct stream {
     topic_t *t;             /* NULL once Kafka deleted it */
     sreader_t *readers;
     uint64_t seq;           /* entry sequence numbers */
+    /* AMQP publishes of this loop turn, appended as one batch by the
+     * prepare handle, or before anything else appends to the partition
+     * (stream_before_append), so that the offsets they were promised hold. */
+    qmsg_t **pend;          /* one reference each */
+    size_t npend, cappend;
+    uint32_t epoch;         /* bumped by each failed append of pending messages */
+    int64_t fail_at[16];    /* fail_at[e % 16]: first offset lost when epoch e failed */
+    stream_t *dirty_next;   /* in g_dirty while npend > 0 */
     UT_hash_handle hh;
 };
 
 static stream_t *g_streams;
+static stream_t *g_dirty;      /* streams with pending publishes */
+static uv_prepare_t g_prep;    /* flushes them once per loop turn */
+static int g_prep_on;
 
 static stream_t *find(const queue_t *q)
 {
@@ -54,6 +65,8 @@ static stream_t *find(const queue_t *q)
 }
 
 static partition_t *spart(const stream_t *s) { return s && s->t ? topic_partition(s->t, 0) : NULL; }
+
+static void flush(stream_t *s);
 
 /* ---- intervals and arguments ---- */
 
@@ -176,10 +189,35 @@ static void reader_unlink(sreader_t *r)
     else reader_free(r);
 }
 
+static void prep_stop(void)
+{
+    if (!g_prep_on || g_streams) return;
+    uv_close((uv_handle_t *)&g_prep, NULL);
+    g_prep_on = 0;
+}
+
+/* Drops s from the dirty list (its pending messages are flushed or dropped). */
+static void undirty(stream_t *s)
+{
+    for (stream_t **pp = &g_dirty; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == s) {
+            *pp = s->dirty_next;
+            break;
+        }
+    s->dirty_next = NULL;
+}
+
 void stream_queue_gone(queue_t *q, int remove)
 {
     stream_t *s = find(q);
     if (!s) return;
+    if (!remove) flush(s); /* a clean stop stores what was published */
+    partition_t *p = spart(s);
+    if (p) p->stream_pending = 0;
+    for (size_t i = 0; i < s->npend; i++) qmsg_unref(s->pend[i]);
+    s->npend = 0;
+    undirty(s);
+    free(s->pend);
     while (s->readers) reader_unlink(s->readers);
     HASH_DEL(g_streams, s);
     if (remove && s->t) {
@@ -187,6 +225,7 @@ void stream_queue_gone(queue_t *q, int remove)
         if (rc < 0) LOG_W("stream %s: cannot delete its topic: %s", queue_name_cstr(q), herald_strerror(rc));
     }
     free(s);
+    prep_stop();
 }
 
 void stream_topic_deleting(broker_t *b, topic_t *t)
@@ -201,31 +240,102 @@ void stream_topic_deleting(broker_t *b, topic_t *t)
 
 /* ---- publishing and confirms ---- */
 
+/* Fails the waiters whose target lies in (lo, hi]: the confirms of
+ * messages whose append failed (no one else can wait for offsets that
+ * were never assigned; a Kafka fetch waiting there just answers early). */
+static void fail_waiters(partition_t *p, int64_t lo, int64_t hi, int status)
+{
+    pwaiter_t *hit = NULL;
+    for (pwaiter_t *w = p->waiters, *next; w; w = next) {
+        next = w->next;
+        if (w->target > lo && w->target <= hi) {
+            pwaiter_cancel(w);
+            w->next = hit;
+            hit = w;
+        }
+    }
+    while (hit) {
+        pwaiter_t *n = hit->next;
+        hit->next = NULL;
+        hit->cb(hit, status);
+        hit = n;
+    }
+}
+
+static void flush(stream_t *s)
+{
+    if (!s->npend) return;
+    partition_t *p = spart(s);
+    size_t n = s->npend;
+    s->npend = 0;
+    undirty(s);
+    if (p) {
+        p->stream_pending = 0; /* before appending: the append hook must not come back here */
+        wbuf_t w;
+        wbuf_init(&w);
+        stream_map_batch(&w, s->pend, n);
+        int64_t expect = partition_end_offset(p);
+        append_result_t res;
+        int rc = partition_append(s->b, p, w.p, w.len, &res);
+        wbuf_destroy(&w);
+        if (rc < 0) {
+            LOG_E("stream %s: cannot store %zu message(s): %s", queue_name_cstr(s->q), n, herald_strerror(rc));
+            s->fail_at[s->epoch % 16] = expect;
+            s->epoch++;
+            fail_waiters(p, expect, expect + (int64_t)n, rc);
+        }
+    }
+    for (size_t i = 0; i < n; i++) qmsg_unref(s->pend[i]);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    (void)h;
+    while (g_dirty) flush(g_dirty);
+}
+
+void stream_before_append(partition_t *p)
+{
+    for (stream_t *s = g_dirty; s; s = s->dirty_next)
+        if (spart(s) == p) {
+            flush(s);
+            return;
+        }
+    p->stream_pending = 0;
+}
+
 int stream_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
     stream_t *s = find(q);
     partition_t *p = spart(s);
-    if (!p) return HE_STORAGE;
-    wbuf_t w;
-    wbuf_init(&w);
-    stream_map_batch(&w, m);
-    append_result_t res;
-    int rc = partition_append(s->b, p, w.p, w.len, &res);
-    wbuf_destroy(&w);
-    if (rc < 0) {
-        LOG_E("stream %s: cannot store a message: %s", queue_name_cstr(q), herald_strerror(rc));
-        return rc;
+    if (!p || p->failed) return HE_STORAGE;
+    if (s->npend == s->cappend) {
+        s->cappend = s->cappend ? s->cappend * 2 : 64;
+        s->pend = xrealloc(s->pend, s->cappend * sizeof *s->pend);
     }
-    *epoch = 0;
-    *target = res.base_offset + 1;
+    s->pend[s->npend++] = qmsg_ref(m);
+    if (s->npend == 1) {
+        s->dirty_next = g_dirty;
+        g_dirty = s;
+    }
+    p->stream_pending = 1;
+    if (!g_prep_on) {
+        uv_prepare_init(broker_loop(s->b), &g_prep);
+        uv_prepare_start(&g_prep, on_prepare);
+        uv_unref((uv_handle_t *)&g_prep);
+        g_prep_on = 1;
+    }
+    *epoch = s->epoch;
+    *target = partition_end_offset(p) + (int64_t)s->npend; /* the offset after its record */
     return 1;
 }
 
 int stream_publish_state(queue_t *q, uint32_t epoch, int64_t target)
 {
-    (void)epoch;
-    partition_t *p = spart(find(q));
+    stream_t *s = find(q);
+    partition_t *p = spart(s);
     if (!p) return 1; /* deleted since: nothing left to wait for */
+    if (epoch != s->epoch && (s->epoch - epoch > 16 || target > s->fail_at[epoch % 16])) return HE_STORAGE;
     if (partition_high_watermark(p) >= target) return 1;
     return p->failed ? HE_STORAGE : 0;
 }
@@ -274,8 +384,8 @@ static void pump(sreader_t *r);
 
 static void on_data(pwaiter_t *w, int status)
 {
-    sreader_t *r = w->ctx;
-    if (status == 0) pump(r);
+    (void)status; /* < 0: a failed stream append (fail_waiters): look again */
+    pump(w->ctx);
 }
 
 /* ---- cursors over a partition (stream_map.h) ---- */

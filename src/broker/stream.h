@@ -73,6 +73,9 @@ int stream_arg_configs(amqp_bytes_t args, topic_kv_t *kv, char vals[3][24], cons
 /* Appends m as one record. Returns 1 with *epoch and *target (the offset
  * after the record) for the confirm, or <0 if it could not be stored. */
 int stream_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target);
+/* Appends the AMQP publishes pending for partition p first: called before
+ * any other append to a partition with p->stream_pending (topic.c). */
+void stream_before_append(partition_t *p);
 /* Same contract as queue_publish_state / queue_wait. */
 int stream_publish_state(queue_t *q, uint32_t epoch, int64_t target);
 int stream_wait(queue_t *q, pwaiter_t *w, int64_t target);

@@ -90,46 +90,55 @@ typedef struct {
     int32_t val_len;            /* -1: null */
 } hdr_ref_t;
 
-void stream_map_batch(wbuf_t *out, const qmsg_t *m)
+typedef struct {
+    wbuf_t text;                /* header names and values of every message */
+    hdr_ref_t *refs;
+    size_t n, cap;
+} refs_t;
+
+static void add_ref(refs_t *r, size_t noff, size_t nlen, size_t voff, int32_t vlen)
+{
+    if (r->n == r->cap) r->refs = xrealloc(r->refs, (r->cap = r->cap ? r->cap * 2 : 64) * sizeof *r->refs);
+    r->refs[r->n++] = (hdr_ref_t){noff, nlen, voff, vlen};
+}
+
+static void add_text(refs_t *r, const char *name, const void *val, size_t vlen)
+{
+    size_t noff = r->text.len, nl = strlen(name);
+    wbuf_put(&r->text, name, nl);
+    size_t voff = r->text.len;
+    wbuf_put(&r->text, val, vlen);
+    add_ref(r, noff, nl, voff, (int32_t)vlen);
+}
+
+/* Collects the mapped headers of m (all but amqp.exchange and
+ * amqp.properties, which are views into m). Names and values are offsets
+ * into one buffer, which may move while it grows; the views are made at
+ * the end. */
+static void collect(refs_t *r, const qmsg_t *m)
 {
     amqp_props_t props;
-    amqp_bytes_t raw = qmsg_props(m);
-    if (amqp_props_decode(raw, &props) < 0) memset(&props, 0, sizeof props);
-    /* Names and values are collected as offsets into one buffer, which may
-     * move while it grows; the header views are made at the end. */
-    wbuf_t text;
-    wbuf_init(&text);
-    size_t cap = 16, n = 0;
-    hdr_ref_t *refs = xmalloc(cap * sizeof *refs);
-#define ADD_REF(NOFF, NLEN, VOFF, VLEN)                                                                              \
-    do {                                                                                                             \
-        if (n == cap) refs = xrealloc(refs, (cap *= 2) * sizeof *refs);                                              \
-        refs[n++] = (hdr_ref_t){(NOFF), (NLEN), (VOFF), (VLEN)};                                                     \
-    } while (0)
+    if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
     if (props.flags & PROP_HEADERS) {
         ftable_iter_t it = {props.headers};
         amqp_bytes_t name;
         fvalue_t v;
         while (ftable_next(&it, &name, &v)) {
-            size_t noff = text.len;
-            wbuf_put(&text, name.p, name.len);
-            size_t voff = text.len;
+            size_t noff = r->text.len;
+            wbuf_put(&r->text, name.p, name.len);
+            size_t voff = r->text.len;
             int is_null;
-            if (value_text(&v, &text, &is_null) < 0) {
-                text.len = noff;
+            if (value_text(&v, &r->text, &is_null) < 0) {
+                r->text.len = noff;
                 continue;
             }
-            ADD_REF(noff, name.len, voff, is_null ? -1 : (int32_t)(text.len - voff));
+            add_ref(r, noff, name.len, voff, is_null ? -1 : (int32_t)(r->text.len - voff));
         }
     }
     for (size_t i = 0; i < NSTR; i++) {
         if (!(props.flags & str_props[i].flag)) continue;
-        amqp_bytes_t s = *str_field(&props, str_props[i].flag);
-        size_t noff = text.len, nl = strlen(str_props[i].name);
-        wbuf_put(&text, str_props[i].name, nl);
-        size_t voff = text.len;
-        wbuf_put(&text, s.p, s.len);
-        ADD_REF(noff, nl, voff, (int32_t)s.len);
+        amqp_bytes_t sv = *str_field(&props, str_props[i].flag);
+        add_text(r, str_props[i].name, sv.p, sv.len);
     }
     static const struct {
         uint16_t flag;
@@ -143,33 +152,49 @@ void stream_map_batch(wbuf_t *out, const qmsg_t *m)
                                                              : props.timestamp;
         char tmp[24];
         int tl = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
-        size_t noff = text.len, nl = strlen(num_props[i].name);
-        wbuf_put(&text, num_props[i].name, nl);
-        size_t voff = text.len;
-        wbuf_put(&text, tmp, (size_t)tl);
-        ADD_REF(noff, nl, voff, tl);
+        add_text(r, num_props[i].name, tmp, (size_t)tl);
     }
-#undef ADD_REF
-    batch_header_kv_t *h = xmalloc((n + 2) * sizeof *h);
-    for (size_t i = 0; i < n; i++)
-        h[i] = (batch_header_kv_t){text.p + refs[i].name_off, (int32_t)refs[i].name_len,
-                                   refs[i].val_len < 0 ? NULL : text.p + refs[i].val_off, refs[i].val_len};
-    size_t nh = n;
-    amqp_bytes_t ex = qmsg_exchange(m);
-    if (ex.len) h[nh++] = (batch_header_kv_t){HDR_EXCHANGE, (int32_t)strlen(HDR_EXCHANGE), ex.p, (int32_t)ex.len};
-    if (raw.len) h[nh++] = (batch_header_kv_t){HDR_PROPS, (int32_t)strlen(HDR_PROPS), raw.p, (int32_t)raw.len};
-    amqp_bytes_t key = qmsg_key(m);
-    batch_record_t rec = {0};
-    rec.key = key.len ? key.p : NULL;
-    rec.key_len = key.len ? (int32_t)key.len : -1;
-    rec.value = qmsg_body((qmsg_t *)m); /* read only */
-    rec.value_len = (int32_t)m->body_len;
-    rec.headers = h;
-    rec.header_count = nh;
-    batch_build(out, m->ts_ms, &rec, 1);
+}
+
+void stream_map_batch(wbuf_t *out, qmsg_t *const *ms, size_t n)
+{
+    refs_t r = {0};
+    wbuf_init(&r.text);
+    size_t *first = xmalloc((n + 1) * sizeof *first); /* refs of message i: [first[i], first[i+1]) */
+    for (size_t i = 0; i < n; i++) {
+        first[i] = r.n;
+        collect(&r, ms[i]);
+    }
+    first[n] = r.n;
+    batch_header_kv_t *h = xmalloc((r.n + 2 * n + 1) * sizeof *h);
+    batch_record_t *recs = xcalloc(n ? n : 1, sizeof *recs);
+    int64_t base_ts = n ? ms[0]->ts_ms : 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qmsg_t *m = ms[i];
+        batch_header_kv_t *hi = h + k;
+        for (size_t j = first[i]; j < first[i + 1]; j++) {
+            const hdr_ref_t *f = &r.refs[j];
+            h[k++] = (batch_header_kv_t){r.text.p + f->name_off, (int32_t)f->name_len,
+                                         f->val_len < 0 ? NULL : r.text.p + f->val_off, f->val_len};
+        }
+        amqp_bytes_t ex = qmsg_exchange(m), raw = qmsg_props(m), key = qmsg_key(m);
+        if (ex.len) h[k++] = (batch_header_kv_t){HDR_EXCHANGE, (int32_t)strlen(HDR_EXCHANGE), ex.p, (int32_t)ex.len};
+        if (raw.len) h[k++] = (batch_header_kv_t){HDR_PROPS, (int32_t)strlen(HDR_PROPS), raw.p, (int32_t)raw.len};
+        recs[i].key = key.len ? key.p : NULL;
+        recs[i].key_len = key.len ? (int32_t)key.len : -1;
+        recs[i].value = qmsg_body((qmsg_t *)m); /* read only */
+        recs[i].value_len = (int32_t)m->body_len;
+        recs[i].timestamp_delta = m->ts_ms > base_ts ? m->ts_ms - base_ts : 0;
+        recs[i].headers = hi;
+        recs[i].header_count = (size_t)(h + k - hi);
+    }
+    if (n) batch_build(out, base_ts, recs, n);
+    free(recs);
     free(h);
-    free(refs);
-    wbuf_destroy(&text);
+    free(first);
+    free(r.refs);
+    wbuf_destroy(&r.text);
 }
 
 /* ---- record -> AMQP ---- */

@@ -13,15 +13,17 @@
 
 /* ---- the record mapping (stream_map.c, pure functions) ---- */
 
-/* Appends to out one uncompressed record batch holding m: key = routing
- * key (null if empty), value = body, timestamp = arrival, and record
+/* Appends to out one uncompressed record batch holding the n >= 1
+ * messages ms, one record each (timestamps relative to the first's): for
+ * each message m, key = routing key (null if empty), value = body,
+ * timestamp = arrival, and record
  * headers: each entry of the AMQP headers table (strings as they are,
  * numbers in decimal, booleans true/false, void as a null value; nested
  * tables and arrays are left out), each other property as
  * "amqp.<property-name>" (e.g. amqp.content-type, amqp.delivery-mode), the
  * exchange as "amqp.exchange", and "amqp.properties", the property bytes
  * exactly as published, so AMQP consumers get them back unchanged. */
-void stream_map_batch(wbuf_t *out, const qmsg_t *m);
+void stream_map_batch(wbuf_t *out, qmsg_t *const *ms, size_t n);
 /* The message an AMQP consumer gets for a stored record: with
  * "amqp.properties", those properties; otherwise properties rebuilt from
  * the amqp.* headers, and every other record header as a longstr entry of

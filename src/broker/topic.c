@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "broker/internal.h"
+#include "broker/stream.h"
 #include "store/batch.h"
 
 /* ---- topic configs ---- */
@@ -446,6 +447,7 @@ int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, ap
     if (batch_verify_crc(batch, len) < 0) return HE_CORRUPT;
     if (h.record_count != h.last_offset_delta + 1 && !(h.attributes & 0x20)) return BROKER_E_INVALID_RECORD;
     if (p->failed) return HE_STORAGE;
+    if (p->stream_pending) stream_before_append(p); /* keeps the offsets its publishers were given */
     producer_state_t *ps = NULL;
     int idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
     res->duplicate = 0;

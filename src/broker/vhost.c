@@ -276,7 +276,8 @@ static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned 
     char *dir = NULL;
     /* An exclusive queue ends with its connection, so it never outlives a
      * restart: it is not stored even when declared durable. */
-    if ((flags & QF_DURABLE) && !(flags & (QF_EXCLUSIVE | QF_STREAM))) dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
+    if ((flags & QF_DURABLE) && !(flags & (QF_EXCLUSIVE | QF_STREAM))) /* a stream's log is its topic */
+        dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
     queue_t *q = queue_new(v->b, name, id, flags, args, dir);
     add_node(v, q);
     return q;

@@ -145,7 +145,7 @@ static void test_amqp_round_trip(void **state)
     qmsg_t *m = qmsg_new(amqp_cstr("ex"), amqp_cstr("rk"), (amqp_bytes_t){props.p, (uint32_t)props.len}, 5);
     memcpy(qmsg_body(m), "hello", 5);
     m->ts_ms = 1234567;
-    stream_map_batch(&batch, m);
+    stream_map_batch(&batch, &m, 1);
     batch_rec_t rec;
     only_record(&batch, 42, &rec);
     assert_int_equal(rec.offset, 42);
@@ -203,7 +203,7 @@ static void test_empty_message(void **state)
     wbuf_t batch;
     wbuf_init(&batch);
     qmsg_t *m = qmsg_new((amqp_bytes_t){NULL, 0}, (amqp_bytes_t){NULL, 0}, (amqp_bytes_t){NULL, 0}, 0);
-    stream_map_batch(&batch, m);
+    stream_map_batch(&batch, &m, 1);
     batch_rec_t rec;
     only_record(&batch, 0, &rec);
     assert_int_equal(rec.key_len, -1); /* an empty routing key is a null key */
