@@ -701,3 +701,24 @@ def test_source_topic_position_log_covers_deleted_segments(broker_factory):
         assert sorted(rest) == [b"p0-new", b"p1-new"]  # nothing of partition 0 fed again
     finally:
         env.cleanup()
+
+
+@herald_only  # (RabbitMQ 3.10.8 delivered nothing from the stream within 10 s in this test)
+def test_dead_letters_into_a_stream(env):
+    conn = env.connect()
+    ch = conn.channel()
+    dlx, src, q = env.x("dlx"), env.q("src"), env.q("s")
+    ch.exchange_declare(dlx, "fanout", durable=True)
+    declare_stream(ch, q)
+    ch.queue_bind(q, dlx)
+    ch.queue_declare(src, durable=True, arguments={"x-dead-letter-exchange": dlx})
+    ch.confirm_delivery()
+    ch.basic_publish("", src, b"dead", pika.BasicProperties(delivery_mode=2, headers={"k": "v"}))
+    m, _, _ = ch.basic_get(src)
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    ch2 = conn.channel()
+    got = consume(conn, ch2, q, "first", n=1)
+    assert bodies(got) == [b"dead"]
+    h = got[0][1].headers
+    assert h["k"] == "v" and h["x-stream-offset"] == 0
+    assert h["x-death"][0]["reason"] == "rejected" and h["x-death"][0]["queue"] == src
