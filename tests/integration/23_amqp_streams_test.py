@@ -206,6 +206,18 @@ def test_get_purge_nack_reject_refused(env):
     for how in ("nack", "nack0", "reject"):
         assert refused(env, settle(how)) == ("connection", 540, text), how
 
+    def recover(conn, ch):
+        consume(conn, ch, q, "first", n=1, ack=False)
+        ch.basic_recover(requeue=True)
+        pump(conn, 2)
+
+    r = refused(env, recover)
+    if REFERENCE:  # RabbitMQ 3.10.8 crashes the channel: 541 INTERNAL_ERROR, connection closed
+        assert r[:2] in (("connection", 541), ("connection", 540)), r
+    else:
+        assert r == ("connection", 540, f"NOT_IMPLEMENTED - basic.recover not supported by stream queues queue '{q}' "
+                                        "in vhost '/'")
+
 
 # ---- x-stream-offset ----
 
