@@ -7,7 +7,8 @@
  *
  * A stream consumer is an ordinary channel consumer (channel.c creates
  * it, its prefetch and acks work as for any queue); the broker's reader
- * feeds it records from the topic partition instead of a ready list.
+ * feeds it records from the topic partition instead of a ready list. This
+ * file reads the channel's prefetch, so it includes channel_int.h.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -99,11 +100,11 @@ static void declare_ok(amqp_channel_t *ch, queue_t *q, int no_wait)
     amqp_ch_send(ch, &ok);
 }
 
-static int precondition(amqp_channel_t *ch, const char *fmt, const char *a, amqp_bytes_t name, const char *b)
+/* 406 "invalid arg '<arg>' for queue '<name>' in vhost '/'<tail>". */
+static int invalid_arg(amqp_channel_t *ch, const char *arg, amqp_bytes_t name, const char *tail)
 {
-    char text[200];
-    snprintf(text, sizeof text, fmt, a, NAME(name), b);
-    amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE, "PRECONDITION_FAILED - %s", text);
+    amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                       "PRECONDITION_FAILED - invalid arg '%s' for queue '%.*s' in vhost '/'%s", arg, NAME(name), tail);
     return -1;
 }
 
@@ -182,24 +183,22 @@ static int check_args(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
         snprintf(arg, sizeof arg, "%.*s", (int)(an.len > 60 ? 60 : an.len), (const char *)an.p);
         for (size_t i = 0; refused_args[i]; i++)
             if (amqp_bytes_eq(an, refused_args[i]))
-                return precondition(ch, "invalid arg '%s' for queue '%.*s' in vhost '/' of queue type %s", arg, name,
-                                    "rabbit_stream_queue");
+                return invalid_arg(ch, arg, name, " of queue type rabbit_stream_queue");
         if (amqp_bytes_eq(an, "x-max-age")) {
             int64_t ms;
             if (v.type != FV_LONGSTR) {
                 char why[64];
-                snprintf(why, sizeof why, "{unacceptable_type,%s}", type_name(v.type));
-                return precondition(ch, "invalid arg '%s' for queue '%.*s' in vhost '/': %s", arg, name, why);
+                snprintf(why, sizeof why, ": {unacceptable_type,%s}", type_name(v.type));
+                return invalid_arg(ch, arg, name, why);
             }
             if (stream_parse_interval(v.v.str, &ms) < 0)
-                return precondition(ch, "invalid arg '%s' for queue '%.*s' in vhost '/': %s", arg, name,
-                                    "invalid_max_age");
+                return invalid_arg(ch, arg, name, ": invalid_max_age");
         } else if (amqp_bytes_eq(an, "x-max-length-bytes") || amqp_bytes_eq(an, "x-stream-max-segment-size-bytes")) {
             char why[64];
-            if (!is_int(v.type)) snprintf(why, sizeof why, "\"expected integer, got %s\"", type_name(v.type));
-            else if (v.v.i < 0) snprintf(why, sizeof why, "{value_negative,%" PRId64 "}", v.v.i);
+            if (!is_int(v.type)) snprintf(why, sizeof why, ": \"expected integer, got %s\"", type_name(v.type));
+            else if (v.v.i < 0) snprintf(why, sizeof why, ": {value_negative,%" PRId64 "}", v.v.i);
             else continue;
-            return precondition(ch, "invalid arg '%s' for queue '%.*s' in vhost '/': %s", arg, name, why);
+            return invalid_arg(ch, arg, name, why);
         }
     }
     return 0;
@@ -259,7 +258,12 @@ int amqp_stream_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)
     const char *bad_prop = !a->durable ? "non-durable" : a->exclusive ? "exclusive-owner"
                            : a->auto_delete                         ? "auto-delete"
                                                                     : NULL;
-    if (bad_prop) return precondition(ch, "invalid property '%s' for queue '%.*s' in vhost '/'%s", bad_prop, name, "");
+    if (bad_prop) {
+        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                           "PRECONDITION_FAILED - invalid property '%s' for queue '%.*s' in vhost '/'", bad_prop,
+                           NAME(name));
+        return -1;
+    }
     if (check_args(ch, name, a->arguments) < 0) return -1;
     if (broker_topic_name_valid((const char *)name.p, name.len) < 0) {
         amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
