@@ -1,6 +1,8 @@
 /*
  * AMQP over stream queues (broker/stream.h, docs/streams.md): declaring
- * them, consuming with x-stream-offset, and the methods a stream refuses.
+ * them, consuming with x-stream-offset, and the methods a stream refuses;
+ * also the declare check of a queue fed from a topic (x-source-topic,
+ * broker/feed.h).
  * Codes and texts follow RabbitMQ 3.10.8, checked against it; where
  * RabbitMQ crashes the channel (541 INTERNAL_ERROR) Herald refuses with
  * 406 or 540 and a text, as docs/streams.md lists.
