@@ -659,7 +659,7 @@ typedef struct res {
     int run;
     long msgs;
     double secs, pub_secs, cpu_s, client_cpu_s;
-    long rss_peak, rss_end;
+    long rss_start, rss_peak, rss_end;
     int has_lat;
     double p50, p99;
     long nacked, rejected, dlq, errors;
@@ -691,10 +691,10 @@ static void report(const res_t *r)
     if (r->pub_secs > 0)
         snprintf(pr, sizeof pr, "%.0f", (double)r->msgs / r->pub_secs);
     printf("RESULT broker=%s scenario=%s phase=%s run=%d msgs=%ld secs=%.3f rate=%.0f pub_rate=%s cpu_s=%s "
-           "cpu_per_m=%s client_cpu_per_m=%.2f rss_peak_kb=%ld rss_end_kb=%ld lat_p50_ms=%s lat_p99_ms=%s nacked=%ld rejected=%ld "
+           "cpu_per_m=%s client_cpu_per_m=%.2f rss_start_kb=%ld rss_peak_kb=%ld rss_end_kb=%ld lat_p50_ms=%s lat_p99_ms=%s nacked=%ld rejected=%ld "
            "dlq=%ld errors=%ld\n",
            o.label, r->scen, r->phase, r->run, r->msgs, r->secs, (double)r->msgs / r->secs, pr, cpu, cpum,
-           r->client_cpu_s / ((double)r->msgs / 1e6), r->rss_peak, r->rss_end, p50, p99, r->nacked, r->rejected, r->dlq, r->errors);
+           r->client_cpu_s / ((double)r->msgs / 1e6), r->rss_start, r->rss_peak, r->rss_end, p50, p99, r->nacked, r->rejected, r->dlq, r->errors);
     fflush(stdout);
     fprintf(stderr,
             "amqp_features: %s %s %s (run %d): %ld msgs in %.2f s = %.0f msgs/s (publish %s), broker CPU %s s "
@@ -720,7 +720,7 @@ static void measure_begin(res_t *r, const char *scen, const char *phase, int run
     r->phase = phase;
     r->run = run;
     alarm((unsigned)o.timeout_s + 60);
-    rss_peak = broker_rss_kb();
+    rss_peak = r->rss_start = broker_rss_kb();
     sampler_on = 1;
     if (o.pid > 0 && pthread_create(&sampler_th, NULL, sampler, NULL))
         die("pthread_create");

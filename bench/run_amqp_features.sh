@@ -266,8 +266,8 @@ table=$(awk '
             if (bad["rabbitmq", qs]) note = note sprintf("; rabbitmq runs with errors %d/%d", bad["rabbitmq", qs], runs["rabbitmq", qs])
             printf "| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
                 f(hr, "%.0f"), hrel, f(hpr, "%.0f"), hprel, f(med(h "cpu_per_m"), "%.1f"),
-                f(med(h "rss_peak_kb") == "" ? "" : med(h "rss_peak_kb") / 1024, "%.0f"),
-                rcell, rrel, f(med(q "cpu_per_m"), "%.1f"), f(med(q "rss_peak_kb") == "" ? "" : med(q "rss_peak_kb") / 1024, "%.0f"),
+                f(med(h "rss_start_kb") == "" ? "" : med(h "rss_start_kb") / 1024, "%.0f") " → " f(med(h "rss_peak_kb") == "" ? "" : med(h "rss_peak_kb") / 1024, "%.0f"),
+                rcell, rrel, f(med(q "cpu_per_m"), "%.1f"), f(med(q "rss_start_kb") == "" ? "" : med(q "rss_start_kb") / 1024, "%.0f") " → " f(med(q "rss_peak_kb") == "" ? "" : med(q "rss_peak_kb") / 1024, "%.0f"),
                 x, note
         }
     }' "$work/results")
@@ -295,7 +295,7 @@ section=$(
     echo "- load average (1/5/15 min): $load_before before, $load_after after"
     echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
     echo
-    echo "| scenario | herald msgs/s | herald vs plain | herald publish msgs/s (vs plain) | herald CPU-s per 1M | herald RSS peak MB | rabbitmq msgs/s | rabbitmq vs plain | rabbitmq CPU-s per 1M | rabbitmq RSS peak MB | herald / rabbitmq | notes |"
+    echo "| scenario | herald msgs/s | herald vs plain | herald publish msgs/s (vs plain) | herald CPU-s per 1M | herald RSS MB at start → peak | rabbitmq msgs/s | rabbitmq vs plain | rabbitmq CPU-s per 1M | rabbitmq RSS MB at start → peak | herald / rabbitmq | notes |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     echo "$table"
     if [ -n "$backlog" ]; then
