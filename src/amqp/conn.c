@@ -8,6 +8,15 @@
  * before anything is allocated for it. Output frames are appended to `out`
  * and written with one uv_write per callback; while one write is in
  * flight, later frames accumulate and go in the next.
+ *
+ * Resource alarms (broker/alarm.h) block publishers as RabbitMQ does: while
+ * an alarm is on, a connection stops being read right after its next
+ * content frame (the header or a body frame of a basic.publish), and one
+ * that advertised the "connection.blocked" capability is told so. Output
+ * goes on (deliveries, confirms, heartbeats), connections that do not
+ * publish are never blocked, and the missed-heartbeat check is paused while
+ * input is. When every alarm has cleared, blocked connections get
+ * connection.unblocked and are read again.
  */
 #include "amqp/conn.h"
 
@@ -22,6 +31,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "broker/alarm.h"
 
 #define AMQP_READ_CHUNK (64 * 1024)
 #define AMQP_INPUT_PAUSE (16u << 20) /* stop reading while this much output is unsent */
@@ -37,6 +47,8 @@ static int nconns;
 static amqp_conn_t *dirty_conns;
 static uv_prepare_t flush_prep;
 static int flush_prep_on;
+/* ALARM_* bits of the broker's alarms that are on. */
+static unsigned alarms_on;
 
 static void mark_dirty(amqp_conn_t *c)
 {
@@ -266,6 +278,10 @@ void amqp_conn_error(amqp_conn_t *c, uint16_t code, uint32_t method_id, const ch
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, on_close_timeout, AMQP_CLOSE_TIMEOUT_MS, 0);
     amqp_conn_flush(c);
+    if (c->blocked) { /* the close-ok must be read (RabbitMQ reads a closing connection too) */
+        c->blocked = 0;
+        start_reading(c);
+    }
 }
 
 /* ---- the handshake ---- */
@@ -453,7 +469,9 @@ static void on_timer(uv_timer_t *t)
 {
     amqp_conn_t *c = t->data;
     int64_t now = clock_mono_ms(), hb = (int64_t)c->heartbeat_s * 1000;
-    if (now - c->last_recv_ms > 2 * hb) {
+    /* While an alarm blocks its input, a client's heartbeats are not read:
+     * the check waits (RabbitMQ pauses its heartbeat monitor too). */
+    if (!c->blocked && now - c->last_recv_ms > 2 * hb) {
         LOG_I("amqp %s: missed heartbeats from client, timeout: %ds", c->peer, c->heartbeat_s);
         conn_close(c);
         return;
@@ -596,11 +614,74 @@ static void after_input(amqp_conn_t *c)
     amqp_conn_flush(c);
 }
 
+/* ---- resource alarms ---- */
+
+/* Stops parsing and reading c (a publisher while an alarm is on). */
+static void conn_block(amqp_conn_t *c)
+{
+    c->blocked = 1;
+    if ((c->caps & CAP_BLOCKED) && !c->blocked_sent) {
+        amqp_method_t m = {.id = AMQP_CONNECTION_BLOCKED};
+        m.m.connection_blocked.reason = amqp_cstr(alarm_reason(alarms_on));
+        amqp_send_method(c, 0, &m);
+        c->blocked_sent = 1;
+    }
+}
+
+static void parse_input(amqp_conn_t *c);
+
+static void conn_unblock(amqp_conn_t *c)
+{
+    c->blocked = 0;
+    c->last_recv_ms = clock_mono_ms(); /* the heartbeat check resumes from now */
+    if (c->blocked_sent) {
+        amqp_method_t m = {.id = AMQP_CONNECTION_UNBLOCKED};
+        amqp_send_method(c, 0, &m);
+        c->blocked_sent = 0;
+    }
+    parse_input(c); /* frames read before the block */
+    start_reading(c);
+}
+
+/* The broker's alarms changed. A connection blocked by one alarm stays
+ * blocked, without a second connection.blocked, while another is on
+ * (RabbitMQ sends one blocked and one unblocked per episode). */
+static void on_alarm(void *ctx, unsigned active)
+{
+    (void)ctx;
+    alarms_on = active;
+    if (active) return;
+    /* Unblocking parses input, which may close connections: take them
+     * first, each with a reference, then go through them. */
+    size_t n = 0;
+    for (amqp_conn_t *c = all_conns; c; c = c->next) n += c->blocked;
+    if (!n) return;
+    amqp_conn_t **v = xmalloc(n * sizeof *v);
+    size_t i = 0;
+    for (amqp_conn_t *c = all_conns; c; c = c->next)
+        if (c->blocked) {
+            c->refs++;
+            v[i++] = c;
+        }
+    for (i = 0; i < n; i++) {
+        if (v[i]->state != AC_CLOSED && v[i]->blocked) conn_unblock(v[i]);
+        conn_unref(v[i]);
+    }
+    free(v);
+}
+
+void amqp_conn_watch_alarms(broker_t *b)
+{
+    alarm_t *a = broker_alarm(b);
+    alarms_on = alarm_active(a);
+    alarm_listen(a, on_alarm, b);
+}
+
 /* Parses whole frames from the input buffer. */
 static void parse_input(amqp_conn_t *c)
 {
     size_t pos = 0;
-    while (c->state != AC_CLOSED && !c->waiting) {
+    while (c->state != AC_CLOSED && !c->waiting && !c->blocked) {
         size_t avail = c->in_len - pos;
         const uint8_t *p = c->in + pos;
         if (c->state == AC_HEADER) {
@@ -639,7 +720,13 @@ static void parse_input(amqp_conn_t *c)
             break;
         }
         pos += (size_t)size + AMQP_FRAME_OVERHEAD;
-        if (conn_frame(c, type, chan, p + 7, size) < 0 && c->state != AC_RUNNING) break;
+        int rc = conn_frame(c, type, chan, p + 7, size);
+        if (rc < 0 && c->state != AC_RUNNING) break;
+        /* Content frames come only with basic.publish: this connection
+         * publishes, and stops here while an alarm is on. */
+        if (rc == 0 && alarms_on && (type == AMQP_FRAME_HEADER || type == AMQP_FRAME_BODY) &&
+            c->state == AC_RUNNING)
+            conn_block(c);
     }
     if (c->state == AC_CLOSED) return;
     if (pos) {
@@ -678,9 +765,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->last_recv_ms = clock_mono_ms();
     if (c->state == AC_CLOSED) return;
     parse_input(c);
-    /* Input waits while a reply waits for durability, or while the client
-     * does not read what it is sent. */
-    if (c->state != AC_CLOSED && (c->waiting || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE) && c->reading) {
+    /* Input waits while a reply waits for durability, while an alarm blocks
+     * a publisher, or while the client does not read what it is sent. */
+    if (c->state != AC_CLOSED && (c->waiting || c->blocked || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE) &&
+        c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
@@ -688,7 +776,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void start_reading(amqp_conn_t *c)
 {
-    if (c->reading || c->state == AC_CLOSED || c->waiting || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE) return;
+    if (c->reading || c->state == AC_CLOSED || c->waiting || c->blocked || amqp_conn_backlog(c) > AMQP_INPUT_PAUSE)
+        return;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
 }
 

@@ -47,6 +47,8 @@ struct amqp_conn {
     int reading;             /* uv_read_start active */
     int close_when_flushed;  /* close the socket once the output is written */
     int waiting;             /* a handler waits for durability: input parsing paused */
+    int blocked;             /* an alarm blocks this publisher: input neither parsed nor read */
+    int blocked_sent;        /* connection.blocked sent, connection.unblocked owed */
     pwaiter_t wait;          /* for `waiting` */
     void (*wait_done)(amqp_conn_t *c, int status);
     uint16_t channel_max;

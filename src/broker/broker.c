@@ -138,6 +138,7 @@ broker_t *broker_new(uv_loop_t *loop, const config_t *cfg, int *err)
         goto fail;
     }
 
+    b->alarm = alarm_new(loop, &b->cfg);
     uv_timer_init(loop, &b->maint_timer);
     b->maint_timer.data = b;
     uv_timer_start(&b->maint_timer, on_maint, (uint64_t)cfg->retention_check_ms, (uint64_t)cfg->retention_check_ms);
@@ -159,6 +160,7 @@ void broker_free(broker_t *b)
         uv_timer_stop(&b->maint_timer);
         uv_close((uv_handle_t *)&b->maint_timer, on_timer_closed);
     }
+    alarm_free(b->alarm);
     group_coord_free(b->groups);
     vhost_free(b->vhost);
     while (b->first) topic_free(b, b->first);
@@ -173,6 +175,7 @@ void broker_free(broker_t *b)
 const config_t *broker_config(const broker_t *b) { return &b->cfg; }
 uv_loop_t *broker_loop(const broker_t *b) { return b->loop; }
 group_coord_t *broker_groups(const broker_t *b) { return b->groups; }
+alarm_t *broker_alarm(const broker_t *b) { return b->alarm; }
 const char *broker_cluster_id(const broker_t *b) { return b->cluster_id; }
 int32_t broker_node_id(const broker_t *b) { return b->cfg.node_id; }
 

@@ -7,6 +7,7 @@
 
 #include <uthash.h>
 
+#include "broker/alarm.h"
 #include "broker/broker.h"
 #include "store/batch.h"
 #include "store/flusher.h"
@@ -75,6 +76,7 @@ struct broker {
     int64_t next_pid, pid_block_end;  /* producer ids [next_pid, pid_block_end) are ours */
     group_coord_t *groups;
     uv_timer_t maint_timer;
+    alarm_t *alarm;                   /* memory and disk alarms */
     uint64_t requests_total;
     vhost_t *vhost;                   /* AMQP: the one virtual host, "/" */
     queue_t *dirty_queues;            /* queues with records to append this loop turn */

@@ -14,7 +14,7 @@
 #include "base/err.h"
 #include "base/log.h"
 
-typedef enum { K_STR, K_I32, K_I64, K_BOOL, K_FLUSH, K_LEVEL, K_ADDR, K_SIZE, K_MS } kind_t;
+typedef enum { K_STR, K_I32, K_I64, K_BOOL, K_FLUSH, K_LEVEL, K_ADDR, K_SIZE, K_MS, K_SHARE } kind_t;
 
 typedef struct {
     const char *key;
@@ -45,6 +45,15 @@ static const entry_t table[] = {
      "heartbeat interval offered in connection.tune, seconds (0 = none)"},
     {"amqp.max.message.bytes", K_SIZE, F(amqp_max_message_bytes), "134217728", 0, 1LL << 31,
      "largest AMQP message body accepted; larger ones close the channel with PRECONDITION_FAILED"},
+    {"amqp.consumer.timeout", K_MS, F(amqp_consumer_timeout_ms), "1800000", 0, INT64_MAX,
+     "how long a delivery may stay unacknowledged before its channel is closed with PRECONDITION_FAILED, "
+     "ms (0 = never)"},
+    {"memory.high.watermark", K_SHARE, F(memory_high_watermark), "0.4", NOLIM,
+     "memory alarm: the broker's resident memory above which AMQP publishers are blocked, a fraction of "
+     "physical RAM (0.4) or a size (512MiB, 2GB)"},
+    {"disk.free.limit", K_SIZE, F(disk_free_limit), "50MB", 0, INT64_MAX,
+     "disk alarm: free space on the data directory's file system below which AMQP publishers are blocked "
+     "(MB = 10^6 bytes, MiB = 2^20)"},
     {"flush", K_FLUSH, F(flush_mode), "always", NOLIM,
      "always (ack after fdatasync) | interval:MS | never"},
     {"flush.round.gap.us", K_I32, F(flush_round_gap_us), "1000", 0, 1000000,
@@ -97,8 +106,9 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* Accepts a plain number or one with a unit suffix: sizes k/m/g (KiB..),
- * durations ms/s/m/h/d. */
+/* Accepts a plain number or one with a unit suffix: sizes k/m/g/t (KiB..,
+ * binary, also written KiB/MiB/GiB/TiB) or kB/MB/GB/TB (decimal, as
+ * RabbitMQ's disk_free_limit), durations ms/s/m/h/d. */
 static int parse_scaled(const char *s, kind_t kind, int64_t *out)
 {
     char *end;
@@ -111,6 +121,11 @@ static int parse_scaled(const char *s, kind_t kind, int64_t *out)
             if (!strcmp(end, "k") || !strcmp(end, "K") || !strcmp(end, "KiB")) mul = 1024;
             else if (!strcmp(end, "m") || !strcmp(end, "M") || !strcmp(end, "MiB")) mul = 1024 * 1024;
             else if (!strcmp(end, "g") || !strcmp(end, "G") || !strcmp(end, "GiB")) mul = 1024LL * 1024 * 1024;
+            else if (!strcmp(end, "t") || !strcmp(end, "T") || !strcmp(end, "TiB")) mul = 1024LL * 1024 * 1024 * 1024;
+            else if (!strcmp(end, "kB") || !strcmp(end, "KB")) mul = 1000;
+            else if (!strcmp(end, "MB")) mul = 1000 * 1000;
+            else if (!strcmp(end, "GB")) mul = 1000LL * 1000 * 1000;
+            else if (!strcmp(end, "TB")) mul = 1000LL * 1000 * 1000 * 1000;
             else return HE_INVALID;
         } else {
             if (!strcmp(end, "ms")) mul = 1;
@@ -132,6 +147,23 @@ static int parse_addr(const char *s)
     if (!colon || colon == s) return HE_INVALID;
     int64_t port;
     if (parse_i64(colon + 1, &port) || port < 0 || port > 65535) return HE_INVALID;
+    return 0;
+}
+
+/* "0.4" (a share: a decimal point, 0..1) or a size ("512MiB", "2GB"). */
+static int parse_share(const char *s, config_share_t *out)
+{
+    if (strchr(s, '.')) {
+        char *end;
+        errno = 0;
+        double f = strtod(s, &end);
+        if (errno || end == s || *end || !(f >= 0.0 && f <= 1.0)) return HE_INVALID;
+        *out = (config_share_t){.relative = 1, .fraction = f};
+        return 0;
+    }
+    int64_t v;
+    if (parse_scaled(s, K_SIZE, &v) || v < 0) return HE_INVALID;
+    *out = (config_share_t){.relative = 0, .bytes = v};
     return 0;
 }
 
@@ -172,6 +204,8 @@ static int apply(config_t *c, const entry_t *e, const char *value)
             return HE_INVALID;
         }
         return 0;
+    case K_SHARE:
+        return parse_share(value, (config_share_t *)field);
     case K_I32:
     case K_I64:
         if (parse_i64(value, &v)) return HE_INVALID;

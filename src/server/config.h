@@ -13,6 +13,15 @@
 
 typedef enum { CONFIG_FLUSH_ALWAYS, CONFIG_FLUSH_INTERVAL, CONFIG_FLUSH_NEVER } config_flush_t;
 
+/* A limit given either as a share of something the broker measures at run
+ * time (physical RAM) or as an absolute size: "0.4" (a decimal point makes
+ * it a share) or "512MiB". */
+typedef struct {
+    int relative;    /* 1: `fraction` applies, 0: `bytes` does */
+    double fraction; /* 0.0 .. 1.0 */
+    int64_t bytes;   /* >= 0 */
+} config_share_t;
+
 typedef struct {
     char data_dir[1024];           /* "data" */
     char kafka_listen[256];        /* "kafka": HOST:PORT */
@@ -23,6 +32,9 @@ typedef struct {
     int32_t amqp_channel_max;      /* "amqp.channel.max" */
     int32_t amqp_heartbeat_s;      /* "amqp.heartbeat": seconds, 0 none */
     int64_t amqp_max_message_bytes; /* "amqp.max.message.bytes" */
+    int64_t amqp_consumer_timeout_ms; /* "amqp.consumer.timeout": ms a delivery may stay unacked, 0 off */
+    config_share_t memory_high_watermark; /* "memory.high.watermark": of physical RAM, or bytes of RSS */
+    int64_t disk_free_limit;       /* "disk.free.limit": bytes free on the data directory's file system */
     config_flush_t flush_mode;     /* "flush" */
     int32_t flush_interval_ms;     /* from "flush = interval:MS" */
     int32_t flush_round_gap_us;    /* "flush.round.gap.us": least time between sync round starts */

@@ -174,6 +174,7 @@ int server_run(const config_t *cfg)
         return 1;
     }
     int port = 0, code = 0, aport = 0;
+    amqp_conn_watch_alarms(s.broker);
     if (listen_amqp(&s, cfg->amqp_listen, &aport) < 0) {
         code = 1;
         s.stopping = 1;

@@ -25,6 +25,11 @@ static void test_defaults(void **state)
     assert_int_equal(c.auto_create_topics, 1);
     assert_int_equal(c.num_partitions, 1);
     assert_true(c.retention_bytes == -1);
+    /* RabbitMQ's defaults: 0.4 of RAM, 50 MB free, a 30 min consumer timeout. */
+    assert_int_equal(c.memory_high_watermark.relative, 1);
+    assert_true(c.memory_high_watermark.fraction == 0.4);
+    assert_true(c.disk_free_limit == 50000000);
+    assert_true(c.amqp_consumer_timeout_ms == 1800000);
 }
 
 static void test_values_table(void **state)
@@ -49,6 +54,16 @@ static void test_values_table(void **state)
         {"kafka", "0.0.0.0:0", 1},       {"kafka", "[::1]:9092", 1},
         {"kafka", "nohost", 0},          {"kafka", "h:70000", 0},
         {"no.such.key", "1", 0},
+        {"memory.high.watermark", "0.4", 1},   {"memory.high.watermark", "1.0", 1},
+        {"memory.high.watermark", "0.0", 1},   {"memory.high.watermark", "1.5", 0},
+        {"memory.high.watermark", "-0.1", 0},  {"memory.high.watermark", "0.4x", 0},
+        {"memory.high.watermark", ".", 0},     {"memory.high.watermark", "512MiB", 1},
+        {"memory.high.watermark", "2GB", 1},   {"memory.high.watermark", "-1", 0},
+        {"memory.high.watermark", "", 0},      {"memory.high.watermark", "lots", 0},
+        {"disk.free.limit", "50MB", 1},        {"disk.free.limit", "0", 1},
+        {"disk.free.limit", "-1", 0},          {"disk.free.limit", "1Mb", 0},
+        {"amqp.consumer.timeout", "0", 1},     {"amqp.consumer.timeout", "30m", 1},
+        {"amqp.consumer.timeout", "-1", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         config_t c;
@@ -77,6 +92,29 @@ static void test_scaled_values(void **state)
     assert_int_equal(config_set(&c, "flush", "interval:2s", err, sizeof err), 0);
     assert_int_equal(c.flush_mode, CONFIG_FLUSH_INTERVAL);
     assert_int_equal(c.flush_interval_ms, 2000);
+
+    /* Binary and decimal size units. */
+    static const struct {
+        const char *value;
+        int64_t bytes;
+    } sizes[] = {{"1k", 1024}, {"1KiB", 1024}, {"1kB", 1000}, {"1KB", 1000}, {"3MB", 3000000},
+                 {"2GB", 2000000000}, {"1TB", 1000000000000}, {"1t", 1LL << 40}, {"1TiB", 1LL << 40}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        assert_int_equal(config_set(&c, "disk.free.limit", sizes[i].value, err, sizeof err), 0);
+        assert_true(c.disk_free_limit == sizes[i].bytes);
+    }
+    /* A decimal point makes the watermark a share of RAM; otherwise it is a size. */
+    assert_int_equal(config_set(&c, "memory.high.watermark", "0.25", err, sizeof err), 0);
+    assert_int_equal(c.memory_high_watermark.relative, 1);
+    assert_true(c.memory_high_watermark.fraction == 0.25);
+    assert_int_equal(config_set(&c, "memory.high.watermark", "512MiB", err, sizeof err), 0);
+    assert_int_equal(c.memory_high_watermark.relative, 0);
+    assert_true(c.memory_high_watermark.bytes == 512LL << 20);
+    assert_int_equal(config_set(&c, "memory.high.watermark", "1", err, sizeof err), 0);
+    assert_int_equal(c.memory_high_watermark.relative, 0);
+    assert_true(c.memory_high_watermark.bytes == 1);
+    assert_int_equal(config_set(&c, "amqp.consumer.timeout", "15m", err, sizeof err), 0);
+    assert_true(c.amqp_consumer_timeout_ms == 900000);
 }
 
 static char *write_tmp(const char *text)
