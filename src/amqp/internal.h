@@ -1,7 +1,8 @@
 /*
  * AMQP front end internals shared by conn.c (connection, frames,
- * handshake, heartbeats), channel.c (channels, publishing, deliveries,
- * acks, confirms, transactions) and h_entities.c (exchange.* and queue.*).
+ * heartbeats, resource alarms), handshake.c (connection.start .. open-ok),
+ * channel.c (channels, publishing, deliveries, acks, confirms,
+ * transactions) and h_entities.c (exchange.* and queue.*).
  */
 #ifndef HERALD_AMQP_INTERNAL_H
 #define HERALD_AMQP_INTERNAL_H
@@ -99,6 +100,22 @@ static inline amqp_channel_t *amqp_conn_channel(const amqp_conn_t *c, uint32_t i
 }
 /* Forgets a channel that is being freed. */
 void amqp_conn_drop_channel(amqp_conn_t *c, uint16_t id);
+/* Releases channels and exclusive queues and closes the socket at once,
+ * without connection.close (a refused login without the capability). */
+void amqp_conn_close(amqp_conn_t *c);
+/* Replaces the handshake deadline with the heartbeat timer (if one was
+ * negotiated). */
+void amqp_conn_heartbeats_start(amqp_conn_t *c);
+
+/* ---- handshake.c: connection.start .. connection.open-ok ---- */
+
+/* Sends connection.start (the protocol header arrived). */
+void amqp_handshake_start(amqp_conn_t *c);
+/* connection.start-ok, tune-ok, open. Each returns 0, or <0 after the
+ * connection was closed or a hard error raised. */
+int amqp_handshake_start_ok(amqp_conn_t *c, const amqp_connection_start_ok_t *so);
+int amqp_handshake_tune_ok(amqp_conn_t *c, const amqp_connection_tune_ok_t *t);
+int amqp_handshake_open(amqp_conn_t *c, const amqp_connection_open_t *o);
 
 /* ---- channel.c ---- */
 
