@@ -5,6 +5,7 @@ a small tmpfs (needs root; skipped otherwise)."""
 import os
 import subprocess
 import tempfile
+import time
 
 import pika
 import pytest
@@ -45,6 +46,11 @@ def test_disk_full_nacks_publishes_keeps_confirmed(broker_factory, small_fs):
                 break
     assert confirmed, "some publishes must be confirmed before the disk fills"
     assert nacked == 3, "a publish that cannot be stored must be nacked"
+    # The broker logs before it nacks, but the fixture's reader thread may not have read
+    # the line yet when the nack arrives (seen under load).
+    deadline = time.time() + 10
+    while "cannot store" not in b.log() and time.time() < deadline:
+        time.sleep(0.05)
     assert "cannot store" in b.log()
     # Space comes back: confirms work again on the same channel.
     subprocess.run(["mount", "-o", "remount,size=64m", small_fs], check=True)
