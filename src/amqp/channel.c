@@ -510,10 +510,8 @@ static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
 
 /* ---- the consumer acknowledgement timeout ---- */
 
-#define AMQP_CONSUMER_TIMEOUT_DEFAULT_MS 1800000 /* RabbitMQ's default: 30 minutes */
-
 /* The oldest outstanding delivery (the ring's head after trimming) past
- * its queue's x-consumer-timeout (or the broker default) closes the
+ * its queue's x-consumer-timeout (or amqp.consumer.timeout) closes the
  * channel with PRECONDITION_FAILED, as RabbitMQ does; closing it gives
  * its deliveries back (so a retry backoff applies). */
 static void check_timeout(amqp_channel_t *ch, int64_t now)
@@ -521,7 +519,7 @@ static void check_timeout(amqp_channel_t *ch, int64_t now)
     if (ch->closing || !ch->ring_len || !ring_at(ch, 0)->e) return;
     slot_t *s = ring_at(ch, 0);
     int64_t t = queue_consumer_timeout_ms(s->e->q);
-    if (t < 0) t = AMQP_CONSUMER_TIMEOUT_DEFAULT_MS;
+    if (t < 0) t = broker_config(ch->c->b)->amqp_consumer_timeout_ms;
     if (t <= 0 || now - s->at_ms < t) return;
     amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, 0,
                        "PRECONDITION_FAILED - delivery acknowledgement on channel %u timed out. Timeout value used: "
