@@ -303,11 +303,8 @@ routed:
     g_depth++;
     for (size_t i = 0; i < n; i++) {
         queue_t *t = targets[i];
-        if (mv && !mv->reason[0]) {
-            /* forwarded from a delay queue: no x-death to look at */
-        } else if (forms_cycle(headers, t)) {
-            continue;
-        }
+        int forwarded = mv && !mv->reason[0]; /* from a delay queue: no death, no cycle */
+        if (!forwarded && forms_cycle(headers, t)) continue;
         uint32_t epoch = 0;
         int64_t target = 0;
         int rc = queue_publish(t, c, &epoch, &target);
