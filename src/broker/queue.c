@@ -303,13 +303,14 @@ static int64_t next_due(const queue_t *q)
 }
 
 /* Asks the vhost for a call at the next due time when it moved earlier. */
-static void schedule(queue_t *q)
+static void wake_at(queue_t *q, int64_t t)
 {
-    int64_t t = next_due(q);
     if (!t || (q->wake_at && q->wake_at <= t) || !q->b->vhost) return;
     q->wake_at = t;
     vhost_wake_at(q->b->vhost, t);
 }
+
+static void schedule(queue_t *q) { wake_at(q, next_due(q)); }
 
 static void list_link(qentry_t **head, qentry_t *e)
 {
@@ -779,17 +780,14 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
     }
-    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q)) {
-        /* A delayed message waits on disk; 16 bytes of it stay in memory. */
+    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) && q->delayed.n >= QUEUE_PAGE_HIGH) {
+        /* Past a window of delayed messages in memory, one waits on disk:
+         * 16 bytes of it stay in memory, the record is read back when due. */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, 0, epoch, target, &offset);
         if (wait >= 0) {
             queue_delay_push(q, m->ready_at_ms, offset);
-            int64_t t = q->dpaged.v[0].at;
-            if (!q->wake_at || t < q->wake_at) {
-                q->wake_at = t;
-                if (q->b->vhost) vhost_wake_at(q->b->vhost, t);
-            }
+            wake_at(q, q->dpaged.v[0].at);
             return wait;
         }
     }
@@ -800,6 +798,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
             if (q->dedup) queue_dedup_add(q, qmsg_props(m), offset, m->ts_ms);
             queue_page_add(q, offset, m->body_len);
             enforce_limit(q);
+            wake_at(q, expiry_of(q, m)); /* read back to expire when its time comes */
             return wait;
         }
     }
@@ -831,11 +830,16 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     /* Delayed messages on disk; the next time may be the next turn when a
      * due record is still being appended. */
     int64_t d = q->dpaged.n ? queue_delay_run(q, now_ms, forward) : 0;
-    /* A TTL queue with messages on disk reads them back to expire them. */
-    if (q->npaged && q->nready < QUEUE_PAGE_LOW && q->opt.ttl_ms >= 0) queue_page_in(q, QUEUE_PAGE_BATCH);
+    /* A TTL queue with messages on disk reads them back to expire them,
+     * with a bounded number of dead-letter moves in flight (each holds its
+     * message until its copy is durable). */
+    int paging_ttl = q->npaged && q->opt.ttl_ms >= 0 && q->nready < QUEUE_PAGE_LOW;
+    if (paging_ttl && q->nmoving < QUEUE_PAGE_BATCH) queue_page_in(q, QUEUE_PAGE_BATCH);
     dispatch(q);
     int64_t t = next_due(q);
     if (d && (!t || d < t)) t = d;
+    if (paging_ttl && q->npaged && (!t || t > now_ms + 20))
+        t = now_ms + 20; /* records not readable yet, or moves to finish: look again soon */
     q->wake_at = t;
     return t;
 }
