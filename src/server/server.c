@@ -184,6 +184,13 @@ int server_run(const config_t *cfg)
         uv_close((uv_handle_t *)&s.kafka_listener, on_closed);
         for (int i = 0; i < s.n_amqp; i++) uv_close((uv_handle_t *)&s.amqp_listeners[i], on_closed);
     } else {
+        /* Signals first: a script may send SIGINT as soon as it reads the
+         * port lines below, and a signal before the handlers would be lost. */
+        uv_signal_init(&s.loop, &s.sigint);
+        uv_signal_init(&s.loop, &s.sigterm);
+        s.sigint.data = s.sigterm.data = &s;
+        uv_signal_start(&s.sigint, on_signal, SIGINT);
+        uv_signal_start(&s.sigterm, on_signal, SIGTERM);
         LOG_I("amqp listening on %s (port %d)", cfg->amqp_listen, aport);
         fprintf(stdout, "herald: amqp port %d\n", aport);
         broker_set_kafka_port(s.broker, port);
@@ -194,11 +201,6 @@ int server_run(const config_t *cfg)
         /* Tests and scripts read the bound port from this line. */
         fprintf(stdout, "herald: kafka port %d\n", port);
         fflush(stdout);
-        uv_signal_init(&s.loop, &s.sigint);
-        uv_signal_init(&s.loop, &s.sigterm);
-        s.sigint.data = s.sigterm.data = &s;
-        uv_signal_start(&s.sigint, on_signal, SIGINT);
-        uv_signal_start(&s.sigterm, on_signal, SIGTERM);
         uv_run(&s.loop, UV_RUN_DEFAULT);
     }
     broker_free(s.broker);
