@@ -169,17 +169,22 @@ static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d, int
     if (!found) put_new_death(h, d);
     /* The others follow in reverse order: RabbitMQ 3.10 regroups them that
      * way, and clients comparing whole headers see its order. */
-    amqp_bytes_t spans[64];
-    size_t ns = 0;
+    amqp_bytes_t *spans = NULL; /* as many as the array holds: none is dropped */
+    size_t ns = 0, cap = 0;
     ai = (ftable_iter_t){deaths};
     amqp_bytes_t vb = ai.rest;
     int skipped = 0;
     while (farray_next(&ai, &v)) {
-        if (found && !skipped && v.type == FV_TABLE && death_matches(v.v.table, d)) skipped = 1;
-        else if (ns < sizeof spans / sizeof spans[0]) spans[ns++] = entry_span(vb, ai.rest);
+        if (found && !skipped && v.type == FV_TABLE && death_matches(v.v.table, d)) {
+            skipped = 1;
+        } else {
+            if (ns == cap) spans = xrealloc(spans, (cap = cap ? cap * 2 : 16) * sizeof *spans);
+            spans[ns++] = entry_span(vb, ai.rest);
+        }
         vb = ai.rest;
     }
     while (ns) put_raw_bytes(h, spans[--ns]);
+    free(spans);
     ftable_end(h, a);
 }
 

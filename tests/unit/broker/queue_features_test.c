@@ -302,6 +302,58 @@ static void test_delete_target_with_move_in_flight(void **state)
     close_broker(fx);
 }
 
+/* A message that already died in 70 other queues keeps every x-death
+ * entry when it dies once more (a fixed array once dropped those past 64). */
+static void test_long_x_death_history_is_kept(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *dst = mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst"));
+    /* headers: x-death = 70 tables {queue: "q<i>", reason: "expired"} */
+    wbuf_t h, raw;
+    wbuf_init(&h);
+    wbuf_init(&raw);
+    ftable_put_name(&h, "x-death");
+    size_t arr = ftable_put_array_begin(&h);
+    for (int i = 0; i < 70; i++) {
+        char qn[16];
+        snprintf(qn, sizeof qn, "q%d", i);
+        size_t t = ftable_put_table_begin(&h);
+        ftable_put_name(&h, "queue");
+        ftable_put_longstr(&h, qn, strlen(qn));
+        ftable_put_name(&h, "reason");
+        ftable_put_longstr(&h, "expired", 7);
+        ftable_end(&h, t);
+    }
+    ftable_end(&h, arr);
+    amqp_props_t p;
+    memset(&p, 0, sizeof p);
+    p.flags = PROP_HEADERS;
+    p.headers = (amqp_bytes_t){h.p, (uint32_t)h.len};
+    amqp_props_encode(&raw, &p);
+    qmsg_t *m = qmsg_new(none, amqp_cstr("k"), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, 0);
+    publish(src, m);
+    queue_reject(queue_get(src));
+    qentry_t *e = queue_get(dst);
+    assert_non_null(e);
+    assert_int_equal(amqp_props_decode(qmsg_props(e->m), &p), 0);
+    fvalue_t v;
+    assert_int_equal(ftable_get(p.headers, "x-death", &v), 1);
+    ftable_iter_t it = {v.v.array};
+    int n = 0;
+    while (farray_next(&it, &v)) n++;
+    assert_int_equal(n, 71);
+    queue_ack(e);
+    wbuf_destroy(&w);
+    wbuf_destroy(&h);
+    wbuf_destroy(&raw);
+    close_broker(fx);
+}
+
 /* ---- de-duplication ---- */
 
 static void test_dedup_window_survives_restart(void **state)
@@ -340,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_target_with_move_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
