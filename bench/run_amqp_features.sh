@@ -124,7 +124,7 @@ start_rabbitmq() {
 start_herald() {
     rm -rf "$work/herald"
     mkdir -p "$work/herald"
-    build/herald serve --data "$work/herald" --kafka 127.0.0.1:0 --amqp "127.0.0.1:$HERALD_PORT" \
+    build/herald serve --http 127.0.0.1:0 --data "$work/herald" --kafka 127.0.0.1:0 --amqp "127.0.0.1:$HERALD_PORT" \
         --log-level warn >"$work/herald.out" 2>"$work/herald.err" &
     pid=$!
     wait_ready "$HERALD_PORT" 10 || return 1

@@ -55,7 +55,7 @@ status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status"; }
 
 start_broker() {
     mkdir -p "$work/data"
-    build/herald serve --data "$work/data" --kafka 127.0.0.1:0 --flush "$FLUSH" \
+    build/herald serve --http 127.0.0.1:0 --data "$work/data" --kafka 127.0.0.1:0 --flush "$FLUSH" \
         --log-level warn >"$work/herald.out" 2>"$work/herald.err" &
     pid=$!
     port=""

@@ -5,9 +5,9 @@
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config gcc libuv1-dev zlib1g-dev libsnappy-dev uthash-dev
-            liblz4-dev libzstd-dev python3)
+            liblz4-dev libzstd-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev python3)
 test_pkgs=(clang libcmocka-dev librdkafka-dev kcat python3-confluent-kafka
-           python3-kafka python3-pytest python3-pika python3-celery amqp-tools)
+           python3-kafka python3-pytest python3-pika python3-celery amqp-tools prometheus chromium)
 bench_pkgs=(librdkafka-dev librabbitmq-dev amqp-tools rabbitmq-server)
 
 want=("${build_pkgs[@]}")

@@ -147,8 +147,20 @@ void broker_set_tick_hook(broker_t *b, void (*fn)(broker_t *b));
  * partition_wait. Admin responses are sent after it. */
 int broker_catalog_wait(broker_t *b, pwaiter_t *w);
 
-/* Appends whole batches from offset into out (see plog_read). */
+/* Appends whole batches from offset into out (see plog_read); counted as
+ * consumed (partition_counters). The _quiet form does not count (reads the
+ * broker makes for itself). */
 int64_t partition_read(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out);
+int64_t partition_read_quiet(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out);
+
+/* Running totals since the broker started (not durable): records and
+ * batch bytes appended, and read by consumers (each read counts). */
+typedef struct {
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+} partition_counters_t;
+const partition_counters_t *partition_counters(const partition_t *p);
+/* Segment files of the partition's log. */
+int partition_segment_count(const partition_t *p);
 /* Offset of the first batch with max timestamp >= ts; HE_NOT_FOUND if none. */
 int partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *batch_ts);
 /* The batch holding the largest timestamp (ListOffsets -3): its base offset

@@ -440,10 +440,13 @@ void queue_entry_free(qentry_t *e)
  * the queue has no dead-letter exchange. */
 static void dead_letter(queue_t *q, qentry_t *e, const char *reason)
 {
+    if (!strcmp(reason, "expired")) q->counters.expired++;
     if (!q->opt.has_dlx || q->deleted) {
+        q->counters.dropped++;
         queue_entry_release(e);
         return;
     }
+    q->counters.dead_lettered++;
     e->state = QE_MOVING;
     list_link(&q->moving_head, e);
     q->nmoving++;
@@ -567,6 +570,8 @@ static void hand_out(queue_t *q, qentry_t *e)
     e->state = QE_HELD;
     list_link(&q->held_head, e);
     q->nheld++;
+    q->counters.delivered++;
+    if (e->redelivered || e->deliveries) q->counters.redelivered++;
     e->deliveries++;
     if (e->offset > q->delivered_max) q->delivered_max = e->offset;
     if (e->offset >= 0 && e->offset > q->dmark && queue_is_stored(q)) {
@@ -640,6 +645,7 @@ void queue_ack(qentry_t *e)
         return;
     }
     queue_unplace(q, e);
+    q->counters.acked++;
     queue_entry_release(e);
     if (q->sac_wait && !q->nheld) dispatch(q); /* the new active consumer may start */
 }
@@ -721,6 +727,7 @@ void queue_requeue(qentry_t **es, size_t n)
                 continue;
             }
             queue_unplace(q, e);
+            q->counters.returned++;
             if (give_back(q, e, now)) ready_add(q, e, &pos[e->prio]);
         }
         i = j;
@@ -774,12 +781,16 @@ static void enforce_limit(queue_t *q)
 int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 {
     if (q->flags & QF_STREAM) return stream_publish(q, m, epoch, target);
-    if (q->dedup && queue_dedup_seen(q, qmsg_props(m), clock_wall_ms()))
+    if (q->dedup && queue_dedup_seen(q, qmsg_props(m), clock_wall_ms())) {
+        q->counters.duplicates++;
         return QP_DONE; /* a duplicate: confirmed, not enqueued */
+    }
     if (q->opt.overflow != QO_DROP_HEAD && full_for(q, m)) {
+        q->counters.refused++;
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
     }
+    q->counters.published++;
     if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) && q->delayed.n >= QUEUE_PAGE_HIGH) {
         /* Past a window of delayed messages in memory, one waits on disk:
          * 16 bytes of it stay in memory, the record is read back when due. */
@@ -844,6 +855,8 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     return t;
 }
 
+const queue_counters_t *queue_counters(const queue_t *q) { return &q->counters; }
+
 uint32_t queue_purge(queue_t *q)
 {
     uint32_t n = 0;
@@ -864,6 +877,7 @@ uint32_t queue_purge(queue_t *q)
         q->paged.n = 0;
         q->npaged = q->paged_bytes = 0;
     }
+    q->counters.dropped += n;
     return n;
 }
 

@@ -169,6 +169,22 @@ int64_t queue_expires_ms(const queue_t *q);   /* x-expires, -1 none */
 int queue_had_consumer(const queue_t *q);
 int queue_has_exclusive_consumer(const queue_t *q);
 
+/* Running totals of a queue since the broker started (not durable), read
+ * by the HTTP API and /metrics, which derive rates from them. */
+typedef struct {
+    uint64_t published;     /* messages enqueued by queue_publish (not duplicates, not refused) */
+    uint64_t refused;       /* publishes refused by x-overflow reject-publish(-dlx) */
+    uint64_t duplicates;    /* publishes dropped as duplicates (x-message-deduplication) */
+    uint64_t delivered;     /* hand-outs to consumers and basic.get, redeliveries included */
+    uint64_t redelivered;   /* of those, messages handed out before */
+    uint64_t acked;         /* acknowledged (including no-ack deliveries) */
+    uint64_t returned;      /* given back unacked: nack/reject with requeue, recover, consumer gone */
+    uint64_t dead_lettered; /* moves to the dead-letter exchange begun (any reason) */
+    uint64_t expired;       /* TTL expiries (dead-lettered or dropped) */
+    uint64_t dropped;       /* discarded: rejected/expired/overflowed without a DLX, purged */
+} queue_counters_t;
+const queue_counters_t *queue_counters(const queue_t *q);
+
 /* Adds m (takes no reference of the caller's; the queue takes its own) and
  * tries to deliver. If the message is stored in the data log, returns
  * QP_WAIT and fills epoch and target for queue_publish_state and

@@ -144,6 +144,7 @@ struct queue {
     int deleted;
     int sac_wait;            /* single active consumer changed while deliveries were out */
     int64_t wake_at;         /* the due time last asked of the vhost, 0 none */
+    queue_counters_t counters;
 
     /* pending writes */
     qpend_t *pend;

@@ -516,7 +516,7 @@ static int64_t last_batch_start(partition_t *p)
     wbuf_t w;
     wbuf_init(&w);
     int64_t off = hw;
-    if (partition_read(p, hw - 1, 1, &w) > 0) {
+    if (partition_read_quiet(p, hw - 1, 1, &w) > 0) {
         batch_header_t h;
         if (batch_header_parse(w.p, w.len, &h) == 0) off = h.base_offset < start ? start : h.base_offset;
     }

@@ -263,10 +263,33 @@ int64_t partition_end_offset(const partition_t *p) { return plog_end_offset(p->l
 int64_t partition_high_watermark(const partition_t *p) { return plog_durable_offset(p->log); }
 int64_t partition_size_bytes(const partition_t *p) { return plog_size_bytes(p->log); }
 
-int64_t partition_read(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out)
+int64_t partition_read_quiet(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out)
 {
     return plog_read(p->log, offset, plog_durable_offset(p->log), max_bytes, out);
 }
+
+int64_t partition_read(partition_t *p, int64_t offset, size_t max_bytes, wbuf_t *out)
+{
+    size_t from = out->len;
+    int64_t n = partition_read_quiet(p, offset, max_bytes, out);
+    if (n <= 0) return n;
+    p->io.bytes_out += (uint64_t)n;
+    /* Records: each batch's count, skipping those below offset. */
+    const uint8_t *at = out->p + from, *end = out->p + from + (size_t)n;
+    while (end - at >= BATCH_HEADER_SIZE) {
+        batch_header_t h;
+        if (batch_header_parse(at, (size_t)(end - at), &h) < 0) break;
+        int64_t first = h.base_offset, last = h.base_offset + h.last_offset_delta;
+        if (last >= offset) p->io.msgs_out += (uint64_t)(last - (first > offset ? first : offset) + 1);
+        if ((size_t)(end - at) < (size_t)h.batch_length + 12) break;
+        at += (size_t)h.batch_length + 12;
+    }
+    return n;
+}
+
+const partition_counters_t *partition_counters(const partition_t *p) { return &p->io; }
+
+int partition_segment_count(const partition_t *p) { return plog_segment_count(p->log); }
 
 int partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *batch_ts)
 {
@@ -465,6 +488,8 @@ int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, ap
     rc = plog_append(p->log, batch, len, &base);
     if (rc < 0) return rc;
     res->base_offset = base;
+    p->io.msgs_in += (uint64_t)h.record_count;
+    p->io.bytes_in += len;
     if (idempotent) producer_record(p, ps, &h, base);
     flusher_mark_dirty(b->flusher, p->log);
     if (b->cfg.flush_mode != CONFIG_FLUSH_ALWAYS) partition_hw_advanced(p, 0);

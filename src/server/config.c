@@ -14,7 +14,7 @@
 #include "base/err.h"
 #include "base/log.h"
 
-typedef enum { K_STR, K_I32, K_I64, K_BOOL, K_FLUSH, K_LEVEL, K_ADDR, K_SIZE, K_MS, K_SHARE } kind_t;
+typedef enum { K_STR, K_I32, K_I64, K_BOOL, K_FLUSH, K_LEVEL, K_ADDR, K_ADDR_OFF, K_SIZE, K_MS, K_SHARE } kind_t;
 
 typedef struct {
     const char *key;
@@ -36,6 +36,11 @@ static const entry_t table[] = {
      "HOST:PORT given to Kafka clients in Metadata; empty = the listen address"},
     {"amqp", K_ADDR, F(amqp_listen), "loopback:5672", NOLIM,
      "AMQP 0-9-1 listener, HOST:PORT; host \"loopback\" listens on 127.0.0.1 and ::1 (port 0 picks a free one)"},
+    {"http", K_ADDR_OFF, F(http_listen), "127.0.0.1:8080", NOLIM,
+     "HTTP listener for the admin API, /metrics and the dashboard, HOST:PORT (port 0 picks a free one), "
+     "or off"},
+    {"http.max.body.bytes", K_SIZE, F(http_max_body_bytes), "10485760", 1024, 1LL << 30,
+     "largest HTTP request body accepted; bigger ones get 413"},
     {"amqp.users", K_STR, F(amqp_users), "guest:guest", NOLIM,
      "AMQP users, USER:PASSWORD[,USER:PASSWORD...]; the user guest may connect from loopback only"},
     {"amqp.frame.max", K_SIZE, F(amqp_frame_max), "131072", 4096, 1LL << 24,
@@ -172,8 +177,9 @@ static int apply(config_t *c, const entry_t *e, const char *value)
     char *field = (char *)c + e->off;
     int64_t v = 0;
     switch (e->kind) {
+    case K_ADDR_OFF:
     case K_ADDR:
-        if (parse_addr(value)) return HE_INVALID;
+        if (!(e->kind == K_ADDR_OFF && !strcmp(value, "off")) && parse_addr(value)) return HE_INVALID;
         /* fallthrough */
     case K_STR:
         if (strlen(value) >= e->size) return HE_INVALID;

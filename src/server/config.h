@@ -27,6 +27,8 @@ typedef struct {
     char kafka_listen[256];        /* "kafka": HOST:PORT */
     char kafka_advertised[256];    /* "kafka.advertised": HOST:PORT; empty = the listen address */
     char amqp_listen[256];         /* "amqp": HOST:PORT, host "loopback" = 127.0.0.1 and ::1 */
+    char http_listen[256];         /* "http": HOST:PORT of the admin API, metrics and dashboard, or "off" */
+    int64_t http_max_body_bytes;   /* "http.max.body.bytes": largest request body accepted */
     char amqp_users[1024];         /* "amqp.users": USER:PASS[,USER:PASS...] */
     int64_t amqp_frame_max;        /* "amqp.frame.max": bytes */
     int32_t amqp_channel_max;      /* "amqp.channel.max" */

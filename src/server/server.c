@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "amqp/conn.h"
 #include "kafka/conn.h"
+#include "http/http.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -21,6 +22,7 @@ typedef struct {
     uv_tcp_t amqp_listeners[2]; /* "loopback" = IPv4 and IPv6 */
     int n_amqp;
     uv_signal_t sigint, sigterm;
+    http_server_t *http;
     int stopping;
 } server_t;
 
@@ -115,6 +117,8 @@ static void server_stop(server_t *s)
         uv_close((uv_handle_t *)&s->kafka_listener, on_closed);
     for (int i = 0; i < s->n_amqp; i++) uv_close((uv_handle_t *)&s->amqp_listeners[i], on_closed);
     s->n_amqp = 0;
+    http_server_free(s->http);
+    s->http = NULL;
     amqp_conn_close_all(s->broker);
     uv_close((uv_handle_t *)&s->sigint, on_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_closed);
@@ -193,6 +197,16 @@ int server_run(const config_t *cfg)
         uv_signal_start(&s.sigterm, on_signal, SIGTERM);
         LOG_I("amqp listening on %s (port %d)", cfg->amqp_listen, aport);
         fprintf(stdout, "herald: amqp port %d\n", aport);
+        if (strcmp(cfg->http_listen, "off")) {
+            int hport = 0, herr = 0;
+            s.http = http_server_new(s.broker, cfg->http_listen, &hport, &herr);
+            if (s.http) {
+                LOG_I("http listening on %s (port %d)", cfg->http_listen, hport);
+                fprintf(stdout, "herald: http port %d\n", hport);
+            } else {
+                code = 1;
+            }
+        }
         broker_set_kafka_port(s.broker, port);
         const char *ah;
         int ap;
@@ -201,6 +215,7 @@ int server_run(const config_t *cfg)
         /* Tests and scripts read the bound port from this line. */
         fprintf(stdout, "herald: kafka port %d\n", port);
         fflush(stdout);
+        if (code) server_stop(&s); /* the HTTP listener failed */
         uv_run(&s.loop, UV_RUN_DEFAULT);
     }
     broker_free(s.broker);

@@ -26,8 +26,13 @@ class Broker:
         self.proc = None
         self.port = None
         self.amqp_port = None
+        self.http_port = None
         self.log_lines = []
         self._reader = None
+
+    @property
+    def http_url(self):
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def bootstrap(self):
@@ -37,8 +42,10 @@ class Broker:
         # Reuse the previous port on restart so clients can reconnect.
         port = self.port or 0
         aport = self.amqp_port or 0
+        hport = self.http_port or 0
         args = [HERALD_BIN, "serve", "--data", self.data_dir, "--kafka", f"127.0.0.1:{port}",
-                "--amqp", f"127.0.0.1:{aport}", "--log-level", "info"] + self.extra_args
+                "--amqp", f"127.0.0.1:{aport}", "--http", f"127.0.0.1:{hport}",
+                "--log-level", "info"] + self.extra_args
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -63,6 +70,8 @@ class Broker:
             self.log_lines.append(line)
             if line.startswith("herald: amqp port "):
                 self.amqp_port = int(line.split()[-1])
+            if line.startswith("herald: http port "):
+                self.http_port = int(line.split()[-1])
             # The server prints the AMQP port first, the Kafka port last.
             if line.startswith("herald: kafka port "):
                 self.port = int(line.split()[-1])

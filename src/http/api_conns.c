@@ -1,0 +1,6 @@
+/* Placeholder: routes land here. */
+#include "http/router.h"
+
+const http_route_t api_conn_routes[] = {
+    {NULL, NULL, NULL},
+};
