@@ -17,6 +17,7 @@
 #include "base/mem.h"
 #include "broker/broker.h"
 #include "http/router.h"
+#include "http/stats.h"
 #include "server/config.h"
 
 #define HTTP_MAX_HEADERS 4
@@ -61,6 +62,7 @@ struct http_server {
     http_req_t *qhead, *qtail;     /* submitted, not yet dispatched (under mu) */
     http_req_t *inflight;          /* dispatched, not answered (loop only) */
     int stopping;                  /* under mu */
+    http_stats_t *stats;
 };
 
 /* ---- small helpers ---- */
@@ -217,6 +219,7 @@ void http_req_on_cancel(http_req_t *r, void (*cancel)(http_req_t *r, void *ctx),
 }
 
 broker_t *http_req_broker(const http_req_t *r) { return r->srv->b; }
+http_stats_t *http_stats(const http_req_t *r) { return r->srv->stats; }
 const char *http_req_method(const http_req_t *r) { return r->method; }
 const char *http_req_path(const http_req_t *r) { return r->path; }
 const char *http_req_param(const http_req_t *r, int i)
@@ -571,6 +574,7 @@ http_server_t *http_server_new(broker_t *b, const char *listen, int *port, int *
         *err = -EADDRINUSE;
         return NULL;
     }
+    s->stats = http_stats_new(b);
     uv_async_init(broker_loop(b), &s->async, on_async);
     s->async.data = s;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -601,5 +605,7 @@ void http_server_free(http_server_t *s)
         http_reply_error(r, 503, "the broker is shutting down");
     }
     MHD_stop_daemon(s->d);
+    http_stats_free(s->stats);
+    s->stats = NULL;
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
