@@ -33,6 +33,16 @@ typedef struct {
     double kafka_in, kafka_in_bytes, kafka_out, kafka_out_bytes, amqp_publish, amqp_deliver, amqp_ack;
 } overview_rates_t;
 
+/* The data directory's disk use (every file's allocated blocks) and its
+ * file system's free and total bytes, measured off the loop every 10 s. */
+typedef struct {
+    int valid; /* 0 until the first measurement is in */
+    uint64_t used_bytes, free_bytes, total_bytes;
+} http_disk_t;
+void http_stats_disk(http_stats_t *s, http_disk_t *out);
+/* Wall-clock time the sampler started (with the broker). */
+int64_t http_stats_started_ms(http_stats_t *s);
+
 http_stats_t *http_stats_new(broker_t *b);
 void http_stats_free(http_stats_t *s); /* NULL ok */
 
@@ -45,6 +55,10 @@ void http_stats_overview_rates(http_stats_t *s, overview_rates_t *out);
 json_t *http_stats_queue_history(http_stats_t *s, const queue_t *q);
 json_t *http_stats_group_history(http_stats_t *s, const char *group_id);
 json_t *http_stats_overview_history(http_stats_t *s);
+
+/* Sum over the group's committed partitions of high watermark - committed
+ * offset (negative terms count 0). */
+int64_t http_stats_group_lag(broker_t *b, const char *group_id);
 
 /* The sampler of the running HTTP server (NULL when HTTP is off). */
 http_stats_t *http_stats(const http_req_t *r);
