@@ -183,7 +183,7 @@ void http_reply(http_req_t *r, int status, const char *content_type, const void 
 
 void http_reply_json(http_req_t *r, int status, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
     json_decref(j);
     if (!s) {
         http_reply_error(r, 500, "cannot encode the answer");
