@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
+#include "broker/internal.h"
 #include "store/batch.h"
 #include "store/batch_unzip.h"
 
@@ -56,8 +57,8 @@ int records_append(broker_t *b, partition_t *p, const records_rec_t *recs, size_
 }
 
 /* Visits the records of one uncompressed batch image at or after from. */
-static int visit_batch(const uint8_t *bp, size_t blen, int64_t from, int *left, records_visit_fn fn, void *ctx,
-                       int64_t *next)
+static int visit_batch(partition_t *p, const uint8_t *bp, size_t blen, int64_t from, int *left, records_visit_fn fn,
+                       void *ctx, int64_t *next)
 {
     batch_iter_t it;
     if (batch_iter_init(&it, bp, blen) < 0) return 0;
@@ -77,6 +78,8 @@ static int visit_batch(const uint8_t *bp, size_t blen, int64_t from, int *left, 
         }
         out.headers = hdrs;
         fn(ctx, &out);
+        p->io.msgs_out++;
+        p->io.bytes_out += (uint64_t)(rec.key_len > 0 ? rec.key_len : 0) + (uint64_t)(rec.value_len > 0 ? rec.value_len : 0);
         (*left)--;
         seen++;
         *next = rec.offset + 1;
@@ -93,7 +96,8 @@ int records_read(partition_t *p, int64_t offset, int limit, size_t max_bytes, re
     wbuf_t buf, unz;
     wbuf_init(&buf);
     wbuf_init(&unz);
-    int64_t got = partition_read(p, offset, max_bytes, &buf);
+    /* Counted below by what is handed out, not by the batches read. */
+    int64_t got = partition_read_quiet(p, offset, max_bytes, &buf);
     int seen = 0, left = limit;
     if (got < 0) {
         seen = (int)got;
@@ -117,7 +121,7 @@ int records_read(partition_t *p, int64_t offset, int limit, size_t max_bytes, re
                     blen = 0; /* undecodable: skipped */
                 }
             }
-            if (blen) seen += visit_batch(bp, blen, offset, &left, fn, ctx, next);
+            if (blen) seen += visit_batch(p, bp, blen, offset, &left, fn, ctx, next);
         }
         if (left > 0 && last + 1 > *next) *next = last + 1;
         pos += len;

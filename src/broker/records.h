@@ -37,7 +37,8 @@ typedef struct {
 int records_append(broker_t *b, partition_t *p, const records_rec_t *recs, size_t n, int64_t *base,
                    int64_t *target);
 
-/* Visits the visible records of p from offset on, at most limit of them and
+/* Visits the visible records of p from offset on (counted as consumed:
+ * the records handed out and their key and value bytes), at most limit of them and
  * about max_bytes of stored batches, decompressing as needed; control
  * batches are skipped. The record and its views are valid during the call.
  * *next gets the offset to read from next time. Returns the number visited

@@ -180,8 +180,10 @@ static void post_topics(http_req_t *r)
     int rc = broker_topic_create(b, name, strlen(name), parts, kv, nc, &t, &bad);
     free(kv);
     if (rc == HE_EXISTS) http_reply_error(r, 409, "topic %s already exists", name);
-    else if (rc == HE_INVALID && bad) http_reply_error(r, 400, "invalid config %s", bad);
-    else if (rc == HE_INVALID) http_reply_error(r, 400, "invalid topic name or partition count");
+    else if (rc == HE_NOT_FOUND && bad) http_reply_error(r, 400, "unknown config %s", bad);
+    else if (bad) http_reply_error(r, 400, "invalid value for config %s", bad);
+    else if (rc == HE_INVALID) http_reply_error(r, 400, "invalid topic name %s", name);
+    else if (rc == HE_OUT_OF_RANGE) http_reply_error(r, 400, "invalid partition count");
     else if (rc < 0) http_reply_error(r, 507, "cannot create topic %s: %s", name, herald_strerror(rc));
     else answer_after_catalog(r, topic_created, xstrdup(name), free);
 out:
