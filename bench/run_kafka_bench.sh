@@ -13,6 +13,9 @@
 #   REPEAT=3        runs of each phase; the table shows medians
 #   LINGER=0        linger.ms of the latency phase producer
 #   DOC=1           0: do not touch docs/benchmarks.md
+#   HTTP_POLL=0     1: while the benchmark runs, a monitor reads /api/overview,
+#                   /api/topics, /api/groups and /metrics every 100 ms (what a
+#                   dashboard and a Prometheus scraper cost the broker)
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ PERF=${PERF:-0}
 DOC=${DOC:-1}
 REPEAT=${REPEAT:-3}
 LINGER=${LINGER:-0}
+HTTP_POLL=${HTTP_POLL:-0}
 
 if [ ! -x build/herald ]; then
     [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
@@ -35,7 +39,10 @@ cc -O2 -Wall -Wextra -Wno-unused-parameter -o build/kafka_bench bench/kafka_benc
 work=$(mktemp -d)
 pid=""
 perf_pid=""
+poll_pid=""
 stop_broker() {
+    if [ -n "$poll_pid" ] && kill -0 "$poll_pid" 2>/dev/null; then kill "$poll_pid"; fi
+    poll_pid=""
     if [ -n "$perf_pid" ] && kill -0 "$perf_pid" 2>/dev/null; then kill -INT "$perf_pid"; fi
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid"
@@ -75,12 +82,28 @@ start_broker() {
 start_broker
 sleep 0.5
 rss_idle=$(status_kb VmRSS)
+polls=""
+if [ "$HTTP_POLL" = 1 ]; then
+    hport=$(sed -n 's/^herald: http port \([0-9][0-9]*\)$/\1/p' "$work/herald.out")
+    (
+        n=0
+        while kill -0 "$pid" 2>/dev/null; do
+            for path in api/overview api/topics api/groups metrics; do
+                curl -sf -o /dev/null "http://127.0.0.1:$hport/$path" && n=$((n + 1))
+            done
+            echo "$n" >"$work/polls"
+            sleep 0.1
+        done
+    ) &
+    poll_pid=$!
+fi
 
 cmd="build/kafka_bench --brokers 127.0.0.1:$port --pid $pid --count $COUNT --rate $RATE --seconds $SECONDS_LAT --repeat $REPEAT --linger $LINGER"
 rc=0
 timeout 240 $cmd >"$work/table.md" 2>"$work/bench.err" || rc=$?
 rss_peak=$(status_kb VmHWM)
 rss_end=$(status_kb VmRSS)
+[ "$HTTP_POLL" = 1 ] && polls=$(cat "$work/polls" 2>/dev/null || echo 0)
 grep '^kafka_bench' "$work/bench.err" >&2 || true
 
 profile=""
@@ -112,6 +135,7 @@ section=$(
     rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     if [ -n "$(git status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then rev="$rev + uncommitted changes in src/"; fi
     echo "- herald: built from $rev"
+    [ -n "$polls" ] && echo "- HTTP monitor: /api/overview, /api/topics, /api/groups and /metrics every 100 ms during the run ($polls answered requests)"
     echo "- payload: 100-byte messages, one partition, a fresh topic per phase; librdkafka $(pkg-config --modversion rdkafka)"
     echo
     grep -v "^Broker RSS now" "$work/table.md" 2>/dev/null || true
