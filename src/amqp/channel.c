@@ -692,6 +692,9 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         amqp_conn_error(ch->c, AMQP_CHANNEL_ERROR, m.id, "CHANNEL_ERROR - expected 'channel.open'");
         return -1;
     }
+    broker_t *b = ch->c->b; /* channel_method may free ch */
+    int64_t t0 = clock_mono_ns();
     rc = channel_method(ch, &m);
+    broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
     return rc < 0 ? rc : 0;
 }

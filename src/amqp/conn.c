@@ -82,6 +82,13 @@ static void on_flush_prep(uv_prepare_t *h)
 
 int amqp_conn_count(void) { return nconns; }
 
+int amqp_channel_count(void)
+{
+    int n = 0;
+    for (amqp_conn_t *c = all_conns; c; c = c->next) n += (int)c->nchan;
+    return n;
+}
+
 amqp_conn_t *amqp_conn_next(amqp_conn_t *c) { return c ? c->next : all_conns; }
 
 amqp_conn_t *amqp_conn_by_id(uint64_t id)
@@ -399,7 +406,14 @@ static int conn_frame(amqp_conn_t *c, uint8_t type, uint16_t chan, const uint8_t
             amqp_conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "UNEXPECTED_FRAME - content frame on channel 0");
             return -1;
         }
-        return conn_method(c, p, len);
+        /* Timed for /metrics when the codec knows the method (conn_method
+         * may free c). */
+        uint32_t id = len >= 4 ? buf_get_be32(p) : 0;
+        broker_t *b = c->b;
+        int64_t t0 = clock_mono_ns();
+        int rc = conn_method(c, p, len);
+        if (amqp_method_name(id)) broker_observe_amqp_method(b, id, clock_mono_ns() - t0);
+        return rc;
     }
     if (c->state == AC_CLOSING) return 0; /* only close-ok matters now */
     if (c->state != AC_RUNNING) {

@@ -15,6 +15,8 @@ int amqp_conn_accept(broker_t *b, uv_stream_t *server);
 void amqp_conn_close_all(broker_t *b);
 /* Number of open AMQP connections. */
 int amqp_conn_count(void);
+/* Number of open channels over all AMQP connections. */
+int amqp_channel_count(void);
 /* Makes AMQP connections follow the broker's resource alarms (broker/alarm.h):
  * publishers are blocked while one is on. Called once, after broker_new. */
 void amqp_conn_watch_alarms(broker_t *b);

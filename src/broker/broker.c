@@ -169,6 +169,8 @@ void broker_free(broker_t *b)
     flusher_free(b->flusher);
     /* Deletions already queued finish while the server drains the loop. */
     store_deleter_uninstall();
+    histo_map_destroy(&b->kafka_histos);
+    histo_map_destroy(&b->amqp_histos);
     free(b);
 }
 
@@ -192,10 +194,18 @@ void broker_set_kafka_port(broker_t *b, int port)
 
 void broker_observe_request(broker_t *b, int16_t api_key, int64_t ns)
 {
-    (void)api_key;
-    (void)ns;
     b->requests_total++;
+    histo_map_observe(&b->kafka_histos, (uint32_t)(uint16_t)api_key, ns);
 }
+
+void broker_observe_amqp_method(broker_t *b, uint32_t method_id, int64_t ns)
+{
+    histo_map_observe(&b->amqp_histos, method_id, ns);
+}
+
+const histo_map_t *broker_kafka_histos(const broker_t *b) { return &b->kafka_histos; }
+const histo_map_t *broker_amqp_histos(const broker_t *b) { return &b->amqp_histos; }
+const histo_t *broker_fsync_histo(const broker_t *b) { return flusher_sync_histo(b->flusher); }
 
 /* ---- topics ---- */
 

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/histo.h"
 #include "server/config.h"
 
 typedef struct broker broker_t;
@@ -59,6 +60,16 @@ const char *broker_cluster_id(const broker_t *b);
 int32_t broker_node_id(const broker_t *b);
 /* Records a request's handling time (metrics). */
 void broker_observe_request(broker_t *b, int16_t api_key, int64_t ns);
+/* Records how long the AMQP front end took to handle a method frame
+ * (class << 16 | method id, a method the codec knows), ns. */
+void broker_observe_amqp_method(broker_t *b, uint32_t method_id, int64_t ns);
+/* The latency histograms for /metrics (base/histo.h), valid until the next
+ * observation: Kafka requests by API key (arrival to response complete;
+ * keys as the peer sent them), AMQP methods by id, and one log sync each
+ * (fdatasync on the worker pool). */
+const histo_map_t *broker_kafka_histos(const broker_t *b);
+const histo_map_t *broker_amqp_histos(const broker_t *b);
+const histo_t *broker_fsync_histo(const broker_t *b);
 
 /* ---- topics ---- */
 

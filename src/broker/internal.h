@@ -7,6 +7,7 @@
 
 #include <uthash.h>
 
+#include "base/histo.h"
 #include "broker/alarm.h"
 #include "broker/broker.h"
 #include "store/batch.h"
@@ -79,6 +80,8 @@ struct broker {
     uv_timer_t maint_timer;
     alarm_t *alarm;                   /* memory and disk alarms */
     uint64_t requests_total;
+    histo_map_t kafka_histos;         /* request durations by Kafka API key */
+    histo_map_t amqp_histos;          /* method handling durations by AMQP class << 16 | method */
     vhost_t *vhost;                   /* AMQP: the one virtual host, "/" */
     queue_t *dirty_queues;            /* queues with records to append this loop turn */
     void (*tick_hook)(broker_t *b);   /* broker_set_tick_hook */

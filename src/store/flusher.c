@@ -18,6 +18,7 @@
 typedef struct {
     plog_t *log;      /* NULL once forgotten */
     plog_sync_t sync;
+    int64_t sync_ns;  /* how long plog_sync_run took (written by the worker, read after round_done) */
 } round_item_t;
 
 typedef struct {
@@ -41,6 +42,7 @@ struct flusher {
     int open_handles;   /* handles not yet closed */
     int freeing;        /* flusher_free called */
     uint64_t rounds;
+    histo_t sync_histo;     /* plog_sync_run durations, one per log per round (loop only) */
     uint64_t last_start_ns; /* uv_hrtime() when the last round started */
     uint64_t gap_ns;        /* FLUSH_ALWAYS: least time between round starts, 0 none */
     int tfd;                /* timerfd that ends a gap (libuv timers count whole ms) */
@@ -136,7 +138,11 @@ void flusher_forget(flusher_t *f, plog_t *log)
 static void round_work(uv_work_t *w)
 {
     round_t *r = w->data;
-    for (int i = 0; i < r->n; i++) plog_sync_run(&r->items[i].sync);
+    for (int i = 0; i < r->n; i++) {
+        uint64_t t0 = uv_hrtime();
+        plog_sync_run(&r->items[i].sync);
+        r->items[i].sync_ns = (int64_t)(uv_hrtime() - t0);
+    }
 }
 
 static void round_done(uv_work_t *w, int status)
@@ -145,6 +151,9 @@ static void round_done(uv_work_t *w, int status)
     flusher_t *f = r->f;
     (void)status; /* queued work cannot be cancelled by us: always 0 */
     f->round = NULL;
+    /* The worker's timings become visible here (uv_queue_work orders the
+     * work callback before this one): folded in on the loop, no atomics. */
+    for (int i = 0; i < r->n; i++) histo_observe(&f->sync_histo, r->items[i].sync_ns);
     for (int i = 0; i < r->n; i++) {
         round_item_t *it = &r->items[i];
         if (!it->log || f->freeing) {
@@ -260,5 +269,7 @@ void flusher_free(flusher_t *f)
 }
 
 uint64_t flusher_rounds(const flusher_t *f) { return f->rounds; }
+
+const histo_t *flusher_sync_histo(const flusher_t *f) { return &f->sync_histo; }
 
 void flusher_set_round_gap(flusher_t *f, int64_t gap_us) { f->gap_ns = gap_us > 0 ? (uint64_t)gap_us * 1000 : 0; }

@@ -28,6 +28,7 @@
 
 #include <uv.h>
 
+#include "base/histo.h"
 #include "store/plog.h"
 
 typedef enum { FLUSH_ALWAYS, FLUSH_INTERVAL, FLUSH_NEVER } flush_mode_t;
@@ -70,5 +71,8 @@ void flusher_free(flusher_t *f);
 
 /* Rounds started so far (tests and metrics). */
 uint64_t flusher_rounds(const flusher_t *f);
+/* How long each log's sync took (fdatasync of its files, directory and
+ * checkpoint), measured on the worker, counted when its round completes. */
+const histo_t *flusher_sync_histo(const flusher_t *f);
 
 #endif
