@@ -388,16 +388,29 @@ static void write_groups(wbuf_t *w, broker_t *b)
 /* ---- queues ---- */
 
 typedef struct {
-    queue_t **q;  /* every queue of the vhost (hidden delay queues are not in it) */
+    const queue_t *q;
+    size_t i; /* its index in queue_set_t.q */
+} queue_ref_t;
+
+typedef struct {
+    queue_t **q;        /* every queue of the vhost (hidden delay queues are not in it) */
     size_t n;
-    uint8_t *dlq; /* per q[i]: 1 if dead letters of some queue can reach it */
+    uint8_t *dlq;       /* per q[i]: 1 if dead letters of some queue can reach it */
+    queue_ref_t *by_ptr; /* the same queues sorted by address, to find a binding's queue */
 } queue_set_t;
 
+static int ref_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const queue_ref_t *)a)->q, y = (uintptr_t)((const queue_ref_t *)b)->q;
+    return x < y ? -1 : x > y;
+}
+
+/* The index of q in s->q, s->n if it is not there. */
 static size_t queue_index(const queue_set_t *s, const queue_t *q)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->q[i] == q) return i;
-    return s->n;
+    queue_ref_t key = {q, 0};
+    const queue_ref_t *r = q ? bsearch(&key, s->by_ptr, s->n, sizeof key, ref_cmp) : NULL;
+    return r ? r->i : s->n;
 }
 
 /* Marks every queue the exchange routes to, following exchange-to-
@@ -493,6 +506,23 @@ static uint64_t queue_value(const queue_set_t *s, size_t i, const queue_family_t
     }
 }
 
+/* The hidden delay queues of x-delayed-message exchanges are not queues
+ * anyone declared: their messages are shown per exchange. */
+static void write_delayed_exchanges(wbuf_t *w, vhost_t *v)
+{
+    family(w, "herald_exchange_messages_delayed", "gauge",
+           "Messages an x-delayed-message exchange holds until their x-delay passes.");
+    for (exchange_t *ex = xregistry_first(vhost_exchanges(v)); ex; ex = exchange_next(ex)) {
+        const queue_t *dq = (exchange_flags(ex) & EXF_DELAYED) ? exchange_ext(ex) : NULL;
+        if (!dq) continue;
+        amqp_bytes_t name = exchange_name(ex);
+        put_s(w, "herald_exchange_messages_delayed{");
+        put_label(w, 1, "exchange", name.p, name.len);
+        wbuf_u8(w, '}');
+        val_u(w, (uint64_t)queue_ready_count(dq) + queue_delayed_count(dq)); /* ready: due, being forwarded */
+    }
+}
+
 static void write_queues(wbuf_t *w, broker_t *b)
 {
     vhost_t *v = broker_vhost(b, amqp_cstr("/"));
@@ -506,6 +536,9 @@ static void write_queues(wbuf_t *w, broker_t *b)
         s.q[s.n++] = q;
     }
     s.dlq = xcalloc(s.n ? s.n : 1, 1);
+    s.by_ptr = xmalloc((s.n ? s.n : 1) * sizeof *s.by_ptr);
+    for (size_t i = 0; i < s.n; i++) s.by_ptr[i] = (queue_ref_t){s.q[i], i};
+    qsort(s.by_ptr, s.n, sizeof *s.by_ptr, ref_cmp);
     if (v) find_dead_letter_queues(&s, v);
     for (size_t f = 0; f < sizeof queue_families / sizeof queue_families[0]; f++) {
         const queue_family_t *qf = &queue_families[f];
@@ -521,6 +554,8 @@ static void write_queues(wbuf_t *w, broker_t *b)
     }
     free(s.q);
     free(s.dlq);
+    free(s.by_ptr);
+    if (v) write_delayed_exchanges(w, v);
 }
 
 /* ---- the handler ---- */

@@ -7,6 +7,7 @@ import shutil
 import json
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -18,12 +19,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import araw
 from amqp_util import params, time_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROMTOOL = "/usr/bin/promtool"
 PROMETHEUS = "/usr/bin/prometheus"
 ODD_QUEUE = 'odd "name" \\ with\nnewline'
+RAW_QUEUE = b"raw\xff\xc0\x80name"  # not UTF-8: a stray byte and an overlong NUL
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +146,9 @@ def amqp_traffic(ch):
     ch.queue_bind("mdead", "mdlx")
     ch.queue_declare("mq", durable=True, arguments={"x-dead-letter-exchange": "mdlx"})
     ch.queue_declare(ODD_QUEUE)
+    ch.exchange_declare("mdelay", "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    ch.queue_bind("mq", "mdelay", "later")
+    ch.basic_publish("mdelay", "later", b"in a minute", pika.BasicProperties(headers={"x-delay": 60000}))
     for i in range(5):
         ch.basic_publish("", "mq", b"m%d" % i, pika.BasicProperties(delivery_mode=2))
     ch.basic_publish("", ODD_QUEUE, b"odd")
@@ -155,9 +161,21 @@ def amqp_traffic(ch):
     ch.basic_reject(tags[1], requeue=False)
 
 
+def declare_raw_queue(broker, name):
+    """queue.declare with a name pika cannot send (bytes that are not UTF-8)."""
+    s, _ = araw.handshake(broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.method(1, araw.QUEUE_DECLARE, struct.pack(">H", 0) + araw.shortstr(name) + b"\x00" +
+                          araw.table({})))
+    ch, cm, _ = araw.read_method(s)
+    assert (ch, cm) == (1, araw.QUEUE_DECLARE_OK)
+    s.close()
+
+
 def test_metrics_match_broker_state(broker):
     consumer = kafka_traffic(broker)
     conn = amqp(broker)
+    declare_raw_queue(broker, RAW_QUEUE)
     ch = conn.channel()
     amqp_traffic(ch)
     # dead-lettering completes once the copy is durable
@@ -208,8 +226,14 @@ def test_metrics_match_broker_state(broker):
     assert value(s, "herald_queue_messages_published_total", queue="mdead") == 1
     assert value(s, "herald_queue_dead_letter_target", queue="mdead") == 1
     assert value(s, "herald_queue_dead_letter_target", queue="mq") == 0
+    # the delayed exchange's hidden queue is not a queue; its message is counted per exchange
+    assert value(s, "herald_exchange_messages_delayed", exchange="mdelay") == 1
+    assert sorted(lab["queue"] for lab, _ in s["herald_queue_messages_ready"]) == sorted(
+        ["mq", "mdead", ODD_QUEUE, RAW_QUEUE.decode("utf-8", "replace")])
     # a queue name with a quote, a backslash and a newline round-trips
     assert value(s, "herald_queue_messages_ready", queue=ODD_QUEUE) == 1
+    # bytes that are not UTF-8 become U+FFFD (one per byte of an invalid sequence)
+    assert value(s, "herald_queue_messages_ready", queue="raw\ufffd\ufffd\ufffdname") == 0
     # connections: the consumer's (and maybe the admin/producer's, closing)
     assert value(s, "herald_connections", protocol="kafka") >= 1
     assert value(s, "herald_connections", protocol="amqp") == 1
@@ -234,7 +258,7 @@ def test_metrics_match_broker_state(broker):
     for method in ("connection.open", "channel.open", "queue.declare", "queue.bind", "exchange.declare",
                    "confirm.select", "basic.publish", "basic.get", "basic.ack", "basic.reject"):
         assert value(s, "herald_amqp_method_duration_seconds_count", method=method) > 0, method
-    assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.publish") == 6
+    assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.publish") == 7
     assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.get") == 3
     fs = value(s, "herald_fsync_duration_seconds_count")
     assert fs > 0
