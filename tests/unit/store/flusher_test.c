@@ -107,8 +107,16 @@ static void test_group_commit_one_round(void **state)
         flusher_mark_dirty(fx->f, fx->logs[i]); /* twice: still once in the set */
         assert_int_equal(plog_durable_offset(fx->logs[i]), 0);
     }
+    assert_int_equal(flusher_sync_histo(fx->f)->count, 0);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(flusher_rounds(fx->f), 1);
+    /* one timed sync per log, counted back on the loop */
+    const histo_t *h = flusher_sync_histo(fx->f);
+    assert_int_equal(h->count, NLOGS);
+    uint64_t in_buckets = 0;
+    for (int b = 0; b <= HISTO_NBOUNDS; b++) in_buckets += h->buckets[b];
+    assert_int_equal(in_buckets, NLOGS);
+    assert_true(h->sum_ns > 0);
     for (int i = 0; i < NLOGS; i++) {
         assert_int_equal(fx->calls[i], 1);
         assert_int_equal(fx->last_status[i], 0);
