@@ -630,6 +630,30 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
     }
 }
 
+/* basic.publish is timed over its frames: the handler times of its method,
+ * header and body frames add up in ch->content_ns and are observed once,
+ * when the message is routed (the time between the frames, the network's,
+ * is not counted). rc < 0: an error was raised and ch may be gone. */
+static void publish_timed(amqp_channel_t *ch, broker_t *b, int rc, int64_t ns)
+{
+    if (rc < 0) return;
+    ch->content_ns += ns;
+    if (!ch->content && !ch->closing) {
+        broker_observe_amqp_method(b, AMQP_BASIC_PUBLISH, ch->content_ns);
+        ch->content_ns = 0;
+    }
+}
+
+/* A content frame of a publish, timed as above. */
+static int content_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload, uint32_t len)
+{
+    broker_t *b = ch->c->b;
+    int64_t t0 = clock_mono_ns();
+    int rc = type == AMQP_FRAME_HEADER ? amqp_publish_header(ch, payload, len) : amqp_publish_body(ch, payload, len);
+    publish_timed(ch, b, rc, clock_mono_ns() - t0);
+    return rc;
+}
+
 int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload, uint32_t len)
 {
     if (ch->closing) {
@@ -654,7 +678,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
                             "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
             return -1;
         }
-        return amqp_publish_header(ch, payload, len);
+        return content_frame(ch, type, payload, len);
     }
     if (type == AMQP_FRAME_BODY) {
         if (ch->content != 2) {
@@ -663,7 +687,7 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
                             ch->content == 1 ? "content header" : "method");
             return -1;
         }
-        return amqp_publish_body(ch, payload, len);
+        return content_frame(ch, type, payload, len);
     }
     amqp_method_t m;
     int rc = amqp_method_decode(payload, len, &m);
@@ -693,8 +717,10 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         return -1;
     }
     broker_t *b = ch->c->b; /* channel_method may free ch */
+    if (m.id == AMQP_BASIC_PUBLISH) ch->content_ns = 0;
     int64_t t0 = clock_mono_ns();
     rc = channel_method(ch, &m);
-    broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
+    if (m.id == AMQP_BASIC_PUBLISH) publish_timed(ch, b, rc, clock_mono_ns() - t0);
+    else broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
     return rc < 0 ? rc : 0;
 }
