@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -355,3 +356,46 @@ def test_prometheus_scrapes_the_broker(broker):
             prom.kill()
             prom.wait(timeout=5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- scrapes in parallel with traffic, and a shutdown in the middle ----
+
+def test_parallel_scrapes_during_traffic_and_shutdown(broker):
+    stop = threading.Event()
+    errors, counts = [], []
+
+    def scraper():
+        last, n = 0, 0
+        while not stop.is_set():
+            try:
+                s = parse(scrape(broker))[0]
+            except (OSError, urllib.error.URLError):
+                break  # the broker is going away
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+                break
+            got = total(s, "herald_partition_messages_in_total", topic="pt")
+            if got < last:
+                errors.append(f"counter went back: {last} -> {got}")
+            last, n = got, n + 1
+        counts.append(n)
+
+    threads = [threading.Thread(target=scraper) for _ in range(6)]
+    for t in threads:
+        t.start()
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
+    for i in range(300):
+        p.produce("pt", value=b"x%d" % i)
+        if i % 50 == 0:
+            p.poll(0)
+    assert p.flush(20) == 0
+    time.sleep(0.5)
+    # stop the broker while scrapes are in flight: they get an answer or a
+    # closed connection, and the broker exits cleanly (ASan checks the rest)
+    assert broker.stop() == 0
+    stop.set()
+    for t in threads:
+        t.join(timeout=20)
+    assert not errors, errors
+    print("scrapes", counts)
+    assert sum(counts) >= 6, counts
