@@ -1,4 +1,4 @@
-/* Process and data-directory figures. See sysinfo.h. */
+/* Process figures. See sysinfo.h. */
 #include "broker/sysinfo.h"
 
 #include <dirent.h>
@@ -10,8 +10,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "base/mem.h"
-#include "store/usage.h"
 
 /* Process start time from /proc: field 22 of /proc/self/stat (clock ticks
  * after boot) plus the boot time ("btime" in /proc/stat). 0 if unknown.
@@ -77,43 +75,4 @@ void sysinfo_proc_sample(sysinfo_proc_t *out)
     out->open_fds = count_open_fds();
     struct rlimit rl;
     out->max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (int64_t)rl.rlim_cur : -1;
-}
-
-typedef struct {
-    uv_work_t work;
-    char *dir; /* owned */
-    store_usage_t u;
-    int rc;
-    sysinfo_disk_cb cb;
-    void *ctx;
-} disk_job_t;
-
-static void disk_work(uv_work_t *w)
-{
-    disk_job_t *j = w->data;
-    j->rc = store_usage_measure(j->dir, &j->u);
-}
-
-static void disk_done(uv_work_t *w, int status)
-{
-    disk_job_t *j = w->data;
-    sysinfo_disk_t d = {j->u.used_bytes, j->u.free_bytes, j->u.total_bytes};
-    if (status < 0) d = (sysinfo_disk_t){-1, -1, -1};
-    j->cb(j->ctx, status < 0 ? status : j->rc, &d);
-    free(j->dir);
-    free(j);
-}
-
-void sysinfo_disk_measure(broker_t *b, sysinfo_disk_cb cb, void *ctx)
-{
-    disk_job_t *j = xcalloc(1, sizeof *j);
-    j->dir = xstrdup(broker_config(b)->data_dir);
-    j->cb = cb;
-    j->ctx = ctx;
-    j->work.data = j;
-    if (uv_queue_work(broker_loop(b), &j->work, disk_work, disk_done) < 0) {
-        /* Only with an invalid loop; measure inline rather than lose cb. */
-        disk_work(&j->work);
-        disk_done(&j->work, 0);
-    }
 }

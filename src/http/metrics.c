@@ -11,9 +11,10 @@
  * whatever the clients chose. Counters end in _total, units are base units
  * (seconds, bytes). Histograms share the fixed buckets of base/histo.h.
  *
- * The only part that is not read straight from memory is the disk usage of
- * the data directory (a walk of the tree): the handler asks the worker pool
- * for it and answers when it comes back.
+ * The only figures not read straight from memory are the disk usage of the
+ * data directory, which the HTTP sampler (stats.c) measures on the worker
+ * pool every 10 s (shared with /api/overview, so both show the same), and
+ * the process's CPU time and resident set (a few system calls).
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -36,6 +37,7 @@
 #include "broker/sysinfo.h"
 #include "broker/vhost.h"
 #include "http/router.h"
+#include "http/stats.h"
 #include "kafka/conn.h"
 #include "kafka/kafka_msgs.h"
 
@@ -165,7 +167,7 @@ static void histo_samples(wbuf_t *w, const char *name, const char *labels, const
 
 /* ---- process, disk, alarms, connections ---- */
 
-static void write_process(wbuf_t *w, broker_t *b, const sysinfo_disk_t *disk)
+static void write_process(wbuf_t *w, broker_t *b, const http_disk_t *disk)
 {
     family(w, "herald_build_info", "gauge", "Herald's version: always 1, the version is the label.");
     put_s(w, "herald_build_info{");
@@ -186,14 +188,15 @@ static void write_process(wbuf_t *w, broker_t *b, const sysinfo_disk_t *disk)
     if (p.open_fds >= 0) gauge_i(w, "process_open_fds", "Number of open file descriptors.", p.open_fds);
     if (p.max_fds >= 0) gauge_i(w, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds);
 
-    if (disk->used_bytes >= 0)
-        gauge_i(w, "herald_disk_used_bytes", "Bytes allocated to the files of the data directory.", disk->used_bytes);
-    if (disk->free_bytes >= 0)
+    if (disk->valid) { /* the sampler's walk of the data directory (every 10 s) has come back */
+        gauge_i(w, "herald_disk_used_bytes", "Bytes allocated to the files of the data directory.",
+                (int64_t)disk->used_bytes);
         gauge_i(w, "herald_disk_free_bytes",
-                "Bytes available to the broker on the file system of the data directory.", disk->free_bytes);
-    if (disk->total_bytes >= 0)
+                "Bytes available to the broker on the file system of the data directory.",
+                (int64_t)disk->free_bytes);
         gauge_i(w, "herald_disk_size_bytes", "Size in bytes of the file system of the data directory.",
-                disk->total_bytes);
+                (int64_t)disk->total_bytes);
+    }
 
     alarm_t *a = broker_alarm(b);
     unsigned on = alarm_active(a);
@@ -560,50 +563,21 @@ static void write_queues(wbuf_t *w, broker_t *b)
 
 /* ---- the handler ---- */
 
-/* Builds the whole page (loop only). Returns the malloc'd text. */
-static char *metrics_page(broker_t *b, const sysinfo_disk_t *disk, size_t *len)
+static void get_metrics(http_req_t *r)
 {
+    broker_t *b = http_req_broker(r);
+    http_disk_t disk;
+    http_stats_disk(http_stats(r), &disk);
     wbuf_t w;
     wbuf_init(&w);
-    write_process(&w, b, disk);
+    write_process(&w, b, &disk);
     write_histograms(&w, b);
     write_partitions(&w, b);
     write_groups(&w, b);
     write_queues(&w, b);
-    return (char *)wbuf_release(&w, len);
-}
-
-/* A scrape waiting for the disk measurement; req is NULL once the server
- * stopped (it then only frees this when the measurement comes back). */
-typedef struct {
-    http_req_t *req;
-} scrape_t;
-
-static void scrape_cancel(http_req_t *r, void *ctx)
-{
-    (void)r;
-    scrape_t *s = ctx;
-    s->req = NULL;
-}
-
-static void scrape_disk_done(void *ctx, int status, const sysinfo_disk_t *d)
-{
-    (void)status; /* an unreadable data directory leaves out the figures it has not (-1) */
-    scrape_t *s = ctx;
-    if (s->req) {
-        size_t len;
-        char *page = metrics_page(http_req_broker(s->req), d, &len);
-        http_reply_owned(s->req, 200, METRICS_CONTENT_TYPE, page, len);
-    }
-    free(s);
-}
-
-static void get_metrics(http_req_t *r)
-{
-    scrape_t *s = xcalloc(1, sizeof *s);
-    s->req = r;
-    http_req_on_cancel(r, scrape_cancel, s);
-    sysinfo_disk_measure(http_req_broker(r), scrape_disk_done, s);
+    size_t len;
+    char *page = (char *)wbuf_release(&w, &len);
+    http_reply_owned(r, 200, METRICS_CONTENT_TYPE, page, len);
 }
 
 const http_route_t metrics_routes[] = {

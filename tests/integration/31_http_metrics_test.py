@@ -180,8 +180,10 @@ def test_metrics_match_broker_state(broker):
     declare_raw_queue(broker, RAW_QUEUE)
     ch = conn.channel()
     amqp_traffic(ch)
-    # dead-lettering completes once the copy is durable
-    wait_for(lambda: value(parse(scrape(broker))[0], "herald_queue_messages_ready", queue="mdead") == 1)
+    # dead-lettering completes once the copy is durable; the disk is measured
+    # off the loop a second after the start
+    wait_for(lambda: (lambda s: value(s, "herald_queue_messages_ready", queue="mdead") == 1
+                      and "herald_disk_used_bytes" in s)(parse(scrape(broker))[0]))
     text = scrape(broker)
 
     # (a) promtool accepts it, lint included
