@@ -51,12 +51,20 @@ static void put_s(wbuf_t *w, const char *s) { wbuf_put(w, s, strlen(s)); }
 static void put_f(wbuf_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put_f(wbuf_t *w, const char *fmt, ...)
 {
-    char buf[128];
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
+    char buf[128];
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    if (n > 0 && (size_t)n < sizeof buf) {
+        wbuf_put(w, buf, (size_t)n);
+    } else if (n > 0) { /* longer than the usual line: format in place */
+        wbuf_grow(w, (size_t)n + 1);
+        vsnprintf((char *)w->p + w->len, (size_t)n + 1, fmt, again);
+        w->len += (size_t)n;
+    }
+    va_end(again);
     va_end(ap);
-    if (n > 0) wbuf_put(w, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid
