@@ -285,6 +285,33 @@ def test_metrics_match_broker_state(broker):
     assert value(s2, "herald_group_state", group="mg", state="Empty") == 1
 
 
+def test_publish_latency_counts_whole_messages(broker):
+    """basic.publish is observed once per message, when it is routed: in a
+    transaction, unroutable, with an empty body (no body frame), and not at
+    all for a publish whose body never came."""
+    conn = amqp(broker)
+    ch = conn.channel()
+    ch.queue_declare("lq")
+    ch.tx_select()
+    ch.basic_publish("", "lq", b"a")
+    ch.basic_publish("", "lq", b"b")
+    ch.tx_commit()
+    ch2 = conn.channel()
+    ch2.basic_publish("", "no-such-queue", b"lost", mandatory=True)
+    s, _ = araw.handshake(broker)
+    araw.open_channel(s, 1)
+    s.sendall(araw.method(1, araw.BASIC_PUBLISH, araw.publish_args("", "lq")) + araw.content_header(1, 0))
+    s.sendall(araw.method(1, araw.BASIC_PUBLISH, araw.publish_args("", "lq")) + araw.content_header(1, 10) +
+              araw.body_frame(1, b"12345"))
+    time.sleep(0.2)
+    s.close()  # the second message never completes
+    m = wait_for(lambda: (lambda s: s if value(s, "herald_queue_messages_ready", queue="lq") == 3 else None)(
+        parse(scrape(broker))[0]))
+    assert value(m, "herald_amqp_method_duration_seconds_count", method="basic.publish") == 4
+    assert value(m, "herald_amqp_method_duration_seconds_count", method="tx.commit") == 1
+    conn.close()
+
+
 def test_only_get(broker):
     req = urllib.request.Request(broker.http_url + "/metrics", method="POST", data=b"")
     with pytest.raises(urllib.error.HTTPError) as e:
