@@ -244,6 +244,7 @@ void amqp_conn_flush(amqp_conn_t *c)
     c->out = t;
     wbuf_reset(&c->out);
     uv_buf_t buf = uv_buf_init((char *)c->inflight.p, (unsigned)c->inflight.len);
+    c->bytes_out += c->inflight.len;
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
     if (rc < 0) {
@@ -605,6 +606,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0) return;
     c->in_len += (size_t)n;
+    c->bytes_in += (uint64_t)n;
     c->last_recv_ms = clock_mono_ms();
     if (c->state == AC_CLOSED) return;
     parse_input(c);
@@ -661,6 +663,7 @@ int amqp_conn_accept(broker_t *b, uv_stream_t *server)
     amqp_conn_t *c = xcalloc(1, sizeof *c);
     c->b = b;
     c->refs = 1;
+    c->connected_at_ms = clock_wall_ms();
     c->frame_max = AMQP_FRAME_MIN_SIZE; /* until tune-ok: the spec's minimum */
     wbuf_init(&c->out);
     wbuf_init(&c->inflight);

@@ -99,9 +99,23 @@ static void read_caps(amqp_conn_t *c, amqp_bytes_t client_props)
         c->caps |= CAP_AUTH_FAILURE_CLOSE;
 }
 
+/* A client property (longstr) copied printable into out, for the admin API. */
+static void read_prop(amqp_bytes_t client_props, const char *name, char *out, size_t n)
+{
+    amqp_bytes_t v;
+    out[0] = '\0';
+    if (ftable_get_str(client_props, name, &v) != 1) return;
+    size_t k = v.len < n - 1 ? v.len : n - 1;
+    for (size_t i = 0; i < k; i++) out[i] = v.p[i] >= 0x20 && v.p[i] < 0x7f ? (char)v.p[i] : '?';
+    out[k] = '\0';
+}
+
 int amqp_handshake_start_ok(amqp_conn_t *c, const amqp_connection_start_ok_t *so)
 {
     read_caps(c, so->client_properties);
+    read_prop(so->client_properties, "product", c->client_product, sizeof c->client_product);
+    read_prop(so->client_properties, "version", c->client_version, sizeof c->client_version);
+    read_prop(so->client_properties, "connection_name", c->conn_name, sizeof c->conn_name);
     amqp_bytes_t user = {NULL, 0}, pass = {NULL, 0};
     if (amqp_bytes_eq(so->mechanism, "PLAIN")) {
         /* authzid NUL authcid NUL password */

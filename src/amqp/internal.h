@@ -63,6 +63,11 @@ struct amqp_conn {
     uint32_t nchan;          /* open channels: channel_max limits this, as RabbitMQ */
     char peer[64];           /* "127.0.0.1:34567" */
     char user[64];
+    /* For the admin API (amqp/admin.h): from start-ok's client-properties,
+     * printable ASCII, NUL-terminated, "" when absent. */
+    char client_product[64], client_version[32], conn_name[128];
+    int64_t connected_at_ms;      /* wall clock */
+    uint64_t bytes_in, bytes_out; /* socket bytes read / handed to writes */
     int refs;                /* the socket + pending callbacks; freed at 0 */
     int loopback;            /* peer address is loopback */
     uint64_t id;             /* random: names the connection in direct reply-to addresses */

@@ -9,6 +9,7 @@
 
 #include "amqp/ftable.h"
 #include "amqp/internal.h"
+#include "amqp/admin.h"
 #include "amqp/qargs.h"
 
 #define NAME(b) (int)(b).len, (const char *)(b).p
@@ -175,9 +176,8 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
     return -1;
 }
 
-int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amqp_bytes_t args)
+int amqp_qargs_validate(amqp_bytes_t qname, unsigned flags, amqp_bytes_t args, char *out, size_t outn)
 {
-    uint32_t id = AMQP_QUEUE_DECLARE;
     ftable_iter_t it = {args};
     amqp_bytes_t name;
     fvalue_t v;
@@ -188,14 +188,14 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
         while (a->name && !amqp_bytes_eq(name, a->name)) a++;
         if (!a->name) continue; /* unknown arguments are kept and ignored, as RabbitMQ */
         if (a->kind == QA_UNSUPPORTED) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+            snprintf(out, outn,
                                "PRECONDITION_FAILED - queue argument '%.*s' is not supported by Herald yet",
                                NAME(name));
             return -1;
         }
         if (a->kind == QA_QUEUE_TYPE && v.type == FV_LONGSTR && !amqp_bytes_eq(v.v.str, "classic")) {
             if (!amqp_bytes_eq(v.v.str, "quorum")) {
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+                snprintf(out, outn,
                                    "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '%.*s' in vhost '/': "
                                    "\"unsupported queue type '%.*s'\"",
                                    NAME(qname), NAME(v.v.str));
@@ -205,14 +205,14 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
         }
         if (!strcmp(a->name, "x-dead-letter-exchange") && v.type != FV_LONGSTR) {
             /* RabbitMQ words this one differently */
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+            snprintf(out, outn,
                                "PRECONDITION_FAILED - invalid type '%s' for arg 'x-dead-letter-exchange' in queue "
                                "'%.*s' in vhost '/'",
                                type_name(v.type), NAME(qname));
             return -1;
         }
         if (check_value(a, &v, args, err, sizeof err) < 0) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+            snprintf(out, outn,
                                "PRECONDITION_FAILED - invalid arg '%.*s' for queue '%.*s' in vhost '/': %s", NAME(name),
                                NAME(qname), err);
             return -1;
@@ -225,7 +225,7 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
         for (size_t i = 0; not_quorum[i]; i++) {
             fvalue_t x;
             if (ftable_get(args, not_quorum[i], &x) == 1) {
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+                snprintf(out, outn,
                                    "PRECONDITION_FAILED - invalid arg '%s' for queue '%.*s' in vhost '/' of queue "
                                    "type rabbit_quorum_queue",
                                    not_quorum[i], NAME(qname));
@@ -237,7 +237,7 @@ int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amq
                           : (flags & QF_AUTO_DELETE) ? "auto-delete"
                                                      : NULL;
         if (bad) {
-            amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+            snprintf(out, outn,
                                "PRECONDITION_FAILED - invalid property '%s' for queue '%.*s' in vhost '/'", bad,
                                NAME(qname));
             return -1;
@@ -269,7 +269,7 @@ static int same_value(const fvalue_t *a, const fvalue_t *b)
     return a->type == b->type && fvalue_equal(a, b);
 }
 
-int amqp_qargs_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
+int amqp_qargs_compare(const queue_t *q, amqp_bytes_t args, char *out, size_t outn)
 {
     for (const qa_t *a = g_args; a->name; a++) {
         if (!a->equiv) continue;
@@ -290,7 +290,7 @@ int amqp_qargs_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
             char *ex = vx ? strchr(vx + 1, '\'') : NULL, *ey = vy ? strchr(vy + 1, '\'') : NULL;
             if (ex && ey) {
                 ex[1] = ey[1] = '\0';
-                amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+                snprintf(out, outn,
                                    "PRECONDITION_FAILED - inequivalent arg '%s' for queue '%s' in vhost '/': received "
                                    "%s but current is %s",
                                    a->name, queue_name_cstr(q), vx, vy);
@@ -299,11 +299,27 @@ int amqp_qargs_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
         }
         describe(&x, hx, rx, sizeof rx);
         describe(&y, hy, ry, sizeof ry);
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+        snprintf(out, outn,
                            "PRECONDITION_FAILED - inequivalent arg '%s' for queue '%s' in vhost '/': received %s but "
                            "current is %s",
                            a->name, queue_name_cstr(q), rx, ry);
         return 0;
     }
     return 1;
+}
+
+int amqp_qargs_check(amqp_channel_t *ch, amqp_bytes_t qname, unsigned flags, amqp_bytes_t args)
+{
+    char err[512];
+    if (amqp_qargs_validate(qname, flags, args, err, sizeof err) == 0) return 0;
+    amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE, "%s", err);
+    return -1;
+}
+
+int amqp_qargs_equivalent(amqp_channel_t *ch, queue_t *q, amqp_bytes_t args)
+{
+    char err[512];
+    if (amqp_qargs_compare(q, args, err, sizeof err)) return 1;
+    amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE, "%s", err);
+    return 0;
 }

@@ -253,6 +253,12 @@ typedef struct dlmove {
     uint32_t nparts, done;
     int failed;
     pwaiter_t w;
+    /* A redrive (deadletter_redrive): straight into the queue called to. */
+    uint8_t *to;         /* owned; NULL for other moves */
+    uint32_t to_len;
+    int refused;         /* the target is gone or refused the copy: nothing was stored */
+    void (*on_end)(void *ctx, int result);
+    void *end_ctx;
 } dlmove_t;
 
 static dlmove_t *g_moves;
@@ -266,6 +272,7 @@ static void move_free(dlmove_t *mv)
     if (mv->next) mv->next->prev = mv->prev;
     for (uint32_t i = mv->done; i < mv->nparts; i++) queue_unpin(mv->parts[i].q);
     free(mv->parts);
+    free(mv->to);
     free(mv);
 }
 
@@ -346,14 +353,67 @@ static void move_advance(dlmove_t *mv)
     }
     qentry_t *e = mv->e;
     int ok = !mv->failed;
+    int back = mv->refused && !mv->nparts && !mv->failed; /* no copy exists: e may go back */
+    void (*on_end)(void *, int) = mv->on_end;
+    void *end_ctx = mv->end_ctx;
     move_free(mv);
-    queue_moved(e, ok);
+    if (back && !e->q->deleted) {
+        queue_t *q = e->q;
+        queue_unplace(q, e);
+        queue_place(q, e, 0);
+        queue_kick(q);
+    } else {
+        queue_moved(e, ok);
+    }
+    if (on_end) on_end(end_ctx, back ? 2 : ok);
+}
+
+/* A redrive's copy: the message as it is (x-death kept), published through
+ * the default exchange straight into the target queue, claiming e. */
+static void redrive_publish(dlmove_t *mv)
+{
+    queue_t *q = mv->src;
+    qentry_t *e = mv->e;
+    amqp_bytes_t to = {mv->to, mv->to_len};
+    vhost_t *v = q->b->vhost;
+    queue_t *t = v && !q->deleted ? vhost_queue_find(v, to) : NULL;
+    if (!t || t == q || queue_is_deleted(t) || (queue_flags(t) & QF_STREAM)) {
+        mv->refused = 1;
+        move_advance(mv);
+        return;
+    }
+    const qmsg_t *m = e->m;
+    qmsg_t *c = qmsg_new((amqp_bytes_t){NULL, 0}, to, qmsg_props(m), m->body_len);
+    if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
+    c->persistent = m->persistent;
+    if (e->offset >= 0 && queue_is_stored(q)) {
+        c->origin_qid = queue_id(q);
+        c->origin_off = e->offset;
+    }
+    uint32_t epoch = 0;
+    int64_t target = 0;
+    int rc = queue_publish(t, c, &epoch, &target);
+    if (rc == QP_WAIT) {
+        queue_pin(t);
+        mv->parts = xrealloc(mv->parts, sizeof *mv->parts);
+        mv->parts[mv->nparts++] = (dlpart_t){t, epoch, target};
+    } else if (rc == QP_REJECTED) {
+        mv->refused = 1;
+    } else if (rc < 0) {
+        mv->failed = 1;
+    }
+    qmsg_unref(c);
+    move_advance(mv);
 }
 
 /* The original is durable (or will never be): publish the copies. */
 static void move_publish(dlmove_t *mv)
 {
     mv->stage = 1;
+    if (mv->to) {
+        redrive_publish(mv);
+        return;
+    }
     queue_t *q = mv->src;
     qentry_t *e = mv->e;
     wbuf_t pw;
@@ -392,12 +452,34 @@ static void on_move_wait(pwaiter_t *w, int status)
 
 void deadletter_forward(queue_t *q, qentry_t *e) { deadletter_move(q, e, ""); }
 
+static void move_start(dlmove_t *mv);
+
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason)
 {
     dlmove_t *mv = xcalloc(1, sizeof *mv);
     mv->src = q;
     mv->e = e;
     snprintf(mv->reason, sizeof mv->reason, "%s", reason);
+    move_start(mv);
+}
+
+void deadletter_redrive(queue_t *q, qentry_t *e, amqp_bytes_t to, void (*done)(void *ctx, int result), void *ctx)
+{
+    dlmove_t *mv = xcalloc(1, sizeof *mv);
+    mv->src = q;
+    mv->e = e;
+    mv->to = xmalloc(to.len + 1);
+    if (to.len) memcpy(mv->to, to.p, to.len);
+    mv->to_len = to.len;
+    mv->on_end = done;
+    mv->end_ctx = ctx;
+    move_start(mv);
+}
+
+static void move_start(dlmove_t *mv)
+{
+    queue_t *q = mv->src;
+    qentry_t *e = mv->e;
     mv->next = g_moves;
     if (g_moves) g_moves->prev = mv;
     g_moves = mv;
@@ -430,8 +512,11 @@ void deadletter_shutdown(void)
         dlmove_t *mv = g_moves;
         pwaiter_cancel(&mv->w);
         qentry_t *e = mv->e;
+        void (*on_end)(void *, int) = mv->on_end;
+        void *end_ctx = mv->end_ctx;
         move_free(mv);
         queue_moved(e, -1);
+        if (on_end) on_end(end_ctx, -1);
     }
     xroute_destroy(&g_route);
 }

@@ -20,6 +20,14 @@ void deadletter_move(queue_t *q, qentry_t *e, const char *reason);
 /* Starts moving e (QE_MOVING) of a delay queue through the queue's
  * forward exchange (routing key, properties and body unchanged). */
 void deadletter_forward(queue_t *q, qentry_t *e);
+/* Starts moving e (QE_MOVING in q) into the queue called to (copied):
+ * properties, x-death and body unchanged, exchange "" and routing key to,
+ * with the same claim as a dead-letter move, so a crash leaves it in exactly
+ * one place (the admin API's redrive). done(ctx, result) runs once at the
+ * end: 1 moved; 2 not moved, e is ready in q again (the target is missing,
+ * q itself, a stream, or refused it by x-overflow reject-publish); 0 the
+ * copy could not be stored (e stays parked until a restart); -1 shutdown. */
+void deadletter_redrive(queue_t *q, qentry_t *e, amqp_bytes_t to, void (*done)(void *ctx, int result), void *ctx);
 /* Publishes a dead-letter copy of m, which is not in q (a publish refused
  * by reject-publish-dlx). */
 void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason);

@@ -36,6 +36,11 @@ struct kafka_conn {
     unsigned paused : 1;   /* reading and dispatching stopped for backpressure */
     unsigned processing : 1; /* inside conn_process */
     int writes_inflight;   /* uv_write requests not yet completed */
+    /* For the admin API (kafka_conn_foreach). */
+    int64_t connected_at_ms; /* wall clock */
+    uint64_t requests;       /* frames dispatched */
+    uint64_t bytes_in, bytes_out; /* socket bytes read / response bytes handed to writes */
+    char client_id[128];     /* of the last request, sanitized, NUL-terminated */
 };
 
 typedef struct {
@@ -142,6 +147,7 @@ static void conn_flush(kafka_conn_t *c)
             c->queued--;
             wb->done[wb->n++] = rq;
             if (rq->no_response || !rq->resp.len) continue;
+            c->bytes_out += rq->resp.len + rq->splices.bytes;
             if (nb + 2 * rq->splices.n + 1 > MAX_IOV) {
                 /* Too many pieces for one write: flatten (rare). */
                 wbuf_t flat;
@@ -235,6 +241,16 @@ static void conn_dispatch(kafka_conn_t *c, uint8_t *frame, size_t len)
         kreq_free(rq);
         conn_close(c);
         return;
+    }
+    c->requests++;
+    if (rq->hdr.client_id.len > 0) {
+        size_t n = (size_t)rq->hdr.client_id.len < sizeof c->client_id - 1 ? (size_t)rq->hdr.client_id.len
+                                                                           : sizeof c->client_id - 1;
+        for (size_t i = 0; i < n; i++) {
+            char ch = rq->hdr.client_id.p[i];
+            c->client_id[i] = ch >= 0x20 && ch < 0x7f ? ch : '?';
+        }
+        c->client_id[n] = '\0';
     }
     c->refs++;
     if (c->tail) c->tail->next = rq;
@@ -333,6 +349,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    c->bytes_in += (uint64_t)n;
     if (c->big) {
         c->big_have += (size_t)n;
         if (c->big_have == c->big_len) {
@@ -391,6 +408,7 @@ int kafka_conn_accept(broker_t *b, uv_stream_t *server)
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return 0;
     }
+    c->connected_at_ms = clock_wall_ms();
     c->next = g_conns;
     if (g_conns) g_conns->prev = c;
     g_conns = c;
@@ -404,4 +422,13 @@ void kafka_conn_close_all(broker_t *b)
 {
     (void)b;
     while (g_conns) conn_close(g_conns);
+}
+
+void kafka_conn_foreach(void (*fn)(void *ctx, const kafka_conn_info_t *info), void *ctx)
+{
+    for (kafka_conn_t *c = g_conns; c; c = c->next) {
+        if (c->closing) continue;
+        kafka_conn_info_t i = {c->peer, c->client_id, c->connected_at_ms, c->requests, c->bytes_in, c->bytes_out};
+        fn(ctx, &i);
+    }
 }

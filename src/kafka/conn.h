@@ -80,4 +80,16 @@ void kafka_conn_close_all(broker_t *b);
 /* Number of open Kafka connections. */
 int kafka_conn_count(void);
 
+/* One open connection as the admin API shows it; strings are valid during
+ * the callback only. */
+typedef struct {
+    const char *peer;        /* "ip:port" */
+    const char *client_id;   /* of the last request ("" before the first) */
+    int64_t connected_at_ms; /* wall clock */
+    uint64_t requests;       /* requests received */
+    uint64_t bytes_in, bytes_out;
+} kafka_conn_info_t;
+/* Calls fn for every open connection (loop only). */
+void kafka_conn_foreach(void (*fn)(void *ctx, const kafka_conn_info_t *info), void *ctx);
+
 #endif
