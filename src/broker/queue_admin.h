@@ -34,7 +34,7 @@ int queue_peek(queue_t *q, size_t limit, void (*fn)(void *ctx, const queue_peek_
  * "queue". Returns 1 and *out (a view into props), 0 if none. */
 int queue_death_queue(amqp_bytes_t props, amqp_bytes_t *out);
 
-/* Moves up to max ready messages of q (delivery order; only those in
+/* Moves up to max ready messages of q (skipped ones do not count) (delivery order; only those in
  * memory: a queue paged out to disk gets one page read back first) to the
  * queue called to, or when to.p is NULL to the queue of their newest
  * x-death entry, with deadletter_redrive (crash-atomic). Messages without

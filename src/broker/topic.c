@@ -393,19 +393,14 @@ void partition_hw_advanced(partition_t *p, int status)
             ready = w;
         }
     }
-    /* ready is newest-first (list is LIFO); reverse so the oldest fires first. */
-    pwaiter_t *rev = NULL;
+    /* The list is newest-first and each one was pushed onto ready, so
+     * ready is oldest-first: the order the waits began (dead-letter and
+     * redrive copies keep their queue's order). */
     while (ready) {
         pwaiter_t *n = ready->next;
-        ready->next = rev;
-        rev = ready;
+        ready->next = NULL;
+        ready->cb(ready, status);
         ready = n;
-    }
-    while (rev) {
-        pwaiter_t *n = rev->next;
-        rev->next = NULL;
-        rev->cb(rev, status);
-        rev = n;
     }
 }
 
