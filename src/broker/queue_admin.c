@@ -139,6 +139,16 @@ size_t queue_redrive(queue_t *q, size_t max, amqp_bytes_t to, void (*done)(void 
     return n;
 }
 
+/* ---- durability of the state log ---- */
+
+int queue_wait_state(queue_t *q, pwaiter_t *w)
+{
+    if (!queue_is_stored(q) || !q->state) return 1;
+    queue_flush_all(q->b); /* what this loop turn recorded, appended now */
+    w->target = plog_end_offset(q->state->log);
+    return partition_wait(q->state, w);
+}
+
 /* ---- consumers ---- */
 
 void queue_foreach_consumer(queue_t *q, void (*fn)(void *ctx, const qconsumer_t *c), void *ctx)

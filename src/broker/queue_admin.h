@@ -44,6 +44,12 @@ int queue_death_queue(amqp_bytes_t props, amqp_bytes_t *out);
 size_t queue_redrive(queue_t *q, size_t max, amqp_bytes_t to, void (*done)(void *ctx, int result), void *ctx,
                      size_t *skipped);
 
+/* Links w (w->cb/ctx set by the caller) to fire once the delivery state
+ * q recorded so far (acks, removals: a purge) is durable, appending the
+ * pending records first. Same return rule as partition_wait: 1 (nothing
+ * to wait for: durable already, or a queue without logs), 0 linked. */
+int queue_wait_state(queue_t *q, pwaiter_t *w);
+
 /* Calls fn for every consumer attached to q, in ring order. */
 void queue_foreach_consumer(queue_t *q, void (*fn)(void *ctx, const qconsumer_t *c), void *ctx);
 

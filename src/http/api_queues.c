@@ -297,14 +297,51 @@ static int refuse_stream(http_req_t *r, queue_t *q)
     return 1;
 }
 
+typedef struct {
+    pwaiter_t w;
+    http_req_t *r;
+    uint32_t n;
+} purge_wait_t;
+
+static void purge_answer(http_req_t *r, uint32_t n, int status)
+{
+    if (status < 0) http_reply_error(r, 507, "the purge could not be made durable: %s", herald_strerror(status));
+    else http_reply_json(r, 200, json_pack("{s:I}", "purged", (json_int_t)n));
+}
+
+static void purge_done(pwaiter_t *w, int status)
+{
+    purge_wait_t *p = w->ctx;
+    purge_answer(p->r, p->n, status);
+    free(p);
+}
+
+static void purge_cancel(http_req_t *r, void *ctx)
+{
+    (void)r;
+    purge_wait_t *p = ctx;
+    pwaiter_cancel(&p->w);
+    free(p);
+}
+
 static void h_purge(http_req_t *r)
 {
     queue_t *q = path_queue(r);
     if (!q || refuse_stream(r, q)) return;
-    /* As queue.purge: the removals are recorded in the state log, and
-     * answered without waiting for it (a crash may bring them back). */
-    uint32_t n = queue_purge(q);
-    http_reply_json(r, 200, json_pack("{s:I}", "purged", (json_int_t)n));
+    /* The removals go to the state log: answered once they are durable
+     * (queue.purge answers at once; a crash before the sync brings the
+     * messages back there). */
+    purge_wait_t *p = xcalloc(1, sizeof *p);
+    p->r = r;
+    p->n = queue_purge(q);
+    p->w.cb = purge_done;
+    p->w.ctx = p;
+    if (queue_wait_state(q, &p->w) == 0) {
+        http_req_on_cancel(r, purge_cancel, p);
+        return;
+    }
+    purge_answer(r, p->n, 0);
+    free(p);
 }
 
 /* ---- peek ---- */
