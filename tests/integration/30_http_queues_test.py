@@ -304,27 +304,38 @@ def test_redrive(b):
 
 
 def test_redrive_then_sigkill_exactly_once(b):
-    n = 300
+    n = 1000
     conn = connect(b)
     ch = conn.channel()
     dlq_setup(ch, n)
     assert wait_ready(b, "dlq", n)["messages_ready"] == n
     conn.close()
-    # kill while the moves may still be in flight, and once right after the answer
-    result = {}
+    # kills at several points of a redrive in flight: after each restart
+    # every message is in exactly one of the two queues
+    splits = []
+    work, dlq = 0, n
+    for i, delay in enumerate((0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05)):
+        result = {}
+        # back and forth: from the fuller queue to the other ("to" needs no x-death)
+        src, body = ("dlq", {"to": "work"}) if dlq >= work else ("work", {"to": "dlq"})
+        if i == 0:
+            body = {}  # the first time by x-death
 
-    def go():
-        try:
-            result["r"] = http(b, "POST", q_path("dlq", "/redrive"), {}, timeout=10)
-        except Exception as e:  # noqa: BLE001 - the broker is killed under it
-            result["e"] = e
+        def go():
+            try:
+                result["r"] = http(b, "POST", q_path(src, "/redrive"), body, timeout=10)
+            except Exception as e:  # noqa: BLE001 - the broker is killed under it
+                result["e"] = e
 
-    t = threading.Thread(target=go)
-    t.start()
-    time.sleep(0.01)
-    b.kill()
-    t.join(10)
-    b.start()
+        t = threading.Thread(target=go)
+        t.start()
+        time.sleep(delay)
+        b.kill()
+        t.join(10)
+        b.start()
+        work, dlq = (http(b, "GET", q_path(x))[1]["messages_ready"] for x in ("work", "dlq"))
+        assert work + dlq == n, (delay, work, dlq, result)
+        splits.append((work, dlq))
     conn = reconnect(b)
     ch = conn.channel()
     seen = []
@@ -334,7 +345,7 @@ def test_redrive_then_sigkill_exactly_once(b):
             if m is None:
                 break
             seen.append(body)
-    assert sorted(seen) == sorted(f"job {i}".encode() for i in range(n)), (len(seen), len(set(seen)))
+    assert sorted(seen) == sorted(f"job {i}".encode() for i in range(n)), (len(seen), len(set(seen)), splits)
     # again, with the kill right after the answer: every message is in work once
     for body in seen:
         ch.basic_publish("dlx", "work", body, persistent(headers={"x-death": [{"queue": "work", "reason": "rejected",
