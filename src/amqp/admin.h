@@ -17,6 +17,10 @@
  * (QF_*). Returns 0, or -1 with the channel error's text ("PRECONDITION_FAILED
  * - ...", the same words as over AMQP) in out. */
 int amqp_qargs_validate(amqp_bytes_t qname, unsigned flags, amqp_bytes_t args, char *out, size_t outn);
+/* queue.declare's check of x-source-topic / x-source-max-ready (a queue
+ * fed from a Kafka topic, broker/feed.h): 0, or the AMQP reply code (406,
+ * 404) with the text in out. */
+int amqp_qargs_source_topic(broker_t *b, amqp_bytes_t qname, amqp_bytes_t args, char *out, size_t outn);
 /* 1 if args are equivalent to q's for a redeclare; else 0 with the text. */
 int amqp_qargs_compare(const queue_t *q, amqp_bytes_t args, char *out, size_t outn);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "amqp/admin.h"
 #include "amqp/channel_int.h"
 #include "amqp/ftable.h"
 #include "base/clock.h"
@@ -206,36 +207,42 @@ static int check_args(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
     return 0;
 }
 
-/* x-source-topic (feed.h) on a new classic or quorum queue: the topic must
- * exist. Returns 1 (go on with the classic path) or -1 after raising. */
-static int check_source_topic(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
+int amqp_qargs_source_topic(broker_t *b, amqp_bytes_t name, amqp_bytes_t args, char *out, size_t outn)
 {
     fvalue_t v;
-    if (!ftable_get(args, "x-source-topic", &v)) return 1;
-    amqp_conn_t *c = amqp_channel_conn(ch);
+    if (!ftable_get(args, "x-source-topic", &v)) return 0;
     if (v.type != FV_LONGSTR) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-                           "PRECONDITION_FAILED - invalid arg 'x-source-topic' for queue '%.*s' in vhost '/': "
-                           "{unacceptable_type,%s}",
-                           NAME(name), type_name(v.type));
-        return -1;
+        snprintf(out, outn,
+                 "PRECONDITION_FAILED - invalid arg 'x-source-topic' for queue '%.*s' in vhost '/': "
+                 "{unacceptable_type,%s}",
+                 NAME(name), type_name(v.type));
+        return AMQP_PRECONDITION_FAILED;
     }
-    if (!broker_topic_find(c->b, (const char *)v.v.str.p, v.v.str.len)) {
-        amqp_channel_error(ch, AMQP_NOT_FOUND, AMQP_QUEUE_DECLARE,
-                           "NOT_FOUND - x-source-topic of queue '%.*s': no topic '%.*s'", NAME(name),
-                           NAME(v.v.str));
-        return -1;
+    if (!broker_topic_find(b, (const char *)v.v.str.p, v.v.str.len)) {
+        snprintf(out, outn, "NOT_FOUND - x-source-topic of queue '%.*s': no topic '%.*s'", NAME(name), NAME(v.v.str));
+        return AMQP_NOT_FOUND;
     }
     int64_t mr;
     int r = ftable_get_int(args, "x-source-max-ready", &mr);
     if (r < 0 || (r == 1 && mr <= 0)) {
-        amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-                           "PRECONDITION_FAILED - invalid arg 'x-source-max-ready' for queue '%.*s' in vhost '/': "
-                           "a positive integer is required",
-                           NAME(name));
-        return -1;
+        snprintf(out, outn,
+                 "PRECONDITION_FAILED - invalid arg 'x-source-max-ready' for queue '%.*s' in vhost '/': "
+                 "a positive integer is required",
+                 NAME(name));
+        return AMQP_PRECONDITION_FAILED;
     }
-    return 1;
+    return 0;
+}
+
+/* x-source-topic (feed.h) on a new classic or quorum queue: the topic must
+ * exist. Returns 1 (go on with the classic path) or -1 after raising. */
+static int check_source_topic(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
+{
+    char err[512];
+    int code = amqp_qargs_source_topic(amqp_channel_conn(ch)->b, name, args, err, sizeof err);
+    if (!code) return 1;
+    amqp_channel_error(ch, (uint16_t)code, AMQP_QUEUE_DECLARE, "%s", err);
+    return -1;
 }
 
 int amqp_stream_declare(amqp_channel_t *ch, const amqp_queue_declare_t *a)

@@ -230,6 +230,11 @@ static void h_put(http_req_t *r)
         http_reply_error(r, 422, "stream queues are declared over AMQP (queue.declare) or as Kafka topics");
         goto out;
     }
+    int code = amqp_qargs_source_topic(http_req_broker(r), name, a, err, sizeof err);
+    if (code) {
+        http_reply_error(r, code == AMQP_NOT_FOUND ? 404 : 422, "%s", err);
+        goto out;
+    }
     if (!q && is_reserved(name)) {
         http_reply_error(r, 403, "ACCESS_REFUSED - queue name '%.*s' contains reserved prefix 'amq.*'", NAME(name));
         goto out;

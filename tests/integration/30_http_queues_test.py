@@ -83,6 +83,15 @@ def test_declare_show_delete(b):
     st, err = http(b, "PUT", q_path("bad"), {"arguments": {"x-max-length": -1}})
     assert st == 422 and err["message"] == e.value.reply_text, (err, e.value)
     assert http(b, "PUT", q_path("amq.nope"), {})[0] == 403
+    # a queue fed from a Kafka topic: the topic must exist (queue.declare's text)
+    ch = conn.channel()
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.queue_declare("fed", durable=True, arguments={"x-source-topic": "nosuch"})
+    st, err = http(b, "PUT", q_path("fed"), {"arguments": {"x-source-topic": "nosuch"}})
+    assert st == 404 and err["message"] == e.value.reply_text, (err, e.value)
+    assert http(b, "POST", "/api/topics", {"name": "feedsrc", "partitions": 1})[0] == 201
+    st, body = http(b, "PUT", q_path("fed"), {"arguments": {"x-source-topic": "feedsrc"}})
+    assert st == 201 and body["arguments"] == {"x-source-topic": "feedsrc"}, body
     assert http(b, "PUT", q_path("s"), {"arguments": {"x-queue-type": "stream"}})[0] == 422
     # a name with a '/' and a transient auto-delete queue
     st, body = http(b, "PUT", q_path("a/b"), {"durable": False, "auto_delete": True})
