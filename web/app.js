@@ -25,7 +25,12 @@ function h(tag, attrs, ...children) {
 
 /* ---- the API ---- */
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status || 0; /* 0: no answer at all */
+  }
+}
 
 /* fetch + JSON. Throws ApiError naming the call, the status and the API's
  * own error message. */
@@ -38,6 +43,7 @@ async function api(path, opts) {
       headers: opts && opts.body !== undefined ? {"Content-Type": "application/json"} : {},
       body: opts && opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
       cache: "no-store",
+      signal: AbortSignal.timeout(15000), /* a stuck call must not stop the refresh */
     });
   } catch (e) {
     throw new ApiError(`${method} ${path}: the broker did not answer (${e.message})`);
@@ -47,11 +53,12 @@ async function api(path, opts) {
   try {
     body = text ? JSON.parse(text) : null;
   } catch (e) {
-    if (res.ok) throw new ApiError(`${method} ${path}: the answer is not JSON`);
+    if (res.ok) throw new ApiError(`${method} ${path}: the answer is not JSON`, res.status);
   }
   if (!res.ok) {
     const why = body && body.message ? body.message : text.slice(0, 200);
-    throw new ApiError(`${method} ${path} failed: ${res.status} ${(body && body.error) || res.statusText}${why ? ": " + why : ""}`);
+    throw new ApiError(`${method} ${path} failed: ${res.status} ${(body && body.error) || res.statusText}${why ? ": " + why : ""}`,
+      res.status);
   }
   return body;
 }
@@ -172,7 +179,7 @@ async function fetchOverview() {
   const o = App.overview, hdr = document.getElementById("broker");
   const banner = document.getElementById("alarms");
   if (App.overviewError) {
-    hdr.replaceChildren(h("span", {class: "dot bad"}), "no answer");
+    hdr.replaceChildren(h("span", {class: "dot bad"}), App.overviewError.status ? `overview: ${App.overviewError.status}` : "no answer");
     hdr.title = App.overviewError.message;
   } else {
     hdr.replaceChildren(h("span", {class: "dot ok"}),
