@@ -93,7 +93,9 @@ const Chart = (() => {
         root.append(svg("path", {d: `${d} L${x(last[0]).toFixed(1)} ${y(0)} L${x(first[0]).toFixed(1)} ${y(0)} Z`,
                                  fill: s.color, "fill-opacity": 0.1, stroke: "none"}));
       }
-      root.append(svg("path", {d, fill: "none", stroke: s.color, "stroke-width": 1.8, "stroke-linejoin": "round"}));
+      const line = svg("path", {d, fill: "none", stroke: s.color, "stroke-width": 1.8, "stroke-linejoin": "round"});
+      if (s.dashed) line.setAttribute("stroke-dasharray", "5 3"); /* tells equal series apart */
+      root.append(line);
       if (s.points.length === 1) root.append(svg("circle", {cx: x(s.points[0][0]), cy: y(s.points[0][1]), r: 3, fill: s.color}));
     }
 

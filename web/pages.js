@@ -161,25 +161,25 @@ App.pages.overview = (root) => {
           tile("Topics", num(o.topics, "int", "ov-topics"), [num(o.partitions, "int", "ov-partitions"), " partitions · ",
             num(o.groups, "int", "ov-groups"), o.groups === 1 ? " group" : " groups"]),
           tile("Queues", num(o.queues, "int", "ov-queues"), [num(o.exchanges, "int", "ov-exchanges"), " exchanges"]),
-          tile("Disk", [num(d.used_bytes, "bytes", "ov-disk-used"), " used"],
+          tile("Disk used (data directory)", num(d.used_bytes, "bytes", "ov-disk-used"),
             [num(d.free_bytes, "bytes", "ov-disk-free"), " free of ", num(d.total_bytes, "bytes", "ov-disk-total")]),
           tile("Memory (RSS)", num(o.process && o.process.rss_bytes, "bytes", "ov-rss"),
-            o.process ? `CPU ${o.process.cpu_seconds} s` : null),
+            o.process && o.process.cpu_seconds != null ? `CPU ${Number(o.process.cpu_seconds).toFixed(2)} s` : null),
           tile("Alarms", [
             h("span", {class: o.alarms && o.alarms.memory ? "badge bad" : "badge ok", testid: "ov-alarm-memory",
               "data-value": String(!!(o.alarms && o.alarms.memory))}, o.alarms && o.alarms.memory ? "memory ALARM" : "memory ok"), " ",
             h("span", {class: o.alarms && o.alarms.disk ? "badge bad" : "badge ok", testid: "ov-alarm-disk",
               "data-value": String(!!(o.alarms && o.alarms.disk))}, o.alarms && o.alarms.disk ? "disk ALARM" : "disk ok")],
-            d.data_dir ? `data ${d.data_dir}` : null)));
+            null)));
         live.push([o.now_ms, r.kafka_in, r.kafka_out, r.amqp_publish, r.amqp_deliver,
           (m.ready || 0) + (m.unacked || 0), o.consumer_lag || 0]);
         const pts = liveTail(o.history || [], live, 200);
         kafka.show(Chart.line({testid: "chart-kafka-svg", width: chartWidth(kafka), fmt: Fmt.axisRate, series: [
-          {label: "in", color: COLORS.in, points: col(pts, 1)}, {label: "out", color: COLORS.out, points: col(pts, 2)}]}));
+          {label: "in", color: COLORS.in, points: col(pts, 1)}, {label: "out", color: COLORS.out, points: col(pts, 2), dashed: true}]}));
         amqp.show(Chart.line({testid: "chart-amqp-svg", width: chartWidth(amqp), fmt: Fmt.axisRate, series: [
-          {label: "publish", color: COLORS.pub, points: col(pts, 3)}, {label: "deliver", color: COLORS.del, points: col(pts, 4)}]}));
+          {label: "publish", color: COLORS.pub, points: col(pts, 3)}, {label: "deliver", color: COLORS.del, points: col(pts, 4), dashed: true}]}));
         backlog.show(Chart.line({testid: "chart-backlog-svg", width: chartWidth(backlog), fmt: Fmt.axisInt, height: 150, series: [
-          {label: "queued", color: COLORS.ready, points: col(pts, 5)}, {label: "consumer lag", color: COLORS.lag, points: col(pts, 6)}]}));
+          {label: "queued", color: COLORS.ready, points: col(pts, 5)}, {label: "consumer lag", color: COLORS.lag, points: col(pts, 6), dashed: true}]}));
       }
       const errs = [queues, groups].filter((x) => x.status === "rejected").map((x) => errorBox(x.reason));
       const qs = queues.status === "fulfilled" ? queues.value : [];
@@ -249,7 +249,7 @@ function topicPage(root, name) {
       live.push([App.overview ? App.overview.now_ms : Date.now(), sum((x) => x.rates && x.rates.in), sum((x) => x.rates && x.rates.out)]);
       rates.show(Chart.line({width: chartWidth(rates), height: 140, fmt: Fmt.axisRate, series: [
         {label: "in", color: COLORS.in, points: col(liveTail([], live, 300), 1)},
-        {label: "out", color: COLORS.out, points: col(liveTail([], live, 300), 2)}]}));
+        {label: "out", color: COLORS.out, points: col(liveTail([], live, 300), 2), dashed: true}]}));
       parts.show(table([
         {label: "Partition", get: (x) => x.partition, kind: "int", testid: "part-id"},
         {label: "Start offset", get: (x) => x.start_offset, kind: "int", testid: "part-start"},
@@ -393,7 +393,7 @@ function messagesTable(msgs, testid) {
     {label: "count", get: (m) => (xdeath(m)[0] || {}).count, kind: "int", testid: "xdeath-count"},
     {label: "deaths", get: (m) => xdeath(m).length, kind: "int"});
   cols.push({label: "Payload", cls: "payload", get: (m) => h("details", {},
-    h("summary", {testid: "msg-payload"}, (m.payload_encoding === "base64" ? "base64: " : "") + String(m.payload).slice(0, 80)),
+    h("summary", {testid: "msg-payload"}, (m.payload_encoding === "base64" ? "base64: " : "") + String(m.payload).slice(0, 60)),
     json({payload: m.payload, payload_encoding: m.payload_encoding, exchange: m.exchange, properties: m.properties}))});
   return table(cols, msgs, {testid, rowTestid: "msg-row", empty: "No ready messages."});
 }
@@ -452,7 +452,7 @@ function queuePage(root, name) {
       live.push([App.overview ? App.overview.now_ms : Date.now(), q.messages_ready, q.messages_unacked]);
       const pts = liveTail(q.history || [], live, 200);
       depth.show(Chart.line({testid: "queue-depth-svg", width: chartWidth(depth), height: 160, fmt: Fmt.axisInt, series: [
-        {label: "ready", color: COLORS.ready, points: col(pts, 1)}, {label: "unacked", color: COLORS.unacked, points: col(pts, 2)}]}));
+        {label: "ready", color: COLORS.ready, points: col(pts, 1)}, {label: "unacked", color: COLORS.unacked, points: col(pts, 2), dashed: true}]}));
       consumers.show(table([
         {label: "Tag", get: (c) => c.consumer_tag, testid: "consumer-tag"},
         {label: "Connection", get: (c) => c.connection},

@@ -33,7 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 TOPIC = "dash.orders"
 GROUP = "dash.billing"
-WORK, DLX, DLQ, ORPHAN = "dash.work", "dash.dlx", "dash.dlq", "dash.orphan"
+WORK, DLX, DLQ, ORPHAN, AUDIT = "dash.work", "dash.dlx", "dash.dlq", "dash.orphan", "dash.audit"
 DEAD = 6          # messages rejected into the DLQ
 COMMIT_FIRST = 60  # the group commits after this many records, then never again
 TRAFFIC_S = 7     # live traffic stops by itself after this long
@@ -171,6 +171,13 @@ def test_dashboard_pages_in_chromium(broker):
                threading.Thread(target=group_consumer, args=(broker.bootstrap, stop, errors, state), daemon=True)]
     for t in threads:
         t.start()
+    # An idle AMQP consumer for the Connections page (one channel, prefetch 5).
+    watch = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", broker.amqp_port, client_properties={"connection_name": "dash-watcher"}))
+    wch = watch.channel()
+    wch.queue_declare(AUDIT)
+    wch.basic_qos(prefetch_count=5)
+    wch.basic_consume(AUDIT, lambda *a: None)
     shots = os.path.join(HERE, "screenshots")
     os.makedirs(shots, exist_ok=True)
     args = {"url": broker.http_url, "topic": TOPIC, "group": GROUP, "work": WORK, "dlq": DLQ, "orphan": ORPHAN,
@@ -182,6 +189,7 @@ def test_dashboard_pages_in_chromium(broker):
         stop.set()
         for t in threads:
             t.join(timeout=15)
+        watch.close()
     out = r.stdout + r.stderr
     assert not errors, errors
     assert state.get("committed"), "the group consumer never committed\n" + out

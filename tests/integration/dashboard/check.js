@@ -18,6 +18,7 @@ const {chromium} = require("playwright-core");
 
 const A = JSON.parse(process.argv[2]);
 const missing = new Set();
+const missingFields = new Set(); /* documented fields the API does not give (yet) */
 const enc = encodeURIComponent;
 const log = (...m) => console.log("check:", ...m);
 
@@ -76,6 +77,12 @@ async function read(page, scope) {
 function same(got, want, what) {
   assert.ok(got && got.length, `${what}: not on the page`);
   const g = got[0];
+  if (want === undefined) { /* the page must show that it has no figure */
+    missingFields.add(what);
+    assert.strictEqual(g.v, "", `${what}: the API has no value, the page shows ${g.v}`);
+    assert.strictEqual(g.t, "–", `${what}: the API has no value, the page shows "${g.t}"`);
+    return;
+  }
   assert.strictEqual(g.v, String(want), `${what}: data-value ${g.v}, API ${want}`);
   assert.strictEqual(g.t.replace(/,/g, ""), String(want), `${what}: text "${g.t}", API ${want}`);
 }
@@ -406,9 +413,16 @@ async function connections(page) {
       assert.ok(b && bin >= b.bytes_in && bin <= c.bytes_in, `${c.name} bytes in ${bin} not within ${b && b.bytes_in}..${c.bytes_in}`);
     }
     assert.ok(after.some((c) => c.protocol === "kafka"), "the group consumer's connection is not listed");
+    const w = after.find((c) => c.connection_name === "dash-watcher");
+    assert.ok(w && w.protocol === "amqp" && w.channels === 1, `the AMQP watcher: ${JSON.stringify(w)}`);
   });
   const ch = await get("/api/channels");
   if (!ch) await expectInlineError(page, "[data-testid=channels]", "/api/channels");
+  else {
+    await nextRefresh(page);
+    const rows = await page.$$eval("[data-testid=chan-row]", (e) => e.map((x) => x.dataset.name));
+    assert.deepStrictEqual(rows.sort(), (await get("/api/channels")).map((c) => `${c.connection}/${c.number}`).sort());
+  }
   await shot(page, "connections");
 }
 
@@ -430,7 +444,8 @@ async function connections(page) {
   } finally {
     await browser.close();
   }
-  console.log(JSON.stringify({ok: true, missing_routes: [...missing].sort()}));
+  if (missingFields.size) log("fields the API does not give:", [...missingFields].join(", "));
+  console.log(JSON.stringify({ok: true, missing_routes: [...missing].sort(), missing_fields: [...missingFields].sort()}));
 })().catch((e) => {
   console.error(e && e.stack ? e.stack : e);
   process.exit(1);
