@@ -123,6 +123,15 @@ function panel(title, testid, extra) {
   };
 }
 
+/* A name filter in panel p's title; onchange re-renders. */
+function nameFilter(p, what, onchange) {
+  const input = h("input", {type: "search", class: "filter", placeholder: `filter ${what}`, testid: "filter",
+    "aria-label": `filter ${what}`});
+  input.addEventListener("input", onchange);
+  p.el.querySelector("h2").append(input);
+  return (name) => !input.value || String(name).toLowerCase().includes(input.value.toLowerCase());
+}
+
 /* A table. cols: [{label, get(row), kind ("int", "bytes", "rate",
  * "text"; default text), testid, cls}]. opts: {key(row) for data-name,
  * href(row) makes the first cell a link, testid, empty (text)}. */

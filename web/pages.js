@@ -201,10 +201,10 @@ App.pages.topics = (root, name) => (name ? topicPage(root, name) : topicsPage(ro
 function topicsPage(root) {
   const p = panel("Topics", "topics");
   root.append(h("h1", {}, "Topics"), p.el);
-  return {
+  const view = {
     async refresh() {
       try {
-        const topics = await api("/api/topics");
+        const topics = (await api("/api/topics")).filter((t) => keep(t.name));
         p.show(table([
           {label: "Topic", get: (t) => t.name, testid: "topic-name"},
           {label: "Partitions", get: (t) => t.partitions, kind: "int", testid: "topic-partitions"},
@@ -221,6 +221,8 @@ function topicsPage(root) {
       }
     },
   };
+  const keep = nameFilter(p, "topics", () => view.refresh());
+  return view;
 }
 
 function topicPage(root, name) {
@@ -280,10 +282,10 @@ App.pages.groups = (root, id) => (id ? groupPage(root, id) : groupsPage(root));
 function groupsPage(root) {
   const p = panel("Consumer groups", "groups");
   root.append(h("h1", {}, "Consumer groups"), p.el);
-  return {
+  const view = {
     async refresh() {
       try {
-        const groups = await api("/api/groups");
+        const groups = (await api("/api/groups")).filter((g) => keep(g.group_id));
         p.show(table([
           {label: "Group", get: (g) => g.group_id, testid: "group-id"},
           {label: "State", get: (g) => g.state, testid: "group-state"},
@@ -298,6 +300,8 @@ function groupsPage(root) {
       }
     },
   };
+  const keep = nameFilter(p, "groups", () => view.refresh());
+  return view;
 }
 
 function groupPage(root, id) {
@@ -364,10 +368,10 @@ const QUEUE_COLS = [
 function queuesPage(root) {
   const p = panel("Queues", "queues");
   root.append(h("h1", {}, "Queues"), p.el);
-  return {
+  const view = {
     async refresh() {
       try {
-        const queues = await api("/api/queues");
+        const queues = (await api("/api/queues")).filter((q) => keep(q.name));
         p.show(table(QUEUE_COLS, queues, {testid: "queues-table", rowTestid: "queue-row", key: (q) => q.name,
           href: (q) => `#/queues/${enc(q.name)}`, empty: "No queues."}));
       } catch (e) {
@@ -375,6 +379,8 @@ function queuesPage(root) {
       }
     },
   };
+  const keep = nameFilter(p, "queues", () => view.refresh());
+  return view;
 }
 
 /* Peeked messages as a table; with x-death columns when any has them. */

@@ -302,6 +302,9 @@ async function queues(page) {
     for (const name of [A.orphan, A.work, A.dlq]) await queueRow(page, name, qs.find((x) => x.name === name));
   });
   await shot(page, "queues");
+  /* The name filter keeps matching rows only. */
+  await page.fill("[data-testid=queues] [data-testid=filter]", "orph");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=queue-row]").length === 1, null, {timeout: 10000});
   await page.click(`[data-testid=queue-row][data-name="${A.orphan}"] a`);
   await page.waitForFunction(() => location.hash.startsWith("#/queues/"));
   await nextRefresh(page, 0);
