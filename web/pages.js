@@ -41,7 +41,7 @@ function dlxKeyOf(q) {
 /* The queues that receive dead letters: those bound to an exchange some
  * queue names as its dead-letter exchange (or named by the routing key when
  * that exchange is the default one), and those whose first ready message
- * carries x-death (peeked at most every 10 s per queue). Returns a Map
+ * carries x-death from another queue (peeked at most every 10 s per queue). Returns a Map
  * name -> {queue, why: [text], sources: [queue names]}. bindings may be
  * null (the call failed): then only peeks decide. */
 async function findDeadLetterQueues(queues, bindings) {
@@ -74,13 +74,15 @@ async function findDeadLetterQueues(queues, bindings) {
   await Promise.all(toPeek.map(async (q) => {
     try {
       const msgs = await api(`/api/queues/${enc(q.name)}/messages?limit=1`);
-      xdeathSeen.set(q.name, {at: now, has: msgs.some((m) => xdeath(m).length > 0)});
+      /* A message whose newest death was in this very queue came back
+       * (redriven, or a retry loop): that does not make it a DLQ. */
+      xdeathSeen.set(q.name, {at: now, has: msgs.some((m) => xdeath(m).length > 0 && xdeath(m)[0].queue !== q.name)});
     } catch (e) {
       xdeathSeen.set(q.name, {at: now, has: false});
     }
   }));
   for (const q of queues) if (!out.has(q.name) && q.messages_ready > 0 && xdeathSeen.get(q.name)?.has)
-    add(q.name, "holds messages with x-death");
+    add(q.name, "holds messages that died in another queue");
   return out;
 }
 
@@ -481,7 +483,7 @@ App.pages["dead-letters"] = (root, selected) => {
     list.el);
   let detail = null;
   if (selected) {
-    const info = panel(`Dead-letter queue ${selected}`, "dlq-detail");
+    const info = panel(["Dead-letter queue ", h("span", {class: "name"}, selected)], "dlq-detail");
     const count = h("input", {type: "number", min: 1, testid: "redrive-count", "aria-label": "how many"});
     const to = h("input", {type: "text", placeholder: "where each died", testid: "redrive-to", "aria-label": "to queue"});
     const result = h("span", {testid: "redrive-result", class: "result"});

@@ -392,6 +392,11 @@ async function deadLetters(page) {
   await page.waitForFunction(() => document.querySelector("[data-testid=dlq-detail-messages]")?.dataset.value === "0",
     null, {timeout: 10000});
   if (peek) await page.waitForSelector("[data-testid=dlq-peek-table] td.empty");
+  /* The redriven messages keep their x-death, but died in the queue that
+   * holds them now: that queue is not listed as a dead-letter queue. */
+  await nextRefresh(page);
+  await nextRefresh(page);
+  assert.strictEqual(await page.$(`[data-testid=dlq-row][data-name="${A.work}"]`), null, "the redriven queue is listed as a DLQ");
   await shot(page, "dead-letters-redriven");
   const back = await get(`/api/queues/${enc(A.work)}/messages?limit=10`);
   if (back) assert.ok(back.every((m) => m.properties.headers["x-death"][0].queue === A.work));
