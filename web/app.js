@@ -77,7 +77,7 @@ const Fmt = {
       v /= 1024;
       i++;
     }
-    return i ? `${v.toFixed(v < 10 ? 2 : 1)} ${u[i]}` : `${v} B`;
+    return i ? `${v.toFixed(v < 10 ? 2 : 1)} ${u[i]}` : `${Number.isInteger(v) ? v : v.toFixed(1)} B`;
   },
   rate(r) {
     if (r == null) return "–";

@@ -95,7 +95,7 @@ function xdeath(m) {
 
 /* What a newcomer should look at first: alarms, queues growing with no or
  * slow consumers, groups with lag, dead letters. */
-function attentionItems(o, queues, groups, dlqs) {
+function attentionItems(o, queues, groups, dlqs, trend) {
   const items = [];
   const item = (kind, name, href, text) => items.push({kind, name, href, text});
   if (o && o.alarms && o.alarms.memory) item("alarm", "memory", "#/overview", "Memory alarm: AMQP publishers are blocked until memory use falls.");
@@ -104,12 +104,18 @@ function attentionItems(o, queues, groups, dlqs) {
     if (dlqs && dlqs.has(q.name)) continue;
     const pub = (q.rates && q.rates.publish) || 0, del = (q.rates && q.rates.deliver) || 0;
     const href = `#/queues/${enc(q.name)}`;
+    const grew = trend && trend.get(q.name); /* {by: messages, s: seconds} over the last minute */
+    const consumers = `${q.consumers} consumer${q.consumers === 1 ? "" : "s"} take ${Fmt.rate(del)}`;
     if (q.messages_ready > 0 && q.consumers === 0)
       item("no-consumers", q.name, href, [`Queue ${q.name}: ${Fmt.int(q.messages_ready)} ready, no consumers`,
-        pub > 0 ? `, publishers add ${Fmt.rate(pub)}` : ""].join(""));
-    else if (q.messages_ready > 0 && q.consumers > 0 && pub > del * 1.2 + 0.5)
-      item("slow-consumers", q.name, href, `Queue ${q.name}: growing, ${Fmt.int(q.messages_ready)} ready; publish ${Fmt.rate(pub)} ` +
-        `but ${q.consumers} consumer${q.consumers === 1 ? "" : "s"} take ${Fmt.rate(del)}`);
+        pub >= 0.05 ? `, publishers add ${Fmt.rate(pub)}` : ""].join(""));
+    else if (q.messages_ready > 0 && (pub > del * 1.2 + 0.5 || (grew && grew.by >= 10)))
+      item("slow-consumers", q.name, href, `Queue ${q.name}: growing, ${Fmt.int(q.messages_ready)} ready` +
+        (grew && grew.by > 0 ? ` (+${Fmt.int(grew.by)} in ${grew.s} s)` : "") +
+        `; publishers add ${Fmt.rate(pub)}, ${consumers}`);
+    else if (q.messages_ready > 0 && del > 0 && q.messages_ready / del > 300)
+      item("slow-consumers", q.name, href, `Queue ${q.name}: a backlog of ${Fmt.int(q.messages_ready)}, ` +
+        `${Math.round(q.messages_ready / del / 60)} minutes at the rate ${consumers}`);
   }
   for (const g of groups || []) {
     if (!(g.lag > 0)) continue;
@@ -140,6 +146,21 @@ App.pages.overview = (root) => {
   root.append(h("h1", {}, "Overview"), attention.el, tiles.el,
     h("div", {class: "grid2"}, kafka.el, amqp.el), backlog.el);
   const live = [];
+  const depth = new Map(); /* queue name -> [[time_ms, ready], ...] over the last minute */
+
+  /* How much each queue's ready count grew since the oldest sample at
+   * least 10 s old: Map name -> {by, s}. */
+  function trend(queues, now) {
+    const out = new Map();
+    for (const q of queues) {
+      const pts = depth.get(q.name) || [];
+      pts.push([now, q.messages_ready]);
+      while (pts.length && now - pts[0][0] > 60000) pts.shift();
+      depth.set(q.name, pts);
+      if (now - pts[0][0] >= 10000) out.set(q.name, {by: q.messages_ready - pts[0][1], s: Math.round((now - pts[0][0]) / 1000)});
+    }
+    return out;
+  }
 
   return {
     async refresh() {
@@ -186,7 +207,8 @@ App.pages.overview = (root) => {
       const errs = [queues, groups].filter((x) => x.status === "rejected").map((x) => errorBox(x.reason));
       const qs = queues.status === "fulfilled" ? queues.value : [];
       const dlqs = await findDeadLetterQueues(qs, bindings.status === "fulfilled" ? bindings.value : null);
-      const items = attentionItems(App.overviewError ? null : o, qs, groups.status === "fulfilled" ? groups.value : [], dlqs);
+      const items = attentionItems(App.overviewError ? null : o, qs, groups.status === "fulfilled" ? groups.value : [], dlqs,
+        trend(qs, Date.now()));
       attention.show(...errs, items.length
         ? h("ul", {class: "attention"}, items.map((it) =>
           h("li", {class: "att-" + it.kind, testid: "attention-item", "data-kind": it.kind, "data-name": it.name},
@@ -432,7 +454,7 @@ function queuePage(root, name) {
   peekPanel.show(peek.el);
   peek.run();
   root.append(h("h1", {}, h("a", {href: "#/queues"}, "Queues"), " / ", h("span", {testid: "queue-title"}, name)),
-    info.el, depth.el, h("div", {class: "grid2"}, consumers.el, args.el), peekPanel.el);
+    info.el, depth.el, consumers.el, args.el, peekPanel.el);
   const live = [];
   return {
     async refresh() {

@@ -33,7 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 TOPIC = "dash.orders"
 GROUP = "dash.billing"
-WORK, DLX, DLQ, ORPHAN, AUDIT = "dash.work", "dash.dlx", "dash.dlq", "dash.orphan", "dash.audit"
+WORK, DLX, DLQ, ORPHAN, SLOW = "dash.work", "dash.dlx", "dash.dlq", "dash.orphan", "dash.slow"
 DEAD = 6          # messages rejected into the DLQ
 COMMIT_FIRST = 60  # the group commits after this many records, then never again
 TRAFFIC_S = 7     # live traffic stops by itself after this long
@@ -82,6 +82,7 @@ def setup_dead_letters(amqp_port):
     ch.queue_bind(DLQ, DLX)
     ch.queue_declare(WORK, durable=True, arguments={"x-dead-letter-exchange": DLX})
     ch.queue_declare(ORPHAN, durable=True)
+    ch.queue_declare(SLOW, durable=True)
     ch.confirm_delivery()
     for i in range(DEAD):
         ch.basic_publish("", WORK, f"job {i}".encode(), pika.BasicProperties(delivery_mode=2))
@@ -103,15 +104,16 @@ def setup_dead_letters(amqp_port):
 
 
 def amqp_publisher(amqp_port, stop, errors):
-    """About 100 messages a second into a queue nobody consumes."""
+    """About 100 messages a second into a queue nobody consumes, 50 into one
+    whose only consumer stalls."""
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", amqp_port))
         ch = conn.channel()
         end = time.time() + TRAFFIC_S
         n = 0
-        while time.time() < end and not stop.is_set() and n < 2000:
-            for _ in range(10):
-                ch.basic_publish("", ORPHAN, b"x" * 100)
+        while time.time() < end and not stop.is_set() and n < 3000:
+            for i in range(15):
+                ch.basic_publish("", ORPHAN if i < 10 else SLOW, b"x" * 100)
                 n += 1
             conn.process_data_events(0.1)
         conn.close()
@@ -171,16 +173,16 @@ def test_dashboard_pages_in_chromium(broker):
                threading.Thread(target=group_consumer, args=(broker.bootstrap, stop, errors, state), daemon=True)]
     for t in threads:
         t.start()
-    # An idle AMQP consumer for the Connections page (one channel, prefetch 5).
+    # A consumer that takes 5 messages and never acks: its queue grows with a
+    # consumer attached (and it shows on the Connections page).
     watch = pika.BlockingConnection(pika.ConnectionParameters(
         "127.0.0.1", broker.amqp_port, client_properties={"connection_name": "dash-watcher"}))
     wch = watch.channel()
-    wch.queue_declare(AUDIT)
     wch.basic_qos(prefetch_count=5)
-    wch.basic_consume(AUDIT, lambda *a: None)
+    wch.basic_consume(SLOW, lambda *a: None)
     shots = os.path.join(HERE, "screenshots")
     os.makedirs(shots, exist_ok=True)
-    args = {"url": broker.http_url, "topic": TOPIC, "group": GROUP, "work": WORK, "dlq": DLQ, "orphan": ORPHAN,
+    args = {"url": broker.http_url, "topic": TOPIC, "group": GROUP, "work": WORK, "dlq": DLQ, "orphan": ORPHAN, "slow": SLOW,
             "dead": DEAD, "screenshots": shots}
     try:
         r = subprocess.run(["node", "check.js", json.dumps(args)], cwd=HERE, capture_output=True, text=True,

@@ -163,6 +163,9 @@ async function livePhase(page) {
   assert.ok(Number(v["ov-kafka-in"][0].v) > 0 && Number(v["ov-amqp-publish"][0].v) > 0);
   const ready = Number(v["ov-ready"][0].v);
   assert.ok(ready <= after.messages.ready + after.messages.unacked && ready >= 0);
+  /* The queue whose consumer stalls is flagged while publishers fill it. */
+  if (await get("/api/queues"))
+    await page.waitForSelector(`[data-testid=attention-item][data-kind=slow-consumers][data-name="${A.slow}"]`, {timeout: 20000});
   await shot(page, "overview-live");
   if (before) {
     await open(page, "topics");
