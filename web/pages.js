@@ -105,7 +105,7 @@ function attentionItems(o, queues, groups, dlqs, trend) {
     const pub = (q.rates && q.rates.publish) || 0, del = (q.rates && q.rates.deliver) || 0;
     const href = `#/queues/${enc(q.name)}`;
     const grew = trend && trend.get(q.name); /* {by: messages, s: seconds} over the last minute */
-    const consumers = `${q.consumers} consumer${q.consumers === 1 ? "" : "s"} take ${Fmt.rate(del)}`;
+    const consumers = `${q.consumers} consumer${q.consumers === 1 ? " takes" : "s take"} ${Fmt.rate(del)}`;
     if (q.messages_ready > 0 && q.consumers === 0)
       item("no-consumers", q.name, href, [`Queue ${q.name}: ${Fmt.int(q.messages_ready)} ready, no consumers`,
         pub >= 0.05 ? `, publishers add ${Fmt.rate(pub)}` : ""].join(""));
@@ -178,7 +178,7 @@ App.pages.overview = (root) => {
           tile("Connections", num((c.kafka || 0) + (c.amqp || 0), "int", "ov-conn-total"),
             [num(c.kafka, "int", "ov-conn-kafka"), " Kafka · ", num(c.amqp, "int", "ov-conn-amqp"), " AMQP · ",
               num(o.channels, "int", "ov-channels"), " channels"]),
-          tile("Queued (AMQP)", num(m.ready, "int", "ov-ready"),
+          tile("AMQP messages ready", num(m.ready, "int", "ov-ready"),
             ["unacked ", num(m.unacked, "int", "ov-unacked"), " · delayed ", num(m.delayed, "int", "ov-delayed")]),
           tile("Consumer lag (Kafka)", num(o.consumer_lag, "int", "ov-lag")),
           tile("Topics", num(o.topics, "int", "ov-topics"), [num(o.partitions, "int", "ov-partitions"), " partitions · ",
@@ -202,7 +202,7 @@ App.pages.overview = (root) => {
         amqp.show(Chart.line({testid: "chart-amqp-svg", width: chartWidth(amqp), fmt: Fmt.axisRate, series: [
           {label: "publish", color: COLORS.pub, points: col(pts, 3)}, {label: "deliver", color: COLORS.del, points: col(pts, 4), dashed: true}]}));
         backlog.show(Chart.line({testid: "chart-backlog-svg", width: chartWidth(backlog), fmt: Fmt.axisInt, height: 150, series: [
-          {label: "queued", color: COLORS.ready, points: col(pts, 5)}, {label: "consumer lag", color: COLORS.lag, points: col(pts, 6), dashed: true}]}));
+          {label: "AMQP ready + unacked", color: COLORS.ready, points: col(pts, 5)}, {label: "consumer lag", color: COLORS.lag, points: col(pts, 6), dashed: true}]}));
       }
       const errs = [queues, groups].filter((x) => x.status === "rejected").map((x) => errorBox(x.reason));
       const qs = queues.status === "fulfilled" ? queues.value : [];
