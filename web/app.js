@@ -153,7 +153,7 @@ function table(cols, rows, opts) {
   return h("div", {class: "table-wrap"}, h("table", {testid: opts.testid}, h("thead", {}, head), h("tbody", {}, body)));
 }
 
-/* Key/value facts: [[label, node-or-text, testid], ...]. */
+/* Key/value facts: [[label, node-or-text], ...]. */
 function facts(list) {
   return h("dl", {class: "facts"}, list.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
@@ -169,8 +169,7 @@ const App = {
   overview: null,  /* the last /api/overview, or null */
   overviewError: null,
   gen: 0,          /* bumped on each navigation; stale refreshes stop */
-  refreshes: 0,
-  paused: false,   /* the tests may stop the polling */
+  refreshes: 0,    /* finished refreshes, in #main's data-refreshed (tests wait on it) */
 };
 
 function parseHash() {
@@ -205,18 +204,16 @@ async function fetchOverview() {
 
 async function tick(gen, view) {
   if (gen !== App.gen) return;
-  if (!App.paused) {
-    await fetchOverview();
-    if (gen !== App.gen) return;
-    try {
-      await view.refresh();
-    } catch (e) {
-      console.error(e);
-    }
-    if (gen !== App.gen) return;
-    App.refreshes++;
-    document.getElementById("main").dataset.refreshed = String(App.refreshes);
+  await fetchOverview();
+  if (gen !== App.gen) return;
+  try {
+    await view.refresh();
+  } catch (e) {
+    console.error(e);
   }
+  if (gen !== App.gen) return;
+  App.refreshes++;
+  document.getElementById("main").dataset.refreshed = String(App.refreshes);
   setTimeout(() => tick(gen, view), 2000);
 }
 
