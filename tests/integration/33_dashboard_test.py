@@ -15,6 +15,7 @@ Screenshots land in dashboard/screenshots/ (not committed).
 API routes that answer 404 "no such resource" (not built yet) are listed by
 check.js; the page must then show the failed call inline, and the test ends
 as xfail naming them."""
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard")
 CHROMIUM = "/usr/bin/chromium"
+WEB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
 
 TOPIC = "dash.orders"
 GROUP = "dash.billing"
@@ -65,8 +67,12 @@ def test_static_files_are_embedded(broker):
     for name, ctype in (("app.js", "text/javascript"), ("pages.js", "text/javascript"),
                         ("chart.js", "text/javascript"), ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
         st, h2, b2 = http_get(broker.http_url + "/ui/" + name)
-        assert st == 200 and h2["Content-Type"].startswith(ctype) and b2, name
-        assert h2["ETag"] != etag and "default-src 'self'" in h2["Content-Security-Policy"]
+        assert st == 200 and h2["Content-Type"].startswith(ctype), name
+        with open(os.path.join(WEB, name), "rb") as f:
+            src = f.read()
+        assert b2 == src, f"{name}: the binary serves other bytes than web/{name} (rebuild?)"
+        assert h2["ETag"] == '"%s"' % hashlib.sha256(src).hexdigest()[:32], name
+        assert "default-src 'self'" in h2["Content-Security-Policy"]
     assert http_get(broker.http_url + "/")[1]["ETag"] == etag  # stable
     for bad in ("/ui/nope.js", "/ui/index.html", "/ui/"):
         with pytest.raises(urllib.error.HTTPError) as e:
