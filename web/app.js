@@ -192,7 +192,7 @@ async function fetchOverview() {
   } else {
     hdr.replaceChildren(h("span", {class: "dot ok"}),
       `Herald ${o.version} · node ${o.node_id} · up ${Fmt.duration(o.uptime_ms)}`);
-    hdr.title = `cluster ${o.cluster_id}`;
+    hdr.title = `cluster ${o.cluster_id}` + (o.kafka_advertised ? `, Kafka advertised as ${o.kafka_advertised}` : "");
   }
   const alarms = [];
   if (o && !App.overviewError && o.alarms) {
