@@ -132,12 +132,48 @@ function nameFilter(p, what, onchange) {
   return (name) => !input.value || String(name).toLowerCase().includes(input.value.toLowerCase());
 }
 
+/* A sort order kept across refreshes: {col, desc}; onchange re-renders. */
+function sortState(onchange) {
+  return {col: -1, desc: false, onchange};
+}
+
 /* A table. cols: [{label, get(row), kind ("int", "bytes", "rate",
  * "text"; default text), testid, cls}]. opts: {key(row) for data-name,
- * href(row) makes the first cell a link, testid, empty (text)}. */
+ * href(row) makes the first cell a link, testid, empty (text), sort (a
+ * sortState: headers sort on a click, numbers largest first)}. */
 function table(cols, rows, opts) {
   opts = opts || {};
-  const head = h("tr", {}, cols.map((c) => h("th", {class: c.kind && c.kind !== "text" ? "n" : null}, c.label)));
+  const sort = opts.sort;
+  if (sort && sort.col >= 0 && sort.col < cols.length) {
+    const get = cols[sort.col].get, numeric = cols[sort.col].kind && cols[sort.col].kind !== "text";
+    const val = (r) => {
+      const v = get(r);
+      return v instanceof Node ? v.textContent : v;
+    };
+    rows = rows.slice().sort((a, b) => {
+      const x = val(a), y = val(b);
+      const c = numeric ? (Number(x) || 0) - (Number(y) || 0) : String(x ?? "").localeCompare(String(y ?? ""));
+      return sort.desc ? -c : c;
+    });
+  }
+  const head = h("tr", {}, cols.map((c, i) => {
+    const numeric = c.kind && c.kind !== "text";
+    const th = h("th", {class: numeric ? "n" : null}, c.label,
+      sort && sort.col === i ? (sort.desc ? " ▾" : " ▴") : null);
+    if (sort) {
+      th.classList.add("sortable");
+      th.title = "sort";
+      th.addEventListener("click", () => {
+        if (sort.col === i) sort.desc = !sort.desc;
+        else {
+          sort.col = i;
+          sort.desc = !!numeric;
+        }
+        sort.onchange();
+      });
+    }
+    return th;
+  }));
   const body = rows.map((row) =>
     h("tr", {testid: opts.rowTestid, "data-name": opts.key ? opts.key(row) : null},
       cols.map((c, i) => {

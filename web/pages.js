@@ -237,7 +237,7 @@ function topicsPage(root) {
           {label: "End offsets", get: (t) => t.end_offsets, kind: "int", testid: "topic-end"},
           {label: "In", get: (t) => t.rates && t.rates.in, kind: "rate", testid: "topic-rate-in"},
           {label: "Out", get: (t) => t.rates && t.rates.out, kind: "rate", testid: "topic-rate-out"},
-        ], topics, {testid: "topics-table", rowTestid: "topic-row", key: (t) => t.name,
+        ], topics, {testid: "topics-table", sort, rowTestid: "topic-row", key: (t) => t.name,
           href: (t) => `#/topics/${enc(t.name)}`, empty: "No topics."}));
       } catch (e) {
         p.error(e);
@@ -245,6 +245,7 @@ function topicsPage(root) {
     },
   };
   const keep = nameFilter(p, "topics", () => view.refresh());
+  const sort = sortState(() => view.refresh());
   return view;
 }
 
@@ -316,7 +317,7 @@ function groupsPage(root) {
           {label: "Members", get: (g) => g.members, kind: "int", testid: "group-members"},
           {label: "Lag", get: (g) => g.lag, kind: "int", testid: "group-lag"},
           {label: "Topics", get: (g) => (g.topics || []).join(", ")},
-        ], groups, {testid: "groups-table", rowTestid: "group-row", key: (g) => g.group_id,
+        ], groups, {testid: "groups-table", sort, rowTestid: "group-row", key: (g) => g.group_id,
           href: (g) => `#/groups/${enc(g.group_id)}`, empty: "No consumer groups."}));
       } catch (e) {
         p.error(e);
@@ -324,6 +325,7 @@ function groupsPage(root) {
     },
   };
   const keep = nameFilter(p, "groups", () => view.refresh());
+  const sort = sortState(() => view.refresh());
   return view;
 }
 
@@ -395,7 +397,7 @@ function queuesPage(root) {
     async refresh() {
       try {
         const queues = (await api("/api/queues")).filter((q) => keep(q.name));
-        p.show(table(QUEUE_COLS, queues, {testid: "queues-table", rowTestid: "queue-row", key: (q) => q.name,
+        p.show(table(QUEUE_COLS, queues, {testid: "queues-table", sort, rowTestid: "queue-row", key: (q) => q.name,
           href: (q) => `#/queues/${enc(q.name)}`, empty: "No queues."}));
       } catch (e) {
         p.error(e);
@@ -403,6 +405,7 @@ function queuesPage(root) {
     },
   };
   const keep = nameFilter(p, "queues", () => view.refresh());
+  const sort = sortState(() => view.refresh());
   return view;
 }
 

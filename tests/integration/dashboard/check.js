@@ -304,6 +304,12 @@ async function queues(page) {
     for (const name of [A.orphan, A.work, A.dlq]) await queueRow(page, name, qs.find((x) => x.name === name));
   });
   await shot(page, "queues");
+  /* A click on a header sorts by it, largest first for numbers. */
+  await page.click("[data-testid=queues-table] th:has-text('Messages')");
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("[data-testid=queue-row] [data-testid=queue-messages]")].map((e) => Number(e.dataset.value));
+    return rows.length > 1 && rows.every((v, i) => i === 0 || rows[i - 1] >= v);
+  }, null, {timeout: 10000});
   /* The name filter keeps matching rows only. */
   await page.fill("[data-testid=queues] [data-testid=filter]", "orph");
   await page.waitForFunction(() => document.querySelectorAll("[data-testid=queue-row]").length === 1, null, {timeout: 10000});
