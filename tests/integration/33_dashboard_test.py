@@ -2,12 +2,13 @@
 browser: Debian's chromium driven by playwright-core (node; the package comes
 from the npm registry on the first run, dashboard/package-lock.json pins it).
 
-The test starts a broker, makes live traffic that ends by itself (pika
-publishing into a queue without consumers, a Kafka producer, a group consumer
-that commits only part of what it reads and stays a member), sets up a
-dead-letter exchange and rejects messages into its queue. Then
+The test starts a broker, sets up a dead-letter exchange and rejects
+messages into its queue, and makes live traffic: pika publishing into a queue
+without consumers and into one whose consumer stalls, a Kafka producer, a
+group consumer that commits only part of what it reads and stays a member.
 dashboard/check.js loads every page, first while the traffic runs (rates and
-charts move), then once the broker is quiet, and compares each number the
+charts move, the growing queues are flagged; the publishers stop when it says
+so, after 30 s at most), then once the broker is quiet, and compares each number the
 page shows with the API's JSON fetched at the same time; it clicks Redrive on
 the dead-letter queue and checks that the messages went back where they died.
 Screenshots land in dashboard/screenshots/ (not committed).
@@ -38,7 +39,7 @@ GROUP = "dash.billing"
 WORK, DLX, DLQ, ORPHAN, SLOW = "dash.work", "dash.dlx", "dash.dlq", "dash.orphan", "dash.slow"
 DEAD = 6          # messages rejected into the DLQ
 COMMIT_FIRST = 60  # the group commits after this many records, then never again
-TRAFFIC_S = 7     # live traffic stops by itself after this long
+TRAFFIC_S = 30    # live traffic stops after check.js saw it, or after this long
 
 
 def need_tools():
@@ -117,7 +118,7 @@ def amqp_publisher(amqp_port, stop, errors):
         ch = conn.channel()
         end = time.time() + TRAFFIC_S
         n = 0
-        while time.time() < end and not stop.is_set() and n < 3000:
+        while time.time() < end and not stop.is_set() and n < 6000:
             for i in range(15):
                 ch.basic_publish("", ORPHAN if i < 10 else SLOW, b"x" * 100)
                 n += 1
@@ -132,7 +133,7 @@ def kafka_producer(bootstrap, stop, errors):
         p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
         end = time.time() + TRAFFIC_S
         n = 0
-        while time.time() < end and not stop.is_set() and n < 5000:
+        while time.time() < end and not stop.is_set() and n < 8000:
             for _ in range(20):
                 p.produce(TOPIC, key=f"k{n}".encode(), value=b"v" * 200)
                 n += 1
@@ -172,10 +173,12 @@ def test_dashboard_pages_in_chromium(broker):
     del admin
     setup_dead_letters(broker.amqp_port)
 
-    stop = threading.Event()
+    # The publishers run until check.js has seen the live traffic (or
+    # TRAFFIC_S); the group consumer stays a member until the end.
+    traffic_stop, stop = threading.Event(), threading.Event()
     errors, state = [], {}
-    threads = [threading.Thread(target=amqp_publisher, args=(broker.amqp_port, stop, errors), daemon=True),
-               threading.Thread(target=kafka_producer, args=(broker.bootstrap, stop, errors), daemon=True),
+    threads = [threading.Thread(target=amqp_publisher, args=(broker.amqp_port, traffic_stop, errors), daemon=True),
+               threading.Thread(target=kafka_producer, args=(broker.bootstrap, traffic_stop, errors), daemon=True),
                threading.Thread(target=group_consumer, args=(broker.bootstrap, stop, errors, state), daemon=True)]
     for t in threads:
         t.start()
@@ -190,19 +193,35 @@ def test_dashboard_pages_in_chromium(broker):
     os.makedirs(shots, exist_ok=True)
     args = {"url": broker.http_url, "topic": TOPIC, "group": GROUP, "work": WORK, "dlq": DLQ, "orphan": ORPHAN, "slow": SLOW,
             "dead": DEAD, "screenshots": shots}
+    lines = []
+    node = subprocess.Popen(["node", "check.js", json.dumps(args)], cwd=HERE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+    def read_node():
+        for line in node.stdout:
+            lines.append(line)
+            if line.startswith("check: live phase ok"):
+                traffic_stop.set()
+
+    reader = threading.Thread(target=read_node, daemon=True)
+    reader.start()
     try:
-        r = subprocess.run(["node", "check.js", json.dumps(args)], cwd=HERE, capture_output=True, text=True,
-                           timeout=120)
+        rc = node.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        rc = node.wait()
     finally:
+        traffic_stop.set()
         stop.set()
+        reader.join(timeout=10)
         for t in threads:
             t.join(timeout=15)
         watch.close()
-    out = r.stdout + r.stderr
+    out = "".join(lines)
     assert not errors, errors
     assert state.get("committed"), "the group consumer never committed\n" + out
-    assert r.returncode == 0, out + broker.log()[-3000:]
-    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rc == 0, out + broker.log()[-3000:]
+    report = json.loads(lines[-1])
     print(out)
     if report["missing_routes"]:
         pytest.xfail("API routes not built yet (the dashboard showed their errors inline): " +
