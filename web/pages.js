@@ -101,7 +101,8 @@ function attentionItems(o, queues, groups, dlqs, trend) {
   if (o && o.alarms && o.alarms.memory) item("alarm", "memory", "#/overview", "Memory alarm: AMQP publishers are blocked until memory use falls.");
   if (o && o.alarms && o.alarms.disk) item("alarm", "disk", "#/overview", "Disk alarm: AMQP publishers are blocked until disk space is freed.");
   for (const q of queues || []) {
-    if (dlqs && dlqs.has(q.name)) continue;
+    /* A stream keeps what consumers read, and a DLQ is listed below. */
+    if (q.type === "stream" || (dlqs && dlqs.has(q.name))) continue;
     const pub = (q.rates && q.rates.publish) || 0, del = (q.rates && q.rates.deliver) || 0;
     const href = `#/queues/${enc(q.name)}`;
     const grew = trend && trend.get(q.name); /* {by: messages, s: seconds} over the last minute */
