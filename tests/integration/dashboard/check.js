@@ -154,6 +154,14 @@ async function livePhase(page) {
   await nextRefresh(page);
   const paths = await page.$$eval("[data-testid=chart-kafka-svg] path, [data-testid=chart-amqp-svg] path", (e) => e.length);
   assert.ok(paths >= 2, `the rate charts draw nothing (${paths} paths)`);
+  /* Hovering a chart shows the values at that time. */
+  let tip = "";
+  for (let i = 0; i < 5 && !tip; i++) { /* the chart is redrawn every 2 s: hover the current one */
+    const box = await page.locator("[data-testid=chart-kafka-svg] svg").boundingBox();
+    await page.mouse.move(box.x + box.width - 20 - i, box.y + box.height / 2);
+    tip = await page.locator("[data-testid=chart-kafka-svg] .tip").textContent();
+  }
+  assert.ok(/in: .*\d/.test(tip) && /out: .*\d/.test(tip), `chart tooltip: ${tip}`);
   /* Values that only grow: API before <= page <= API after. */
   const before = await get("/api/topics");
   await nextRefresh(page);
