@@ -3,7 +3,8 @@
  * Chart.line(opts) returns a <div class="chart"> holding a legend and an
  * <svg>. opts: {series: [{label, color, points: [[time_ms, value], ...]}],
  * fmt: value formatter for the axis and tooltip, height (px), area (fill
- * under the lines), testid}. Points are drawn in the order given (oldest
+ * under the lines), integer (counts: no grid lines between integers),
+ * testid}. Points are drawn in the order given (oldest
  * first); a series may be empty. Hovering shows the values at the nearest
  * time. */
 "use strict";
@@ -19,7 +20,8 @@ const Chart = (() => {
 
   /* A round grid step (1, 2, 2.5, 5 x 10^n) giving at most 4 lines up to v,
    * and the axis maximum: the first multiple of it at or above v. */
-  function niceScale(v) {
+  function niceScale(v, integer) {
+    if (integer && !(v > 4)) return {step: 1, max: Math.max(1, Math.ceil(v))};
     if (!(v > 0)) return {step: 0.25, max: 1};
     const raw = v / 4, p = Math.pow(10, Math.floor(Math.log10(raw)));
     let step = 10 * p;
@@ -65,7 +67,7 @@ const Chart = (() => {
     const L = 64, R = 12, T = 8, B = 22;
     let t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
     if (t1 - t0 < 10000) t0 = t1 - 10000;
-    const scale = niceScale(Math.max(...all.map((p) => p[1])));
+    const scale = niceScale(Math.max(...all.map((p) => p[1])), opts.integer);
     const ymax = scale.max;
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (width - L - R);
     const y = (v) => T + (1 - v / ymax) * (height - T - B);

@@ -201,7 +201,7 @@ App.pages.overview = (root) => {
           {label: "in", color: COLORS.in, points: col(pts, 1)}, {label: "out", color: COLORS.out, points: col(pts, 2), dashed: true}]}));
         amqp.show(Chart.line({testid: "chart-amqp-svg", width: chartWidth(amqp), fmt: Fmt.axisRate, series: [
           {label: "publish", color: COLORS.pub, points: col(pts, 3)}, {label: "deliver", color: COLORS.del, points: col(pts, 4), dashed: true}]}));
-        backlog.show(Chart.line({testid: "chart-backlog-svg", width: chartWidth(backlog), fmt: Fmt.axisInt, height: 150, series: [
+        backlog.show(Chart.line({testid: "chart-backlog-svg", width: chartWidth(backlog), fmt: Fmt.axisInt, integer: true, height: 150, series: [
           {label: "AMQP ready + unacked", color: COLORS.ready, points: col(pts, 5)}, {label: "consumer lag", color: COLORS.lag, points: col(pts, 6), dashed: true}]}));
       }
       const errs = [queues, groups].filter((x) => x.status === "rejected").map((x) => errorBox(x.reason));
@@ -351,7 +351,7 @@ function groupPage(root, id) {
         ["Protocol", [g.protocol_type, g.protocol].filter(Boolean).join(" / ") || "–"],
         ["Lag", num(g.lag, "int", "group-lag")], ["Members", num((g.members || []).length, "int", "group-member-count")]]));
       live.push([App.overview ? App.overview.now_ms : Date.now(), g.lag]);
-      lag.show(Chart.line({testid: "group-lag-svg", width: chartWidth(lag), height: 150, fmt: Fmt.axisInt,
+      lag.show(Chart.line({testid: "group-lag-svg", width: chartWidth(lag), height: 150, fmt: Fmt.axisInt, integer: true,
         series: [{label: "lag", color: COLORS.lag, points: liveTail(g.history || [], live, 200)}]}));
       members.show(table([
         {label: "Member", get: (m) => m.member_id, testid: "member-id"},
@@ -484,7 +484,7 @@ function queuePage(root, name) {
         ], Object.keys(t), {testid: "q-totals", rowTestid: "q-total-row", key: (k) => k})));
       live.push([App.overview ? App.overview.now_ms : Date.now(), q.messages_ready, q.messages_unacked]);
       const pts = liveTail(q.history || [], live, 200);
-      depth.show(Chart.line({testid: "queue-depth-svg", width: chartWidth(depth), height: 160, fmt: Fmt.axisInt, series: [
+      depth.show(Chart.line({testid: "queue-depth-svg", width: chartWidth(depth), height: 160, fmt: Fmt.axisInt, integer: true, series: [
         {label: "ready", color: COLORS.ready, points: col(pts, 1)}, {label: "unacked", color: COLORS.unacked, points: col(pts, 2), dashed: true}]}));
       consumers.show(table([
         {label: "Tag", get: (c) => c.consumer_tag, testid: "consumer-tag"},
