@@ -174,8 +174,13 @@ function table(cols, rows, opts) {
     }
     return th;
   }));
+  /* With href, a click anywhere on the row opens it (not only the link). */
+  const open = (row) => (opts.href ? (ev) => {
+    if (!ev.target.closest("a, button, input, details")) location.hash = opts.href(row);
+  } : null);
   const body = rows.map((row) =>
-    h("tr", {testid: opts.rowTestid, "data-name": opts.key ? opts.key(row) : null},
+    h("tr", {testid: opts.rowTestid, "data-name": opts.key ? opts.key(row) : null,
+      class: opts.href ? "clickable" : null, onclick: open(row)},
       cols.map((c, i) => {
         const v = c.get(row);
         let content;
