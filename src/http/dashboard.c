@@ -19,8 +19,7 @@ static void serve(http_req_t *r, const dashboard_asset_t *a)
     http_reply_header(r, "ETag", a->etag);
     http_reply_header(r, "X-Content-Type-Options", "nosniff");
     http_reply_header(r, "Content-Security-Policy",
-                      "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                      "frame-ancestors 'none'");
+                      "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
     http_reply(r, 200, a->content_type, a->data, a->len);
 }
 

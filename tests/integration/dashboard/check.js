@@ -455,6 +455,9 @@ async function connections(page) {
   const page = await browser.newPage({viewport: {width: 1280, height: 860}});
   const jsErrors = [];
   page.on("pageerror", (e) => jsErrors.push(e.message));
+  page.on("console", (m) => { /* a CSP violation is only a console error */
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) jsErrors.push(m.text());
+  });
   try {
     await livePhase(page);
     log("live phase ok");
