@@ -3,6 +3,7 @@
  *   herald serve [--config FILE] [--data DIR] [--kafka HOST:PORT]
  *                [--flush always|interval:MS|never] [--log-level LEVEL] [--KEY VALUE ...]
  *   herald --help | --version
+ *   herald topics|groups|queues|... (the HTTP API client, src/cli/)
  * Every configuration key is also a flag: "--num-partitions 3" sets
  * num.partitions; "--key=value" works too. Flags override the config file.
  */
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "server/config.h"
 #include "server/server.h"
 
@@ -22,11 +24,13 @@ static void usage(FILE *out)
     fprintf(out,
             "Herald %s - a message broker speaking the Kafka protocol on a durable log\n\n"
             "usage: herald serve [--config FILE] [--KEY VALUE ...]\n"
+            "       herald COMMAND ...   (a client of a running broker; see below)\n"
             "       herald --help | --version\n\n"
             "serve options (each is also a config file key: dashes become dots):\n"
             "  --config FILE                        read key = value settings from FILE first\n",
             HERALD_VERSION);
     config_print_help(out);
+    cli_print_help(out);
 }
 
 /* Turns "--log-level" into "log.level". */
@@ -111,6 +115,7 @@ int main(int argc, char **argv)
         config_print_markdown(stdout);
         return 0;
     }
+    if (cli_is_command(argv[1])) return cli_main(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s' (see herald --help)\n", argv[1]);
     return 2;
 }
