@@ -223,8 +223,10 @@ static void show_offsets(const json_t *offsets)
 
 static void show_group(const json_t *v)
 {
-    printf("group %s  state %s  protocol %s/%s  lag %.0f\n\n", cli_jstr(v, "group_id"), cli_jstr(v, "state"),
-           cli_jstr(v, "protocol_type"), cli_jstr(v, "protocol"), cli_jnum(v, "lag"));
+    printf("group %s  state %s", cli_jstr(v, "group_id"), cli_jstr(v, "state"));
+    if (*cli_jstr(v, "protocol_type"))
+        printf("  protocol %s/%s", cli_jstr(v, "protocol_type"), cli_jstr(v, "protocol"));
+    printf("  lag %.0f\n\n", cli_jnum(v, "lag"));
     show_members(json_object_get(v, "members"));
     printf("\n");
     show_offsets(json_object_get(v, "offsets"));

@@ -91,12 +91,17 @@ static size_t width(const char *s)
     return w;
 }
 
-static void print_cell(FILE *out, const char *s, size_t w, char align, int last)
+/* Prints s padded to w; spaces are held in *pending and written only
+ * before more text, so no line ends in blanks. */
+static void print_cell(FILE *out, const char *s, size_t w, char align, size_t *pending)
 {
     size_t pad = w - width(s);
-    if (align == 'r') fprintf(out, "%*s%s", (int)pad, "", s);
-    else if (last) fputs(s, out);
-    else fprintf(out, "%s%*s", s, (int)pad, "");
+    if (align == 'r') *pending += pad;
+    if (*s) {
+        fprintf(out, "%*s%s", (int)*pending, "", s);
+        *pending = 0;
+    }
+    if (align != 'r') *pending += pad;
 }
 
 void cli_table_print(const cli_table_t *t, FILE *out)
@@ -109,11 +114,12 @@ void cli_table_print(const cli_table_t *t, FILE *out)
         if (cw > w[i % (size_t)t->ncols]) w[i % (size_t)t->ncols] = cw;
     }
     for (size_t r = 0; r <= rows; r++) {
+        size_t pending = 0;
         for (int c = 0; c < t->ncols; c++) {
             size_t i = (r - 1) * (size_t)t->ncols + (size_t)c;
             const char *s = r == 0 ? t->headers[c] : i < t->ncells ? t->cells[i] : "";
-            if (c) fputs("  ", out);
-            print_cell(out, s, w[c], t->align[c], c == t->ncols - 1);
+            if (c) pending += 2;
+            print_cell(out, s, w[c], t->align[c], &pending);
         }
         fputc('\n', out);
     }
