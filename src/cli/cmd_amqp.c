@@ -181,7 +181,7 @@ static void show_connections(const json_t *v)
 {
     static const char *const h[] = {"CONNECTION", "PROTOCOL", "CLIENT", "NAME", "USER", "CHANNELS", "AGE", "IN",
                                     "OUT", NULL};
-    cli_table_t *t = cli_table_new(h, "llllllrrr");
+    cli_table_t *t = cli_table_new(h, "lllllrrrr");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     double now_ms = (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
