@@ -20,8 +20,15 @@ static const cli_cmd_t *const tables[] = {cli_topic_cmds, cli_queue_cmds, cli_am
                                           cli_top_cmds};
 #define NTABLES (sizeof tables / sizeof tables[0])
 
+/* 1 if a is a client option that may also stand before the command. */
+static int is_global(const char *a)
+{
+    return !strcmp(a, "--server") || !strncmp(a, "--server=", 9) || !strcmp(a, "--json");
+}
+
 int cli_is_command(const char *name)
 {
+    if (is_global(name)) return 1;
     for (size_t t = 0; t < NTABLES; t++)
         for (const cli_cmd_t *c = tables[t]; c->group; c++)
             if (!strcmp(c->group, name)) return 1;
@@ -230,6 +237,20 @@ static int dispatch(cli_t *c, int argc, char **argv)
     return rc < 0 ? CLI_OK : rc; /* -1: --help was answered */
 }
 
+/* Moves client options standing before the command ("herald --server U
+ * topics list") after it, where every command's parser reads them. Returns
+ * a malloc'd argv of argc entries. */
+static char **hoist_globals(int argc, char **argv)
+{
+    int k = 0;
+    while (k < argc && is_global(argv[k])) k += !strcmp(argv[k], "--server") && k + 1 < argc ? 2 : 1;
+    if (k > argc) k = argc;
+    char **out = xcalloc((size_t)argc + 1, sizeof *out);
+    memcpy(out, argv + k, (size_t)(argc - k) * sizeof *out);
+    memcpy(out + (argc - k), argv, (size_t)k * sizeof *out);
+    return out;
+}
+
 int cli_main(int argc, char **argv)
 {
     cli_t c;
@@ -242,8 +263,11 @@ int cli_main(int argc, char **argv)
     }
     c.curl = curl_easy_init();
     int rc = CLI_EUSAGE;
+    char **args = hoist_globals(argc, argv);
     if (!c.curl) fprintf(stderr, "herald: cannot initialise libcurl\n");
-    else rc = dispatch(&c, argc, argv);
+    else if (is_global(args[0])) fprintf(stderr, "herald: a command is missing (see herald --help)\n");
+    else rc = dispatch(&c, argc, args);
+    free(args);
     if (c.curl) curl_easy_cleanup(c.curl);
     curl_global_cleanup();
     if (fflush(stdout) != 0 && rc == CLI_OK) rc = CLI_EAPI;

@@ -9,7 +9,8 @@
 
 #include <stdio.h>
 
-/* 1 if name is a client command (argv[1] of herald), else 0. */
+/* 1 if name (argv[1] of herald) starts a client command line: a command,
+ * or a client option (--server, --json) standing before one. */
 int cli_is_command(const char *name);
 
 /* Runs the command argv[0] with its arguments argv[1..argc). Returns the

@@ -231,6 +231,26 @@ fail:
     return rc;
 }
 
+/* --json: the four answers as one object per frame, one line each. */
+static int frame_json(cli_t *c)
+{
+    static const char *const parts[][2] = {
+        {"overview", "/api/overview"}, {"queues", "/api/queues"}, {"groups", "/api/groups"}, {"topics", "/api/topics"}};
+    json_t *all = json_object();
+    int rc = CLI_OK;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && !rc; i++) {
+        json_t *v = NULL;
+        rc = cli_call(c, "GET", parts[i][1], NULL, &v);
+        json_object_set_new(all, parts[i][0], v ? v : json_null());
+    }
+    if (!rc) {
+        json_dumpf(all, stdout, JSON_COMPACT);
+        putchar('\n');
+    }
+    json_decref(all);
+    return rc;
+}
+
 static int cmd_top(cli_t *c, int argc, char **argv)
 {
     int once = 0;
@@ -245,6 +265,12 @@ static int cmd_top(cli_t *c, int argc, char **argv)
     int rc = cli_parse(c, argc, argv, opts, NULL, 0);
     if (rc) return rc;
     if (interval < 1) return cli_usage_error(c, "--interval is at least 1 (seconds)");
+    for (; c->json;) {
+        rc = frame_json(c);
+        fflush(stdout);
+        if (rc || once) return rc;
+        sleep((unsigned)interval);
+    }
     for (;;) {
         char *text = NULL;
         size_t len = 0;

@@ -90,6 +90,9 @@ def test_unreachable_broker_is_exit_2_with_the_reason():
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr == f"herald: cannot reach http://127.0.0.1:{port}: Connection refused\n"
+    r = subprocess.run([HERALD_BIN, "--server", f"http://127.0.0.1:{port}", "--json", "groups", "list"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr == f"herald: cannot reach http://127.0.0.1:{port}: Connection refused\n"
     env = dict(os.environ, HERALD_SERVER=f"http://127.0.0.1:{port}/")
     r = subprocess.run([HERALD_BIN, "top", "--once"], capture_output=True, text=True, timeout=30, env=env)
     assert r.returncode == 2 and f"cannot reach http://127.0.0.1:{port}: Connection refused" in r.stderr
@@ -368,3 +371,6 @@ def test_json_output_parses(broker):
     need_route(broker, "GET", "/api/queues")
     for args in (("queues", "list"), ("exchanges", "list"), ("bindings", "list"), ("connections", "list")):
         json.loads(ok(broker, *args, "--json"))
+    frame = json.loads(ok(broker, "top", "--once", "--json"))
+    assert set(frame) == {"overview", "queues", "groups", "topics"}
+    assert [t["name"] for t in frame["topics"]] == ["js"]
