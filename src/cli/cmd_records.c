@@ -146,6 +146,13 @@ static int load_group(cli_t *c, consume_t *s, json_t **out)
     free(path);
     if (rc == CLI_EAPI && c->status == 404) return CLI_OK;
     if (rc) fprintf(stderr, "herald: %s\n", c->err);
+    /* The broker takes commits from outside only while the group is empty:
+     * say so before printing anything rather than fail the first commit. */
+    if (!rc && json_array_size(json_object_get(*out, "members"))) {
+        fprintf(stderr, "herald: group %s has active members (%zu); only they may consume and commit for it\n",
+                s->group, json_array_size(json_object_get(*out, "members")));
+        rc = CLI_EAPI;
+    }
     return rc;
 }
 

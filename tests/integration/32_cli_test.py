@@ -374,3 +374,31 @@ def test_json_output_parses(broker):
     frame = json.loads(ok(broker, "top", "--once", "--json"))
     assert set(frame) == {"overview", "queues", "groups", "topics"}
     assert [t["name"] for t in frame["topics"]] == ["js"]
+
+
+def test_group_with_members_is_refused_before_printing(broker):
+    ok(broker, "topics", "create", "shared", "--partitions", "2")
+    ok(broker, "produce", "shared", stdin="a\nb\nc\n")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "team", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c.subscribe(["shared"])
+    try:
+        deadline = time.time() + 30
+        desc = {}
+        while time.time() < deadline:
+            c.poll(0.2)
+            desc = json.loads(ok(broker, "groups", "describe", "team", "--json")) if cli(
+                broker, "groups", "describe", "team").returncode == 0 else {}
+            if desc.get("state") == "Stable" and desc.get("members"):
+                break
+        assert desc.get("state") == "Stable"
+        human = ok(broker, "groups", "describe", "team")
+        members = table(human.split("\n\n")[1])
+        assert len(members) == 1 and members[0]["CLIENT"] == "rdkafka"
+        assert "shared[0,1]" in members[0]["ASSIGNED"]
+        r = cli(broker, "consume", "shared", "--group", "team", "--from-beginning")
+        assert r.returncode == 1 and r.stdout == "" and "active members" in r.stderr
+        r = cli(broker, "groups", "delete", "team")
+        assert r.returncode == 1 and r.stderr.startswith("herald: ")
+    finally:
+        c.close()
