@@ -221,7 +221,7 @@ static void show_messages(const json_t *v)
         payload_preview(m, payload, sizeof payload);
         cli_table_cellf(t, "%.0f", cli_jnum(m, "position"));
         cli_table_cellf(t, "%.0f", cli_jnum(m, "delivery_count"));
-        cli_table_cell(t, cli_jstr(m, "exchange"));
+        cli_table_cell(t, *cli_jstr(m, "exchange") ? cli_jstr(m, "exchange") : "(default)");
         cli_table_cell(t, cli_jstr(m, "routing_key"));
         cli_table_bytes(t, cli_jnum(m, "payload_bytes"));
         cli_table_cell(t, died);

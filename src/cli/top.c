@@ -89,12 +89,13 @@ static void queue_hint(const json_t *q, char *buf, size_t n)
     char r[32];
     buf[0] = '\0';
     if (ready > 0 && cons == 0) snprintf(buf, n, "no consumers");
-    else if (unacked > 0 && ack == 0 && dlv == 0)
+    else if (unacked > 0 && ack == 0)
         snprintf(buf, n, "consumers hold %.0f unacked and ack none: stuck or slow?", unacked);
     else if (ready > 0 && pub > dlv * 1.1 + 0.1)
         snprintf(buf, n, "publishers outpace consumers by %s/s", cli_fmt_rate(r, sizeof r, pub - dlv));
     else if (dl > 0) snprintf(buf, n, "dead-lettering %s/s", cli_fmt_rate(r, sizeof r, dl));
-    else if (redlv > 0) snprintf(buf, n, "redelivering %s/s: consumers reject or crash?", cli_fmt_rate(r, sizeof r, redlv));
+    else if (redlv > 0)
+        snprintf(buf, n, "redelivering %s/s: consumers reject or crash?", cli_fmt_rate(r, sizeof r, redlv));
     else if (ready > 0 && dlv == 0) snprintf(buf, n, "consumers take nothing: prefetch full?");
 }
 

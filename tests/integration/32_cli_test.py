@@ -40,13 +40,25 @@ def ok(broker, *args, **kw):
 
 
 def table(text):
-    """Rows of a CLI table as dicts keyed by the header words. Header cells
-    are separated by two or more spaces; data cells are too (names in tests
-    have no spaces)."""
+    """Rows of a CLI table as dicts keyed by the header. Columns are found
+    as the character positions between runs of two or more spaces that are
+    blank on every line, so empty cells parse too."""
     lines = [l for l in text.splitlines() if l.strip()]
-    import re
-    heads = re.split(r"\s{2,}", lines[0].strip())
-    return [dict(zip(heads, re.split(r"\s{2,}", l.strip()))) for l in lines[1:]]
+    width = max(len(l) for l in lines)
+    lines = [l.ljust(width) for l in lines]
+    blank = [all(l[i] == " " for l in lines) for i in range(width)] + [True, True]
+    spans, start, i = [], None, 0
+    while i < width:
+        if not blank[i] and start is None:
+            start = i
+        if start is not None and blank[i] and (blank[i + 1] or i + 1 == width):
+            spans.append((start, i))
+            start = None
+        i += 1
+    if start is not None:
+        spans.append((start, width))
+    heads = [lines[0][a:b].strip() for a, b in spans]
+    return [dict(zip(heads, (l[a:b].strip() for a, b in spans))) for l in lines[1:]]
 
 
 def need_route(broker, method, path):
@@ -298,7 +310,8 @@ def test_exchanges_bindings_connections(broker):
     rows = {r["EXCHANGE"]: r for r in table(ok(broker, "exchanges", "list"))}
     assert rows["events"]["TYPE"] == "topic" and rows["(default)"]["TYPE"] == "direct"
     b = [r for r in table(ok(broker, "bindings", "list")) if r["SOURCE"] == "events"]
-    assert b == [{"SOURCE": "events", "DESTINATION": "audit", "TYPE": "queue", "ROUTING KEY": "order.*"}]
+    assert b == [{"SOURCE": "events", "DESTINATION": "audit", "TYPE": "queue", "ROUTING KEY": "order.*",
+                  "ARGUMENTS": ""}]
     ok(broker, "publish", "events", "order.created", "--body", "o1")
     assert json.loads(ok(broker, "queues", "describe", "audit", "--json"))["messages_ready"] == 1
     conn = pika.BlockingConnection(params(broker_amqp(broker), client_properties={"connection_name": "w1"}))
@@ -324,7 +337,8 @@ def test_redrive_moves_dead_letters_back(broker):
         m, _, _ = ch.basic_get("task")
         ch.basic_reject(m.delivery_tag, requeue=False)
     peek = table(ok(broker, "queues", "peek", "dlq"))
-    assert len(peek) == 3 and peek[0]["DIED"] == "1x rejected in task"
+    assert len(peek) == 3 and peek[0]["DIED"] == "1x rejected in task" and peek[0]["PAYLOAD"] == "t0"
+    assert peek[0]["EXCHANGE"] == "(default)" and peek[0]["ROUTING KEY"] == "dlq"
     assert "moved 2 messages" in ok(broker, "redrive", "dlq", "--count", "2")
     q = json.loads(ok(broker, "queues", "describe", "task", "--json"))
     assert q["messages_ready"] == 2
@@ -342,6 +356,18 @@ def test_top_once_shows_the_piling_queue(broker):
     ch.queue_declare("quiet")
     for i in range(12):
         ch.basic_publish("", "backlog", b"x")
+    # A consumer that takes its prefetch and never acks.
+    ch.queue_declare("stuck")
+    for i in range(4):
+        ch.basic_publish("", "stuck", b"s")
+    ch.basic_qos(prefetch_count=2)
+    ch.basic_consume("stuck", lambda *a: None, auto_ack=False)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        conn.process_data_events(0.1)
+        q = json.loads(ok(broker, "queues", "describe", "stuck", "--json"))
+        if q["messages_unacked"] == 2:
+            break
     ok(broker, "produce", "tp", "--value", "a")
     out = ok(broker, "top", "--once")
     assert "\033[" not in out
@@ -351,6 +377,10 @@ def test_top_once_shows_the_piling_queue(broker):
     rows = table(sect)
     assert rows[0]["QUEUE"] == "backlog" and rows[0]["READY"] == "12"
     assert "no consumers" in sect.splitlines()[1]
+    stuck = [r for r in rows if r["QUEUE"] == "stuck"][0]
+    assert stuck["READY"] == "2" and stuck["UNACKED"] == "2" and stuck["CONSUMERS"] == "1"
+    assert stuck["WHY"] == "consumers hold 2 unacked and ack none: stuck or slow?"
+    assert [r["QUEUE"] for r in rows] == ["backlog", "stuck", "quiet"]
     assert "TOPICS by produce rate" in out and "tp" in out.split("TOPICS by produce rate")[1]
     conn.close()
 
