@@ -184,6 +184,19 @@ static int parse_option(cli_t *c, int argc, char **argv, int *i, const cli_opt_t
     return rc;
 }
 
+/* "missing NAME": the n-th positional word of the command's usage. */
+static int missing(cli_t *c, int n)
+{
+    const char *p = c->cmd->args;
+    for (;;) {
+        while (*p == ' ') p++;
+        size_t len = strcspn(p, " ");
+        if (!len || *p == '[') return cli_usage_error(c, "missing argument");
+        if (n-- == 0) return cli_usage_error(c, "missing %.*s", (int)len, p);
+        p += len;
+    }
+}
+
 int cli_parse(cli_t *c, int argc, char **argv, const cli_opt_t *opts, const char **pos, int npos)
 {
     int got = 0, only_pos = 0;
@@ -205,7 +218,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const cli_opt_t *opts, const char
         print_usage(c, c->cmd->group, stdout);
         return -1;
     }
-    if (got < npos) return cli_usage_error(c, "missing argument");
+    if (got < npos) return missing(c, got);
     return 0;
 }
 

@@ -116,7 +116,7 @@ def test_bad_usage_prints_usage_and_exits_2():
     r = run("topics")
     assert r.returncode == 2 and "herald topics create NAME" in r.stderr
     r = run("topics", "create")
-    assert r.returncode == 2 and "missing argument" in r.stderr and "usage:" in r.stderr
+    assert r.returncode == 2 and "herald: missing NAME\n" in r.stderr and "usage:" in r.stderr
     r = run("queues", "create", "q", "--bogus")
     assert r.returncode == 2 and "'--bogus'" in r.stderr
     r = run("consume", "t", "--count", "many")
