@@ -250,10 +250,28 @@ static int queues_peek(cli_t *c, int argc, char **argv)
     return rc;
 }
 
+/* One redrive call of at most count messages (-1: what the broker takes
+ * in one go); adds to *moved, sets *skipped. */
+static int redrive_once(cli_t *c, const char *path, int64_t count, const char *to, int64_t *moved,
+                        int64_t *skipped)
+{
+    json_t *body = json_object(), *v = NULL;
+    if (count >= 0) json_object_set_new(body, "count", json_integer(count));
+    if (to) json_object_set_new(body, "to", json_string(to));
+    int rc = cli_call(c, "POST", path, body, &v);
+    *moved += (int64_t)cli_jnum(v, "moved");
+    *skipped = (int64_t)cli_jnum(v, "skipped");
+    json_decref(v);
+    json_decref(body);
+    return rc;
+}
+
+/* The broker moves at most one page (16384) of a paged-out queue per call:
+ * call again while messages move, up to --count. */
 static int cmd_redrive(cli_t *c, int argc, char **argv)
 {
     const char *name, *to = NULL;
-    int64_t count = -1;
+    int64_t count = -1, moved = 0, skipped = 0, before = -1;
     const cli_opt_t opts[] = {
         {"--count", CLI_OPT_INT, &count, 0},
         {"--to", CLI_OPT_STR, &to, 0},
@@ -261,22 +279,24 @@ static int cmd_redrive(cli_t *c, int argc, char **argv)
     };
     int rc = cli_parse(c, argc, argv, opts, &name, 1);
     if (rc) return rc;
-    json_t *body = json_object(), *v = NULL;
-    if (count >= 0) json_object_set_new(body, "count", json_integer(count));
-    if (to) json_object_set_new(body, "to", json_string(to));
     char *path = queue_path(name, "/redrive");
-    rc = cli_call(c, "POST", path, body, &v);
-    if (!rc && c->json) cli_print_json(v);
-    else if (!rc) {
-        double skipped = cli_jnum(v, "skipped");
-        printf("moved %.0f messages from %s", cli_jnum(v, "moved"), name);
-        if (skipped) printf("; %.0f stayed (no x-death header: name a queue with --to)", skipped);
-        printf("\n");
+    while (!rc && moved > before && (count < 0 || moved < count)) {
+        before = moved;
+        rc = redrive_once(c, path, count < 0 ? -1 : count - moved, to, &moved, &skipped);
     }
-    json_decref(v);
-    json_decref(body);
     free(path);
-    return rc;
+    if (rc) return rc;
+    if (c->json) {
+        printf("{\"moved\": %lld, \"skipped\": %lld}\n", (long long)moved, (long long)skipped);
+        return CLI_OK;
+    }
+    printf("moved %lld messages from %s", (long long)moved, name);
+    if (skipped)
+        printf("; %lld stayed (no x-death, or the queue they died in is gone or refuses them: --to QUEUE "
+               "moves them)",
+               (long long)skipped);
+    printf("\n");
+    return CLI_OK;
 }
 
 const cli_cmd_t cli_queue_cmds[] = {

@@ -59,10 +59,12 @@ static void overview(FILE *out, const json_t *o)
     double in = cli_jpnum(o, "rates.kafka_in") + cli_jpnum(o, "rates.amqp_publish");
     double outr = cli_jpnum(o, "rates.kafka_out") + cli_jpnum(o, "rates.amqp_deliver");
     double kc = cli_jpnum(o, "connections.kafka"), ac = cli_jpnum(o, "connections.amqp");
+    /* Disk figures come a moment after the broker starts (measured off the loop). */
+    const json_t *free_bytes = cli_jpath(o, "disk.free_bytes");
     fprintf(out, "herald %s  up %s  in %s/s  out %s/s  connections %.0f (kafka %.0f, amqp %.0f)  disk free %s\n",
             cli_jstr(o, "version"), cli_fmt_duration(b[0], sizeof b[0], cli_jnum(o, "uptime_ms")),
             cli_fmt_rate(b[1], sizeof b[1], in), cli_fmt_rate(b[2], sizeof b[2], outr), kc + ac, kc, ac,
-            cli_fmt_bytes(b[3], sizeof b[3], cli_jpnum(o, "disk.free_bytes")));
+            free_bytes ? cli_fmt_bytes(b[3], sizeof b[3], json_number_value(free_bytes)) : "?");
     fprintf(out, "messages %s ready, %s unacked in %.0f queues  consumer lag %s in %.0f groups  %.0f topics\n",
             cli_fmt_count(b[4], sizeof b[4], cli_jpnum(o, "messages.ready")),
             cli_fmt_count(b[5], sizeof b[5], cli_jpnum(o, "messages.unacked")), cli_jnum(o, "queues"),

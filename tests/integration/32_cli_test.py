@@ -331,6 +331,16 @@ def test_redrive_moves_dead_letters_back(broker):
     q = json.loads(ok(broker, "queues", "describe", "task", "--json"))
     assert q["messages_ready"] == 2
     assert "moved 1 messages" in ok(broker, "redrive", "dlq", "--to", "task")
+    # A message whose queue is gone stays, and is counted.
+    ch.queue_declare("gone", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"})
+    ch.basic_publish("", "gone", b"g")
+    m, _, _ = ch.basic_get("gone")
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    ch.queue_delete("gone")
+    assert ok(broker, "redrive", "dlq").startswith("moved 0 messages from dlq; 1 stayed")
+    assert json.loads(ok(broker, "redrive", "dlq", "--json")) == {"moved": 0, "skipped": 1}
+    assert "moved 1 messages" in ok(broker, "redrive", "dlq", "--to", "task")
+    assert json.loads(ok(broker, "queues", "describe", "task", "--json"))["messages_ready"] == 4
     conn.close()
 
 
