@@ -250,13 +250,13 @@ static int queues_peek(cli_t *c, int argc, char **argv)
     return rc;
 }
 
-/* One redrive call of at most count messages (-1: what the broker takes
- * in one go); adds to *moved, sets *skipped. */
+/* One redrive call of at most count messages; adds to *moved, sets
+ * *skipped. */
 static int redrive_once(cli_t *c, const char *path, int64_t count, const char *to, int64_t *moved,
                         int64_t *skipped)
 {
     json_t *body = json_object(), *v = NULL;
-    if (count >= 0) json_object_set_new(body, "count", json_integer(count));
+    json_object_set_new(body, "count", json_integer(count));
     if (to) json_object_set_new(body, "to", json_string(to));
     int rc = cli_call(c, "POST", path, body, &v);
     *moved += (int64_t)cli_jnum(v, "moved");
@@ -267,7 +267,9 @@ static int redrive_once(cli_t *c, const char *path, int64_t count, const char *t
 }
 
 /* The broker moves at most one page (16384) of a paged-out queue per call:
- * call again while messages move, up to --count. */
+ * call again while messages move, up to --count, by default up to the
+ * ready messages there were at the start (messages that die straight
+ * back into the queue must not keep it going forever). */
 static int cmd_redrive(cli_t *c, int argc, char **argv)
 {
     const char *name, *to = NULL;
@@ -279,10 +281,15 @@ static int cmd_redrive(cli_t *c, int argc, char **argv)
     };
     int rc = cli_parse(c, argc, argv, opts, &name, 1);
     if (rc) return rc;
-    char *path = queue_path(name, "/redrive");
-    while (!rc && moved > before && (count < 0 || moved < count)) {
+    char *path = queue_path(name, "");
+    json_t *q = NULL;
+    if (count < 0 && !(rc = cli_call(c, "GET", path, NULL, &q))) count = (int64_t)cli_jnum(q, "messages_ready");
+    json_decref(q);
+    free(path);
+    path = queue_path(name, "/redrive");
+    while (!rc && moved > before && moved < count) {
         before = moved;
-        rc = redrive_once(c, path, count < 0 ? -1 : count - moved, to, &moved, &skipped);
+        rc = redrive_once(c, path, count - moved, to, &moved, &skipped);
     }
     free(path);
     if (rc) return rc;
