@@ -428,3 +428,29 @@ def test_group_with_members_is_refused_before_printing(broker):
         assert r.returncode == 1 and r.stderr.startswith("herald: ")
     finally:
         c.close()
+
+
+def test_top_live_redraws_and_compares_frames(broker):
+    conn = pika.BlockingConnection(params(broker_amqp(broker)))
+    ch = conn.channel()
+    ch.queue_declare("growing")
+    ch.basic_publish("", "growing", b"1")
+    proc = subprocess.Popen([HERALD_BIN, "top", "--interval", "1", "--server", broker.http_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)  # the first frame is out
+        for _ in range(5):
+            ch.basic_publish("", "growing", b"x")
+        time.sleep(2)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+        conn.close()
+    frames = out.decode().split("\033[H\033[2J")[1:]
+    assert len(frames) >= 3, out
+    # A frame after the publishes: the queue grew since the frame before it.
+    last = frames[-1].split("QUEUES by depth (ready + unacked)\n")[1].split("\n\n")[0]
+    row = table(last)[0]
+    assert row["QUEUE"] == "growing" and row["READY"] == "6"
+    grew = [f for f in frames[1:] if "↑" in f.split("QUEUES by depth")[1].split("CONSUMER GROUPS")[0]]
+    assert grew, frames
