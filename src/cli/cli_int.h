@@ -103,6 +103,10 @@ int cli_get_show(cli_t *c, const char *path, void (*show)(const json_t *v));
  * has one), else the line done. Returns as cli_call. */
 int cli_write_say(cli_t *c, const char *method, const char *path, json_t *body, const char *done);
 
+/* PUT path (a declare); prints "created <what> <name>" (201) or "... exists
+ * with the same settings" (204), or with --json the answer. */
+int cli_declare(cli_t *c, const char *path, json_t *body, const char *what, const char *name);
+
 /* The whole of `herald KIND delete NAME`: DELETE /api/<kind>/<NAME>, then
  * "deleted <what> NAME". */
 int cli_delete_named(cli_t *c, int argc, char **argv, const char *kind, const char *what);

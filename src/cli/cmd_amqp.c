@@ -76,9 +76,7 @@ static int exchanges_create(cli_t *c, int argc, char **argv)
     json_t *body = json_pack("{s:s, s:b, s:b, s:b, s:o}", "type", type, "durable", durable, "auto_delete",
                              auto_delete, "internal", internal, "arguments", arguments);
     char *path = exchange_path(name, "");
-    rc = cli_call(c, "PUT", path, body, NULL);
-    if (!rc && !c->json)
-        printf(c->status == 201 ? "created exchange %s\n" : "exchange %s exists with the same settings\n", name);
+    rc = cli_declare(c, path, body, "exchange", name);
     free(path);
     json_decref(body);
     return rc;

@@ -135,9 +135,7 @@ static int queues_create(cli_t *c, int argc, char **argv)
     if (!arguments) return CLI_EUSAGE;
     json_t *body = json_pack("{s:b, s:b, s:o}", "durable", durable, "auto_delete", auto_delete, "arguments", arguments);
     char *path = queue_path(name, "");
-    rc = cli_call(c, "PUT", path, body, NULL);
-    if (!rc && !c->json)
-        printf(c->status == 201 ? "created queue %s\n" : "queue %s exists with the same settings\n", name);
+    rc = cli_declare(c, path, body, "queue", name);
     free(path);
     json_decref(body);
     return rc;

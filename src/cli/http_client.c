@@ -189,3 +189,14 @@ int cli_delete_named(cli_t *c, int argc, char **argv, const char *kind, const ch
     free(e);
     return rc;
 }
+
+int cli_declare(cli_t *c, const char *path, json_t *body, const char *what, const char *name)
+{
+    json_t *v = NULL;
+    int rc = cli_call(c, "PUT", path, body, &v);
+    if (!rc && c->json && v) cli_print_json(v);
+    else if (!rc && !c->json && c->status == 201) printf("created %s %s\n", what, name);
+    else if (!rc && !c->json) printf("%s %s exists with the same settings\n", what, name);
+    json_decref(v);
+    return rc;
+}

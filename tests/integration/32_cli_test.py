@@ -276,6 +276,10 @@ def broker_amqp(broker):
 def test_publish_with_cli_consume_with_pika(broker):
     assert "created queue jobs" in ok(broker, "queues", "create", "jobs", "--arg", "x-max-length=100")
     assert "same settings" in ok(broker, "queues", "create", "jobs", "--arg", "x-max-length=100")
+    r = cli(broker, "queues", "create", "jobs", "--arg", "x-max-length=5")
+    assert r.returncode == 1 and "PRECONDITION_FAILED" in r.stderr
+    made = json.loads(ok(broker, "queues", "create", "other", "--transient", "--json"))
+    assert made["name"] == "other" and made["durable"] is False
     assert ok(broker, "publish", "", "jobs", "--body", "hello", "--header", "a=1", "--header", "who=cli",
               "--persistent") == ""
     ok(broker, "publish", "amq.default", "jobs", stdin="one\ntwo\n")
