@@ -262,8 +262,11 @@ def test_queues_list_after_pika_publishes(broker):
     assert "ready 5" in desc and "unacked 2" in desc
     peek = table(ok(broker, "queues", "peek", "work", "--count", "3"))
     assert [r["PAYLOAD"] for r in peek] == ["job2", "job3", "job4"]
+    ch.queue_declare("evil\x1b[2J\rname")
+    listing = ok(broker, "queues", "list")
+    assert "\x1b" not in listing and "\r" not in listing and "evil?[2J?name" in listing
     conn.close()
-    assert "purged 7 messages" in ok(broker, "queues", "purge", "work")
+    assert "purged 7 messages" in ok(broker, "queues", "purge", "work")  # the unacked two came back
     ok(broker, "queues", "delete", "work")
     assert "work" not in ok(broker, "queues", "list")
 
