@@ -132,6 +132,16 @@ size_t cli_table_rows(const cli_table_t *t);
 /* Prints the table, column widths from the content (in characters). */
 void cli_table_print(const cli_table_t *t, FILE *out);
 
+/* s with control characters shown as '?', for printing text that came
+ * from the broker outside a table. Returns one of CLI_SAFE_SLOTS static
+ * buffers (so up to that many may be used in one printf), cut at
+ * CLI_SAFE_MAX - 1 bytes; not thread-safe (the client is one thread). */
+#define CLI_SAFE_SLOTS 8
+#define CLI_SAFE_MAX 1024
+const char *cli_safe(const char *s);
+/* The same, in place. */
+void cli_safe_inplace(char *s);
+
 /* Human units into buf (at least 32 bytes); each returns buf. */
 char *cli_fmt_count(char *buf, size_t n, double v);
 char *cli_fmt_bytes(char *buf, size_t n, double v);

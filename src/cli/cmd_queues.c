@@ -81,7 +81,8 @@ static void show_consumers(const json_t *list)
 static void show_queue(const json_t *v)
 {
     char b[32];
-    printf("queue %s  type %s  durable %s  exclusive %s  auto-delete %s\n", cli_jstr(v, "name"), cli_jstr(v, "type"),
+    printf("queue %s  type %s  durable %s  exclusive %s  auto-delete %s\n", cli_safe(cli_jstr(v, "name")),
+           cli_safe(cli_jstr(v, "type")),
            cli_jyes(v, "durable"), cli_jyes(v, "exclusive"), cli_jyes(v, "auto_delete"));
     printf("messages %.0f: ready %.0f (%s), unacked %.0f, delayed %.0f\n", cli_jnum(v, "messages"),
            cli_jnum(v, "messages_ready"), cli_fmt_bytes(b, sizeof b, cli_jnum(v, "ready_bytes")),
@@ -89,14 +90,14 @@ static void show_queue(const json_t *v)
     const char *dlx = json_string_value(json_object_get(v, "dead_letter_exchange"));
     const char *dlk = json_string_value(json_object_get(v, "dead_letter_routing_key"));
     if (dlx)
-        printf("dead letters go to exchange '%s' with %s%s%s\n", dlx, dlk ? "routing key '" : "their own routing key",
-               dlk ? dlk : "", dlk ? "'" : "");
+        printf("dead letters go to exchange '%s' with %s%s%s\n", cli_safe(dlx),
+               dlk ? "routing key '" : "their own routing key", dlk ? cli_safe(dlk) : "", dlk ? "'" : "");
     const char *k;
     const json_t *a;
     printf("arguments:");
     json_object_foreach(json_object_get(v, "arguments"), k, a) {
         char *s = cli_jshow(a);
-        printf(" %s=%s", k, s);
+        printf(" %s=%s", cli_safe(k), cli_safe(s));
         free(s);
     }
     printf("%s\n", json_object_size(json_object_get(v, "arguments")) ? "" : " none");

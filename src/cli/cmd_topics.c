@@ -84,14 +84,15 @@ static void show_configs(const json_t *configs)
 
 static void show_topic(const json_t *v)
 {
-    printf("topic %s  id %s  internal %s\n\n", cli_jstr(v, "name"), cli_jstr(v, "id"), cli_jyes(v, "internal"));
+    printf("topic %s  id %s  internal %s\n\n", cli_safe(cli_jstr(v, "name")), cli_safe(cli_jstr(v, "id")),
+           cli_jyes(v, "internal"));
     show_partitions(json_object_get(v, "partitions"));
     show_configs(json_object_get(v, "configs"));
     const json_t *groups = json_object_get(v, "groups");
     printf("groups with committed offsets:");
     size_t i;
     const json_t *g;
-    json_array_foreach(groups, i, g) printf("%s %s", i ? "," : "", json_string_value(g));
+    json_array_foreach(groups, i, g) printf("%s %s", i ? "," : "", cli_safe(json_string_value(g)));
     printf("%s\n", json_array_size(groups) ? "" : " none");
 }
 
@@ -223,9 +224,9 @@ static void show_offsets(const json_t *offsets)
 
 static void show_group(const json_t *v)
 {
-    printf("group %s  state %s", cli_jstr(v, "group_id"), cli_jstr(v, "state"));
+    printf("group %s  state %s", cli_safe(cli_jstr(v, "group_id")), cli_safe(cli_jstr(v, "state")));
     if (*cli_jstr(v, "protocol_type"))
-        printf("  protocol %s/%s", cli_jstr(v, "protocol_type"), cli_jstr(v, "protocol"));
+        printf("  protocol %s/%s", cli_safe(cli_jstr(v, "protocol_type")), cli_safe(cli_jstr(v, "protocol")));
     printf("  lag %.0f\n\n", cli_jnum(v, "lag"));
     show_members(json_object_get(v, "members"));
     printf("\n");

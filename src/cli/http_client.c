@@ -76,6 +76,7 @@ static void api_error(cli_t *c, const char *method, const char *path, const answ
     if (!*msg) msg = cli_jstr(v, "error");
     if (*msg) snprintf(c->err, sizeof c->err, "%s", msg);
     else snprintf(c->err, sizeof c->err, "%s %s: HTTP %ld", method, path, c->status);
+    cli_safe_inplace(c->err); /* messages quote names clients chose */
     json_decref(v);
 }
 

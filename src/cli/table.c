@@ -36,17 +36,36 @@ void cli_table_free(cli_table_t *t)
     free(t);
 }
 
+/* A name or payload from the broker must not drive the terminal (ESC, CR,
+ * newlines): control characters become '?'. */
+static char *neutralise(char *s)
+{
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return s;
+}
+
 void cli_table_cell(cli_table_t *t, const char *s)
 {
     if (t->ncells == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 64;
         t->cells = xrealloc(t->cells, t->cap * sizeof *t->cells);
     }
-    char *copy = xstrdup(s ? s : "");
-    /* A name or payload must not drive the terminal (ESC, CR, newlines). */
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
-    t->cells[t->ncells++] = copy;
+    t->cells[t->ncells++] = neutralise(xstrdup(s ? s : ""));
+}
+
+const char *cli_safe(const char *s)
+{
+    static char ring[CLI_SAFE_SLOTS][CLI_SAFE_MAX];
+    static unsigned next;
+    char *b = ring[next++ % CLI_SAFE_SLOTS];
+    snprintf(b, CLI_SAFE_MAX, "%s", s ? s : "");
+    return neutralise(b);
+}
+
+void cli_safe_inplace(char *s)
+{
+    neutralise(s);
 }
 
 void cli_table_cellf(cli_table_t *t, const char *fmt, ...)

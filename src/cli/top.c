@@ -62,7 +62,7 @@ static void overview(FILE *out, const json_t *o)
     /* Disk figures come a moment after the broker starts (measured off the loop). */
     const json_t *free_bytes = cli_jpath(o, "disk.free_bytes");
     fprintf(out, "herald %s  up %s  in %s/s  out %s/s  connections %.0f (kafka %.0f, amqp %.0f)  disk free %s\n",
-            cli_jstr(o, "version"), cli_fmt_duration(b[0], sizeof b[0], cli_jnum(o, "uptime_ms")),
+            cli_safe(cli_jstr(o, "version")), cli_fmt_duration(b[0], sizeof b[0], cli_jnum(o, "uptime_ms")),
             cli_fmt_rate(b[1], sizeof b[1], in), cli_fmt_rate(b[2], sizeof b[2], outr), kc + ac, kc, ac,
             free_bytes ? cli_fmt_bytes(b[3], sizeof b[3], json_number_value(free_bytes)) : "?");
     fprintf(out, "messages %s ready, %s unacked in %.0f queues  consumer lag %s in %.0f groups  %.0f topics\n",

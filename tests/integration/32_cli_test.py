@@ -265,6 +265,10 @@ def test_queues_list_after_pika_publishes(broker):
     ch.queue_declare("evil\x1b[2J\rname")
     listing = ok(broker, "queues", "list")
     assert "\x1b" not in listing and "\r" not in listing and "evil?[2J?name" in listing
+    desc = ok(broker, "queues", "describe", "evil\x1b[2J\rname")
+    assert desc.startswith("queue evil?[2J?name ")
+    r = cli(broker, "queues", "describe", "gone\x1b[2J")
+    assert r.returncode == 1 and "\x1b" not in r.stderr and "gone?[2J" in r.stderr
     conn.close()
     assert "purged 7 messages" in ok(broker, "queues", "purge", "work")  # the unacked two came back
     ok(broker, "queues", "delete", "work")

@@ -113,6 +113,30 @@ static void test_escape(void **state)
     }
 }
 
+static void test_safe(void **state)
+{
+    (void)state;
+    assert_string_equal(cli_safe("plain"), "plain");
+    assert_string_equal(cli_safe(NULL), "");
+    assert_string_equal(cli_safe("a\x1b[2J\r\n\x7f\xc3\xa9"), "a?[2J???\xc3\xa9");
+    /* Eight at once in one call stay distinct. */
+    const char *p[CLI_SAFE_SLOTS];
+    char in[8];
+    for (int i = 0; i < CLI_SAFE_SLOTS; i++) {
+        snprintf(in, sizeof in, "s%d", i);
+        p[i] = cli_safe(in);
+    }
+    for (int i = 0; i < CLI_SAFE_SLOTS; i++) {
+        snprintf(in, sizeof in, "s%d", i);
+        assert_string_equal(p[i], in);
+    }
+    char *big = malloc(CLI_SAFE_MAX * 2);
+    memset(big, 'x', CLI_SAFE_MAX * 2 - 1);
+    big[CLI_SAFE_MAX * 2 - 1] = '\0';
+    assert_int_equal(strlen(cli_safe(big)), CLI_SAFE_MAX - 1);
+    free(big);
+}
+
 static void test_json_access(void **state)
 {
     (void)state;
@@ -140,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_counts_rates_bytes), cmocka_unit_test(test_durations),
         cmocka_unit_test(test_table_layout),       cmocka_unit_test(test_empty_and_partial_rows),
         cmocka_unit_test(test_escape),             cmocka_unit_test(test_json_access),
+        cmocka_unit_test(test_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
