@@ -238,7 +238,9 @@ static int fetch_once(cli_t *c, consume_t *s, cpart_t *p, long wait_ms, size_t *
     if (s->left > 0) s->left -= (int64_t)*got;
     int64_t next = (int64_t)cli_jnum(v, "next_offset");
     json_decref(v);
-    if (*got == 0 || next <= p->next) return CLI_OK;
+    /* next_offset may move with no record printed (past transaction
+     * markers): take it, or the same read would come back forever. */
+    if (next <= p->next) return CLI_OK;
     p->next = next;
     if (fflush(stdout) != 0) return CLI_EAPI;
     return s->group ? commit(c, s, p) : CLI_OK;
@@ -254,12 +256,13 @@ static int consume_round(cli_t *c, consume_t *s, long wait_ms, size_t *got, size
         cpart_t *p = &s->parts[i];
         if (!s->follow && p->next >= p->end) continue;
         size_t n;
+        int64_t before = p->next;
         int rc = fetch_once(c, s, p, wait_ms, &n);
         if (rc) return rc;
         *got += n;
-        /* A read that brought nothing below the end: records are gone
-         * (retention) or hidden (control batches); nothing more to wait for. */
-        if (!s->follow && n == 0) p->end = p->next;
+        /* A read below the end that did not move: nothing more will come
+         * from there without --follow. */
+        if (!s->follow && p->next == before) p->end = p->next;
         if (s->follow || p->next < p->end) (*open)++;
     }
     return CLI_OK;
