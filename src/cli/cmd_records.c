@@ -172,7 +172,9 @@ static int consume_plan(cli_t *c, consume_t *s)
         cpart_t *cp = &s->parts[s->nparts];
         cp->partition = (int32_t)cli_jnum(p, "partition");
         if (s->only >= 0 && cp->partition != s->only) continue;
-        cp->end = (int64_t)cli_jnum(p, "end_offset");
+        /* Consumers see up to the high watermark (the durable end). */
+        const json_t *hw = json_object_get(p, "high_watermark");
+        cp->end = (int64_t)(hw ? json_number_value(hw) : cli_jnum(p, "end_offset"));
         int64_t committed = committed_offset(group, s->topic, cp->partition);
         cp->next = committed >= 0 ? committed : s->from_beginning ? (int64_t)cli_jnum(p, "start_offset") : cp->end;
         s->nparts++;
