@@ -77,6 +77,7 @@ static void get_overview(http_req_t *r)
     json_object_set_new(j, "kafka_advertised", json_string(kafka));
     json_object_set_new(j, "connections",
                         json_pack("{s:i, s:i}", "kafka", kafka_conn_count(), "amqp", amqp_conn_count()));
+    json_object_set_new(j, "channels", json_integer(amqp_channel_count()));
     json_object_set_new(j, "topics", json_integer(ntopics));
     json_object_set_new(j, "partitions", json_integer(nparts));
     json_object_set_new(j, "groups", json_integer(ngroups));

@@ -153,6 +153,7 @@ def test_counts_match_pika(b):
     assert a["protocol"] == "amqp" and a["client"].startswith("Pika Python Client Library ") and a["connection_name"] == "worker-1"
     assert a["user"] == "guest" and a["channels"] == 1 and a["bytes_in"] > 0 and a["bytes_out"] > 0
     assert abs(a["connected_at_ms"] - time.time() * 1000) < 60000
+    assert http(b, "GET", "/api/overview")[1]["channels"] == len(chans)
     # ack them: the figures follow
     ch.basic_ack(got[-1], multiple=True)
     ch.basic_cancel(tag)
