@@ -38,6 +38,7 @@ static void get_topics(http_req_t *r)
         partition_rates_t sum = {0};
         for (int32_t i = 0; i < topic_partition_count(t); i++) {
             partition_t *p = topic_partition(t, i);
+            if (!p) continue; /* its log could not be opened (yet) */
             msgs += partition_end_offset(p) - partition_start_offset(p);
             size += partition_size_bytes(p);
             start += partition_start_offset(p);
@@ -78,6 +79,10 @@ static json_t *topic_json(http_req_t *r, topic_t *t)
     json_t *parts = json_array();
     for (int32_t i = 0; i < topic_partition_count(t); i++) {
         partition_t *p = topic_partition(t, i);
+        if (!p) { /* its log could not be opened (yet) */
+            json_array_append_new(parts, json_pack("{s:i, s:s}", "partition", i, "error", "unavailable"));
+            continue;
+        }
         const partition_counters_t *c = partition_counters(p);
         partition_rates_t pr;
         http_stats_partition_rates(http_stats(r), p, &pr);
@@ -382,7 +387,7 @@ static void post_records(http_req_t *r)
             if (pr->part[i] == p) sub[k++] = recs[i];
         int64_t base = 0, target = 0;
         partition_t *part = topic_partition(t, p);
-        int rc = records_append(b, part, sub, k, &base, &target);
+        int rc = part ? records_append(b, part, sub, k, &base, &target) : HE_STORAGE;
         for (size_t i = 0, j = 0; i < n; i++)
             if (pr->part[i] == p) pr->offset[i] = base + (int64_t)j++;
         pwaiter_t *pw = hwait_slot(w, used);

@@ -146,6 +146,7 @@ static void sample_partitions(http_stats_t *s, double dt, double a, uint64_t del
     for (topic_t *t = broker_topic_first(s->b); t; t = topic_next(t)) {
         for (int32_t i = 0; i < topic_partition_count(t); i++) {
             const partition_t *p = topic_partition(t, i);
+            if (!p) continue; /* its log could not be opened (yet) */
             pstat_t *e;
             HASH_FIND(hh, s->parts, &p, sizeof p, e);
             if (!e) {

@@ -257,6 +257,23 @@ def test_out_of_file_descriptors_fails_cleanly(broker_factory):
     md = a.list_topics(timeout=10)
     errs = [pm.error for pm in md.topics["toowide"].partitions.values() if pm.error is not None]
     assert errs, "partitions without a log must say so"
+    # The HTTP API and the metrics sampler walk the half-open topic too.
+    import json
+    import urllib.error
+    import urllib.request
+    t = json.load(urllib.request.urlopen(b.http_url + "/api/topics/toowide", timeout=10))
+    assert any(p.get("error") == "unavailable" for p in t["partitions"])
+    for path in ("/api/topics", "/api/overview", "/metrics"):
+        assert urllib.request.urlopen(b.http_url + path, timeout=10).status == 200
+    bad = [i for i, p in enumerate(t["partitions"]) if p.get("error")][0]
+    body = json.dumps({"records": [{"value": "x", "partition": bad}]}).encode()
+    try:
+        urllib.request.urlopen(urllib.request.Request(b.http_url + "/api/topics/toowide/records", data=body,
+                                                      method="POST"), timeout=10)
+        raise AssertionError("a produce to a partition without a log must fail")
+    except urllib.error.HTTPError as e:
+        assert e.code == 507
+    time.sleep(1.2)  # a stats pass over the half-open topic
     assert [m.value() for m in consume_all(b.bootstrap, "small", expect=1)] == [b"before"]
     for f in a.delete_topics(["toowide"]).values():
         f.result(20)
