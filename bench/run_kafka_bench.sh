@@ -14,8 +14,9 @@
 #   LINGER=0        linger.ms of the latency phase producer
 #   DOC=1           0: do not touch docs/benchmarks.md
 #   HTTP_POLL=0     1: while the benchmark runs, a monitor reads /api/overview,
-#                   /api/topics, /api/groups and /metrics every 100 ms (what a
-#                   dashboard and a Prometheus scraper cost the broker)
+#                   /api/topics, /api/groups and /metrics every HTTP_POLL_MS
+#                   (what a dashboard and a Prometheus scraper cost the broker)
+#   HTTP_POLL_MS=100
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ DOC=${DOC:-1}
 REPEAT=${REPEAT:-3}
 LINGER=${LINGER:-0}
 HTTP_POLL=${HTTP_POLL:-0}
+HTTP_POLL_MS=${HTTP_POLL_MS:-100}
 
 if [ ! -x build/herald ]; then
     [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
@@ -92,7 +94,7 @@ if [ "$HTTP_POLL" = 1 ]; then
                 curl -sf -o /dev/null "http://127.0.0.1:$hport/$path" && n=$((n + 1))
             done
             echo "$n" >"$work/polls"
-            sleep 0.1
+            sleep "$(awk -v ms="$HTTP_POLL_MS" 'BEGIN { printf "%.3f", ms / 1000 }')"
         done
     ) &
     poll_pid=$!
@@ -135,7 +137,7 @@ section=$(
     rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     if [ -n "$(git status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then rev="$rev + uncommitted changes in src/"; fi
     echo "- herald: built from $rev"
-    [ -n "$polls" ] && echo "- HTTP monitor: /api/overview, /api/topics, /api/groups and /metrics every 100 ms during the run ($polls answered requests)"
+    [ -n "$polls" ] && echo "- HTTP monitor: /api/overview, /api/topics, /api/groups and /metrics every $HTTP_POLL_MS ms during the run ($polls answered requests)"
     echo "- payload: 100-byte messages, one partition, a fresh topic per phase; librdkafka $(pkg-config --modversion rdkafka)"
     echo
     grep -v "^Broker RSS now" "$work/table.md" 2>/dev/null || true

@@ -5,7 +5,7 @@
  */
 #include "cli/cli.h"
 
-#include <curl/curl.h>
+#include "cli/curl_load.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -270,19 +270,24 @@ int cli_main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     const char *env = getenv("HERALD_SERVER");
     if (set_server(&c, env && *env ? env : CLI_DEFAULT_SERVER)) return CLI_EUSAGE;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    char why[256];
+    if (cli_curl_load(why, sizeof why) < 0) {
+        fprintf(stderr, "herald: %s\n", why);
+        return CLI_EUSAGE;
+    }
+    if (cli_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "herald: cannot initialise libcurl\n");
         return CLI_EUSAGE;
     }
-    c.curl = curl_easy_init();
+    c.curl = cli_curl.easy_init();
     int rc = CLI_EUSAGE;
     char **args = hoist_globals(argc, argv);
     if (!c.curl) fprintf(stderr, "herald: cannot initialise libcurl\n");
     else if (is_global(args[0])) fprintf(stderr, "herald: a command is missing (see herald --help)\n");
     else rc = dispatch(&c, argc, args);
     free(args);
-    if (c.curl) curl_easy_cleanup(c.curl);
-    curl_global_cleanup();
+    if (c.curl) cli_curl.easy_cleanup(c.curl);
+    cli_curl.global_cleanup();
     if (fflush(stdout) != 0 && rc == CLI_OK) rc = CLI_EAPI;
     return rc;
 }

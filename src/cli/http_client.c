@@ -4,7 +4,7 @@
  * JSON; an error answer carries {"error": code, "message": text} and the
  * message is what the user sees. See cli_int.h.
  */
-#include <curl/curl.h>
+#include "cli/curl_load.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +62,8 @@ char *cli_escape(const char *s)
 static void transport_error(cli_t *c, CURLcode res, const answer_t *a)
 {
     long os_errno = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
-    const char *why = os_errno ? strerror((int)os_errno) : curl_easy_strerror(res);
+    cli_curl.easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
+    const char *why = os_errno ? strerror((int)os_errno) : cli_curl.easy_strerror(res);
     if (a->too_big) why = "answer too large";
     snprintf(c->err, sizeof c->err, "cannot reach %s: %s", c->server, why);
 }
@@ -83,17 +83,17 @@ static void api_error(cli_t *c, const char *method, const char *path, const answ
 static void set_request(cli_t *c, const char *method, const char *url, const char *body, long timeout_ms)
 {
     CURL *h = c->curl;
-    curl_easy_reset(h); /* keeps the open connection */
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CLI_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : (long)CLI_DEFAULT_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "herald-cli");
-    if (!strcmp(method, "HEAD")) curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    cli_curl.easy_reset(h); /* keeps the open connection */
+    cli_curl.easy_setopt(h, CURLOPT_URL, url);
+    cli_curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cli_curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CLI_CONNECT_TIMEOUT_MS);
+    cli_curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : (long)CLI_DEFAULT_TIMEOUT_MS);
+    cli_curl.easy_setopt(h, CURLOPT_USERAGENT, "herald-cli");
+    if (!strcmp(method, "HEAD")) cli_curl.easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0) cli_curl.easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+        cli_curl.easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        cli_curl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
     }
 }
 
@@ -111,19 +111,19 @@ int cli_http(cli_t *c, const char *method, const char *path, json_t *body, json_
     if (body) text = json_dumps(body, JSON_COMPACT);
     else if (!strcmp(method, "POST") || !strcmp(method, "PUT")) text = xstrdup("{}");
     set_request(c, method, url, text, timeout_ms);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &a);
+    cli_curl.easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
+    cli_curl.easy_setopt(c->curl, CURLOPT_WRITEDATA, &a);
     if (text) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+        hdrs = cli_curl.slist_append(hdrs, "Content-Type: application/json");
+        cli_curl.easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
     }
-    CURLcode res = curl_easy_perform(c->curl);
+    CURLcode res = cli_curl.easy_perform(c->curl);
     if (res != CURLE_OK) {
         transport_error(c, res, &a);
         rc = CLI_EUSAGE;
         goto fail;
     }
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    cli_curl.easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
     if (c->status < 200 || c->status > 299) {
         api_error(c, method, path, &a);
         goto fail;
@@ -138,7 +138,7 @@ int cli_http(cli_t *c, const char *method, const char *path, json_t *body, json_
     }
     rc = CLI_OK;
 fail:
-    curl_slist_free_all(hdrs);
+    cli_curl.slist_free_all(hdrs);
     free(text);
     free(url);
     free(a.p);
