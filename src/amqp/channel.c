@@ -630,27 +630,19 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
     }
 }
 
-/* basic.publish is timed over its frames: the handler times of its method,
- * header and body frames add up in ch->content_ns and are observed once,
- * when the message is routed (the time between the frames, the network's,
- * is not counted). rc < 0: an error was raised and ch may be gone. */
-static void publish_timed(amqp_channel_t *ch, broker_t *b, int rc, int64_t ns)
-{
-    if (rc < 0) return;
-    ch->content_ns += ns;
-    if (!ch->content && !ch->closing) {
-        broker_observe_amqp_method(b, AMQP_BASIC_PUBLISH, ch->content_ns);
-        ch->content_ns = 0;
-    }
-}
-
-/* A content frame of a publish, timed as above. */
+/* basic.publish is timed from its method frame to the frame that completes
+ * the message (where it is routed and stored), with two clock readings:
+ * when all its frames are handled in one parse pass, as nearly all are,
+ * that is the broker's handling time. A message whose frames arrive in
+ * several reads would count the time between them too (the network's), so
+ * for it only the completing frame's handling is counted. */
 static int content_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload, uint32_t len)
 {
     broker_t *b = ch->c->b;
-    int64_t t0 = clock_mono_ns();
+    int same = ch->c->parse_passes == ch->content_pass;
+    int64_t t0 = same ? ch->content_t0 : clock_mono_ns();
     int rc = type == AMQP_FRAME_HEADER ? amqp_publish_header(ch, payload, len) : amqp_publish_body(ch, payload, len);
-    publish_timed(ch, b, rc, clock_mono_ns() - t0);
+    if (rc >= 0 && !ch->content && !ch->closing) broker_observe_amqp_method(b, AMQP_BASIC_PUBLISH, clock_mono_ns() - t0);
     return rc;
 }
 
@@ -717,10 +709,17 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         return -1;
     }
     broker_t *b = ch->c->b; /* channel_method may free ch */
-    if (m.id == AMQP_BASIC_PUBLISH) ch->content_ns = 0;
     int64_t t0 = clock_mono_ns();
+    if (m.id == AMQP_BASIC_PUBLISH) {
+        uint64_t pass = ch->c->parse_passes;
+        rc = channel_method(ch, &m);
+        if (rc >= 0) { /* timed when the content completes (content_frame) */
+            ch->content_t0 = t0;
+            ch->content_pass = pass;
+        }
+        return rc < 0 ? rc : 0;
+    }
     rc = channel_method(ch, &m);
-    if (m.id == AMQP_BASIC_PUBLISH) publish_timed(ch, b, rc, clock_mono_ns() - t0);
-    else broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
+    broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
     return rc < 0 ? rc : 0;
 }

@@ -63,7 +63,8 @@ struct amqp_channel {
     qmsg_t *msg;
     uint64_t body_got;        /* body bytes received */
     uint64_t body_cap;        /* body bytes msg has room for */
-    int64_t content_ns;       /* handler time of the publish's frames so far (metrics), ns */
+    int64_t content_t0;       /* metrics: when the publish's method frame began to be handled, ns */
+    uint64_t content_pass;    /* ... in this parse pass of the connection */
     /* deliveries */
     slot_t *ring;
     size_t ring_cap, ring_head, ring_len;

@@ -525,6 +525,7 @@ void amqp_conn_watch_alarms(broker_t *b)
 static void parse_input(amqp_conn_t *c)
 {
     size_t pos = 0;
+    c->parse_passes++;
     while (c->state != AC_CLOSED && !c->waiting && !c->blocked) {
         size_t avail = c->in_len - pos;
         const uint8_t *p = c->in + pos;

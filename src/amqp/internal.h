@@ -71,6 +71,7 @@ struct amqp_conn {
     int refs;                /* the socket + pending callbacks; freed at 0 */
     int loopback;            /* peer address is loopback */
     uint64_t id;             /* random: names the connection in direct reply-to addresses */
+    uint64_t parse_passes;   /* parse_input runs: frames of one pass are handled back to back */
     amqp_conn_t *prev, *next; /* all connections */
     amqp_conn_t *dirty_next;  /* in the list of connections with output to flush */
     int dirty;
