@@ -17,10 +17,13 @@
 static void serve(http_req_t *r, const dashboard_asset_t *a)
 {
     http_reply_header(r, "ETag", a->etag);
+    http_reply_header(r, "Cache-Control", "no-cache"); /* kept, revalidated by ETag on each load */
     http_reply_header(r, "X-Content-Type-Options", "nosniff");
     http_reply_header(r, "Content-Security-Policy",
                       "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
-    http_reply(r, 200, a->content_type, a->data, a->len);
+    const char *inm = http_req_if_none_match(r);
+    if (inm && (strstr(inm, a->etag) || !strcmp(inm, "*"))) http_reply(r, 304, a->content_type, "", 0);
+    else http_reply(r, 200, a->content_type, a->data, a->len);
 }
 
 static const dashboard_asset_t *find(const char *name)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -20,13 +21,14 @@
 #include "http/stats.h"
 #include "server/config.h"
 
-#define HTTP_MAX_HEADERS 4
+#define HTTP_MAX_HEADERS 8
 
 struct http_req {
     http_server_t *srv;
     /* Filled by the HTTP thread before the hand-over, read-only after. */
     char method[16];
     char *path;                    /* owned, %-encoded */
+    char *if_none_match;           /* owned, the request's If-None-Match, NULL if none */
     int nquery;
     char *qkey[HTTP_MAX_QUERY], *qval[HTTP_MAX_QUERY]; /* owned, decoded; qval "" when absent */
     int query_overflow;
@@ -128,6 +130,7 @@ static void req_free(http_req_t *r)
 {
     if (!r) return;
     free(r->path);
+    free(r->if_none_match);
     for (int i = 0; i < r->nquery; i++) {
         free(r->qkey[i]);
         free(r->qval[i]);
@@ -222,6 +225,7 @@ broker_t *http_req_broker(const http_req_t *r) { return r->srv->b; }
 http_stats_t *http_stats(const http_req_t *r) { return r->srv->stats; }
 const char *http_req_method(const http_req_t *r) { return r->method; }
 const char *http_req_path(const http_req_t *r) { return r->path; }
+const char *http_req_if_none_match(const http_req_t *r) { return r->if_none_match; }
 const char *http_req_param(const http_req_t *r, int i)
 {
     return i >= 0 && i < HTTP_MAX_PARAMS && r->params[i] ? r->params[i] : "";
@@ -414,8 +418,12 @@ static enum MHD_Result send_answer(struct MHD_Connection *conn, http_req_t *r)
     if (!resp) return MHD_NO;
     r->resp = NULL; /* libmicrohttpd frees it */
     MHD_add_response_header(resp, "Content-Type", r->ctype);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    for (int i = 0; i < r->nhdr; i++) MHD_add_response_header(resp, r->hname[i], r->hval[i]);
+    int cache_set = 0;
+    for (int i = 0; i < r->nhdr; i++) {
+        MHD_add_response_header(resp, r->hname[i], r->hval[i]);
+        cache_set |= !strcasecmp(r->hname[i], "Cache-Control");
+    }
+    if (!cache_set) MHD_add_response_header(resp, "Cache-Control", "no-store"); /* live figures */
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -441,6 +449,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         snprintf(r->method, sizeof r->method, "%s", method);
         r->path = xstrdup(url);
+        const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+        if (inm && strlen(inm) < 256) r->if_none_match = xstrdup(inm);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->max_body) r->too_large = 1;
         return MHD_YES;

@@ -49,6 +49,8 @@ void http_server_free(http_server_t *s);
 broker_t *http_req_broker(const http_req_t *r);
 const char *http_req_method(const http_req_t *r); /* "GET", "POST", ... */
 const char *http_req_path(const http_req_t *r);   /* as sent, still %-encoded */
+/* The request's If-None-Match header (at most 255 bytes kept), or NULL. */
+const char *http_req_if_none_match(const http_req_t *r);
 /* The i-th {name} segment of the matched route, %-decoded, NUL-terminated
  * (a name may hold any byte but NUL; "%2F" is a '/' inside one segment). */
 const char *http_req_param(const http_req_t *r, int i);
@@ -78,7 +80,8 @@ void http_reply_json(http_req_t *r, int status, json_t *j);
 /* {"error": "<reason phrase>", "message": "<formatted>"} with status. */
 void http_reply_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Adds a response header to the answer about to be given (copied); at most
- * 4 per request. */
+ * 8 per request. Answers carry "Cache-Control: no-store" unless the handler
+ * sets a Cache-Control of its own. */
 void http_reply_header(http_req_t *r, const char *name, const char *value);
 
 /* ---- request bodies ---- */

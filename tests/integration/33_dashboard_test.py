@@ -75,6 +75,16 @@ def test_static_files_are_embedded(broker):
         assert h2["ETag"] == '"%s"' % hashlib.sha256(src).hexdigest()[:32], name
         assert "default-src 'self'" in h2["Content-Security-Policy"]
     assert http_get(broker.http_url + "/")[1]["ETag"] == etag  # stable
+    assert hdr["Cache-Control"] == "no-cache"  # kept by the browser, revalidated with the ETag
+    # A browser that has the file gets 304 without a body; a stale ETag gets the file.
+    req = urllib.request.Request(broker.http_url + "/", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 304 and e.value.read() == b""
+    req = urllib.request.Request(broker.http_url + "/", headers={"If-None-Match": '"0000"'})
+    assert urllib.request.urlopen(req, timeout=10).status == 200
+    # API answers are live figures: never cached.
+    assert http_get(broker.http_url + "/api/overview")[1]["Cache-Control"] == "no-store"
     for bad in ("/ui/nope.js", "/ui/index.html", "/ui/"):
         with pytest.raises(urllib.error.HTTPError) as e:
             http_get(broker.http_url + bad)
