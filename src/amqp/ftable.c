@@ -302,3 +302,32 @@ size_t ftable_put_array_begin(wbuf_t *w)
 }
 
 void ftable_put_raw(wbuf_t *w, const void *p, size_t n) { wbuf_put(w, p, n); }
+
+const char *fvalue_type_name(fv_type_t t)
+{
+    switch (t) {
+    case FV_BOOL: return "bool";
+    case FV_I8: return "byte";
+    case FV_U8: return "unsignedbyte";
+    case FV_I16: return "short";
+    case FV_U16: return "unsignedshort";
+    case FV_I32: return "signedint";
+    case FV_U32: return "unsignedint";
+    case FV_I64: return "long";
+    case FV_FLOAT: return "float";
+    case FV_DOUBLE: return "double";
+    case FV_DECIMAL: return "decimal";
+    case FV_LONGSTR: return "longstr";
+    case FV_BYTES: return "binary";
+    case FV_ARRAY: return "array";
+    case FV_TABLE: return "table";
+    case FV_TIMESTAMP: return "timestamp";
+    case FV_VOID: return "void";
+    }
+    return "unknown";
+}
+
+int fvalue_is_int(fv_type_t t)
+{
+    return t == FV_I8 || t == FV_U8 || t == FV_I16 || t == FV_U16 || t == FV_I32 || t == FV_U32 || t == FV_I64;
+}

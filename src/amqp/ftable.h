@@ -81,6 +81,11 @@ int ftable_get_str(amqp_bytes_t content, const char *name, amqp_bytes_t *out);
  * (all integers compare by value, whatever their width; strings by bytes;
  * void equals void; other types by type and raw bytes). */
 int fvalue_equal(const fvalue_t *a, const fvalue_t *b);
+/* 1 for the integer types (b, B, s, u, I, i, l). */
+int fvalue_is_int(fv_type_t t);
+/* The type's name as RabbitMQ prints it in errors (Erlang's: "signedint",
+ * "longstr", ...). */
+const char *fvalue_type_name(fv_type_t t);
 
 /* ---- building tables (server-sent: capabilities, x-death, ...) ----
  * A builder writes into w; ftable_begin reserves the u32 length that

@@ -32,7 +32,7 @@ static void write_shortstr(wbuf_t *w, amqp_bytes_t s)
 }
 
 /* The shortstr properties in flag order, with their slot in amqp_props_t. */
-static amqp_bytes_t *str_slot(amqp_props_t *p, uint16_t flag)
+amqp_bytes_t *amqp_props_str(amqp_props_t *p, uint16_t flag)
 {
     switch (flag) {
     case PROP_CONTENT_TYPE: return &p->content_type;
@@ -67,7 +67,7 @@ int amqp_props_decode(amqp_bytes_t raw, amqp_props_t *props)
     for (uint16_t bit = 1u << 15; bit >= PROP_CLUSTER_ID && !r.err; bit >>= 1) {
         if (!(flags & bit))
             continue;
-        amqp_bytes_t *s = str_slot(props, bit);
+        amqp_bytes_t *s = amqp_props_str(props, bit);
         if (s)
             read_shortstr(&r, s);
         else if (bit == PROP_HEADERS)
@@ -117,7 +117,7 @@ void amqp_props_encode(wbuf_t *w, const amqp_props_t *props)
     for (uint16_t bit = 1u << 15; bit >= PROP_CLUSTER_ID; bit >>= 1) {
         if (!(flags & bit))
             continue;
-        amqp_bytes_t *s = str_slot((amqp_props_t *)props, bit); /* read only */
+        amqp_bytes_t *s = amqp_props_str((amqp_props_t *)props, bit); /* read only */
         if (s) {
             write_shortstr(w, *s);
         } else if (bit == PROP_HEADERS) {

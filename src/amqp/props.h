@@ -57,6 +57,10 @@ int amqp_header_decode(const uint8_t *p, size_t len, uint16_t *class_id, uint64_
  * HE_MALFORMED. */
 int amqp_props_decode(amqp_bytes_t raw, amqp_props_t *props);
 
+/* The slot in props of the shortstr property with this flag bit
+ * (PROP_CONTENT_TYPE, ...), NULL for the other properties. */
+amqp_bytes_t *amqp_props_str(amqp_props_t *props, uint16_t flag);
+
 /* Writes a content-header payload for class basic: class, weight 0,
  * body_size, then `raw` verbatim (stored property bytes; an empty raw means
  * flags 0). */

@@ -67,36 +67,8 @@ static const qa_t g_args[] = {
     {NULL, QA_HINT, 0},
 };
 
-/* Erlang's names of the field types, as RabbitMQ prints them. */
-static const char *type_name(fv_type_t t)
-{
-    switch (t) {
-    case FV_BOOL: return "bool";
-    case FV_I8: return "byte";
-    case FV_U8: return "unsignedbyte";
-    case FV_I16: return "short";
-    case FV_U16: return "unsignedshort";
-    case FV_I32: return "signedint";
-    case FV_U32: return "unsignedint";
-    case FV_I64: return "long";
-    case FV_FLOAT: return "float";
-    case FV_DOUBLE: return "double";
-    case FV_DECIMAL: return "decimal";
-    case FV_LONGSTR: return "longstr";
-    case FV_BYTES: return "binary";
-    case FV_ARRAY: return "array";
-    case FV_TABLE: return "table";
-    case FV_TIMESTAMP: return "timestamp";
-    case FV_VOID: return "void";
-    }
-    return "unknown";
-}
 
-static int is_int(const fvalue_t *v)
-{
-    return v->type == FV_I8 || v->type == FV_U8 || v->type == FV_I16 || v->type == FV_U16 || v->type == FV_I32 ||
-           v->type == FV_U32 || v->type == FV_I64;
-}
+static int is_int(const fvalue_t *v) { return fvalue_is_int(v->type); }
 
 /* Checks one value; on failure writes RabbitMQ's error term into err. */
 static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char *err, size_t n)
@@ -109,7 +81,7 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
     case QA_PRIORITY:
     case QA_PERCENT:
         if (!is_int(v)) {
-            snprintf(err, n, "\"expected integer, got %s\"", type_name(v->type));
+            snprintf(err, n, "\"expected integer, got %s\"", fvalue_type_name(v->type));
             return -1;
         }
         if (v->v.i < 0) {
@@ -167,12 +139,12 @@ static int check_value(const qa_t *a, const fvalue_t *v, amqp_bytes_t args, char
             while (i < v->v.str.len && v->v.str.p[i] >= '0' && v->v.str.p[i] <= '9') i++;
             if (i == v->v.str.len) return 0;
         }
-        snprintf(err, n, "{unacceptable_type,%s}", type_name(v->type));
+        snprintf(err, n, "{unacceptable_type,%s}", fvalue_type_name(v->type));
         return -1;
     case QA_UNSUPPORTED:
         return 0;
     }
-    snprintf(err, n, "{unacceptable_type,%s}", type_name(v->type));
+    snprintf(err, n, "{unacceptable_type,%s}", fvalue_type_name(v->type));
     return -1;
 }
 
@@ -208,7 +180,7 @@ int amqp_qargs_validate(amqp_bytes_t qname, unsigned flags, amqp_bytes_t args, c
             snprintf(out, outn,
                                "PRECONDITION_FAILED - invalid type '%s' for arg 'x-dead-letter-exchange' in queue "
                                "'%.*s' in vhost '/'",
-                               type_name(v.type), NAME(qname));
+                               fvalue_type_name(v.type), NAME(qname));
             return -1;
         }
         if (check_value(a, &v, args, err, sizeof err) < 0) {
@@ -252,14 +224,14 @@ static void describe(const fvalue_t *v, int present, char *out, size_t n)
     if (!present) {
         snprintf(out, n, "none");
     } else if (is_int(v) || v->type == FV_TIMESTAMP) {
-        snprintf(out, n, "the value '%lld' of type '%s'", (long long)v->v.i, type_name(v->type));
+        snprintf(out, n, "the value '%lld' of type '%s'", (long long)v->v.i, fvalue_type_name(v->type));
     } else if (v->type == FV_BOOL) {
         snprintf(out, n, "the value '%s' of type 'bool'", v->v.i ? "true" : "false");
     } else if (v->type == FV_LONGSTR) {
         snprintf(out, n, "the value '%.*s' of type 'longstr'", (int)(v->v.str.len > 100 ? 100 : v->v.str.len),
                  (const char *)v->v.str.p);
     } else {
-        snprintf(out, n, "a value of type '%s'", type_name(v->type));
+        snprintf(out, n, "a value of type '%s'", fvalue_type_name(v->type));
     }
 }
 

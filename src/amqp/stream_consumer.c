@@ -40,33 +40,6 @@ static const char *const refused_args[] = {
 static const char *const equiv_args[] = {"x-max-age", "x-max-length-bytes", "x-stream-max-segment-size-bytes",
                                          NULL};
 
-static const char *type_name(fv_type_t t)
-{
-    switch (t) {
-    case FV_LONGSTR: return "longstr";
-    case FV_I8: return "byte";
-    case FV_U8: return "unsignedbyte";
-    case FV_I16: return "short";
-    case FV_U16: return "unsignedshort";
-    case FV_I32: return "signedint";
-    case FV_U32: return "unsignedint";
-    case FV_I64: return "long";
-    case FV_BOOL: return "bool";
-    case FV_FLOAT: return "float";
-    case FV_DOUBLE: return "double";
-    case FV_DECIMAL: return "decimal";
-    case FV_TIMESTAMP: return "timestamp";
-    case FV_BYTES: return "binary";
-    case FV_TABLE: return "table";
-    case FV_ARRAY: return "array";
-    default: return "void";
-    }
-}
-
-static int is_int(fv_type_t t)
-{
-    return t == FV_I8 || t == FV_U8 || t == FV_I16 || t == FV_U16 || t == FV_I32 || t == FV_U32 || t == FV_I64;
-}
 
 /* "the value 'V' of type 'T'" or "none", as RabbitMQ words an argument. */
 static void describe(char *out, size_t cap, int present, const fvalue_t *v)
@@ -76,10 +49,10 @@ static void describe(char *out, size_t cap, int present, const fvalue_t *v)
     } else if (v->type == FV_LONGSTR) {
         snprintf(out, cap, "the value '%.*s' of type 'longstr'", (int)(v->v.str.len > 100 ? 100 : v->v.str.len),
                  (const char *)v->v.str.p);
-    } else if (is_int(v->type) || v->type == FV_BOOL || v->type == FV_TIMESTAMP) {
-        snprintf(out, cap, "the value '%" PRId64 "' of type '%s'", v->v.i, type_name(v->type));
+    } else if (fvalue_is_int(v->type) || v->type == FV_BOOL || v->type == FV_TIMESTAMP) {
+        snprintf(out, cap, "the value '%" PRId64 "' of type '%s'", v->v.i, fvalue_type_name(v->type));
     } else {
-        snprintf(out, cap, "a value of type '%s'", type_name(v->type));
+        snprintf(out, cap, "a value of type '%s'", fvalue_type_name(v->type));
     }
 }
 
@@ -191,14 +164,15 @@ static int check_args(amqp_channel_t *ch, amqp_bytes_t name, amqp_bytes_t args)
             int64_t ms;
             if (v.type != FV_LONGSTR) {
                 char why[64];
-                snprintf(why, sizeof why, ": {unacceptable_type,%s}", type_name(v.type));
+                snprintf(why, sizeof why, ": {unacceptable_type,%s}", fvalue_type_name(v.type));
                 return invalid_arg(ch, arg, name, why);
             }
             if (stream_parse_interval(v.v.str, &ms) < 0)
                 return invalid_arg(ch, arg, name, ": invalid_max_age");
         } else if (amqp_bytes_eq(an, "x-max-length-bytes") || amqp_bytes_eq(an, "x-stream-max-segment-size-bytes")) {
             char why[64];
-            if (!is_int(v.type)) snprintf(why, sizeof why, ": \"expected integer, got %s\"", type_name(v.type));
+            if (!fvalue_is_int(v.type))
+                snprintf(why, sizeof why, ": \"expected integer, got %s\"", fvalue_type_name(v.type));
             else if (v.v.i < 0) snprintf(why, sizeof why, ": {value_negative,%" PRId64 "}", v.v.i);
             else continue;
             return invalid_arg(ch, arg, name, why);
@@ -215,7 +189,7 @@ int amqp_qargs_source_topic(broker_t *b, amqp_bytes_t name, amqp_bytes_t args, c
         snprintf(out, outn,
                  "PRECONDITION_FAILED - invalid arg 'x-source-topic' for queue '%.*s' in vhost '/': "
                  "{unacceptable_type,%s}",
-                 NAME(name), type_name(v.type));
+                 NAME(name), fvalue_type_name(v.type));
         return AMQP_PRECONDITION_FAILED;
     }
     if (!broker_topic_find(b, (const char *)v.v.str.p, v.v.str.len)) {
@@ -313,7 +287,7 @@ static int parse_offset(amqp_bytes_t args, stream_start_t *out, char *why, size_
     out->kind = STREAM_FROM_NEXT;
     out->value = 0;
     if (!ftable_get(args, "x-stream-offset", &v)) return 0;
-    if (is_int(v.type)) {
+    if (fvalue_is_int(v.type)) {
         out->kind = STREAM_FROM_OFFSET;
         out->value = v.v.i;
         return 0;
@@ -339,7 +313,7 @@ static int parse_offset(amqp_bytes_t args, stream_start_t *out, char *why, size_
         }
         return 0;
     }
-    snprintf(why, cap, "{invalid_stream_offset_arg,{%s,...}}", type_name(v.type));
+    snprintf(why, cap, "{invalid_stream_offset_arg,{%s,...}}", fvalue_type_name(v.type));
     return -1;
 }
 

@@ -92,8 +92,11 @@ struct broker {
 partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err);
 /* Closes the log (clean), fails its waiters with HE_CLOSED, frees. */
 void partition_close(broker_t *b, partition_t *p);
-/* Called when the high watermark may have moved: fires satisfied waiters. */
+/* Called when the high watermark may have moved: fires satisfied waiters
+ * (all of them, with status, when status < 0). */
 void partition_hw_advanced(partition_t *p, int status);
+/* Fires, oldest first, the waiters whose target is in (lo, hi], with status. */
+void partition_fire_waiters(partition_t *p, int64_t lo, int64_t hi, int status);
 /* Calls fn for every record of an uncompressed internal log (catalog,
  * offsets, queue logs) from its start to its end, in order; rec and its
  * views are valid during the call only. Returns 0, HE_CORRUPT or -errno. */

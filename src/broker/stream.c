@@ -240,28 +240,6 @@ void stream_topic_deleting(broker_t *b, topic_t *t)
 
 /* ---- publishing and confirms ---- */
 
-/* Fails the waiters whose target lies in (lo, hi]: the confirms of
- * messages whose append failed (no one else can wait for offsets that
- * were never assigned; a Kafka fetch waiting there just answers early). */
-static void fail_waiters(partition_t *p, int64_t lo, int64_t hi, int status)
-{
-    pwaiter_t *hit = NULL;
-    for (pwaiter_t *w = p->waiters, *next; w; w = next) {
-        next = w->next;
-        if (w->target > lo && w->target <= hi) {
-            pwaiter_cancel(w);
-            w->next = hit;
-            hit = w;
-        }
-    }
-    while (hit) {
-        pwaiter_t *n = hit->next;
-        hit->next = NULL;
-        hit->cb(hit, status);
-        hit = n;
-    }
-}
-
 static void flush(stream_t *s)
 {
     if (!s->npend) return;
@@ -282,7 +260,10 @@ static void flush(stream_t *s)
             LOG_E("stream %s: cannot store %zu message(s): %s", queue_name_cstr(s->q), n, herald_strerror(rc));
             s->fail_at[s->epoch % 16] = expect;
             s->epoch++;
-            fail_waiters(p, expect, expect + (int64_t)n, rc);
+            /* The confirms of messages whose append failed (no one else can
+             * wait for offsets that were never assigned; a Kafka fetch
+             * waiting there just answers early). */
+            partition_fire_waiters(p, expect, expect + (int64_t)n, rc);
         }
     }
     for (size_t i = 0; i < n; i++) qmsg_unref(s->pend[i]);
@@ -384,7 +365,7 @@ static void pump(sreader_t *r);
 
 static void on_data(pwaiter_t *w, int status)
 {
-    (void)status; /* < 0: a failed stream append (fail_waiters): look again */
+    (void)status; /* < 0: a failed stream append (partition_fire_waiters): look again */
     pump(w->ctx);
 }
 

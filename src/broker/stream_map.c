@@ -34,22 +34,6 @@ static const struct {
 };
 #define NSTR (sizeof str_props / sizeof str_props[0])
 
-static amqp_bytes_t *str_field(amqp_props_t *p, uint16_t flag)
-{
-    switch (flag) {
-    case PROP_CONTENT_TYPE: return &p->content_type;
-    case PROP_CONTENT_ENCODING: return &p->content_encoding;
-    case PROP_CORRELATION_ID: return &p->correlation_id;
-    case PROP_REPLY_TO: return &p->reply_to;
-    case PROP_EXPIRATION: return &p->expiration;
-    case PROP_MESSAGE_ID: return &p->message_id;
-    case PROP_TYPE: return &p->type;
-    case PROP_USER_ID: return &p->user_id;
-    case PROP_APP_ID: return &p->app_id;
-    default: return &p->cluster_id;
-    }
-}
-
 /* ---- AMQP -> record ---- */
 
 /* Renders a header value as text into out; returns 0, or -1 for a value
@@ -137,7 +121,7 @@ static void collect(refs_t *r, const qmsg_t *m)
     }
     for (size_t i = 0; i < NSTR; i++) {
         if (!(props.flags & str_props[i].flag)) continue;
-        amqp_bytes_t sv = *str_field(&props, str_props[i].flag);
+        amqp_bytes_t sv = *amqp_props_str(&props, str_props[i].flag);
         add_text(r, str_props[i].name, sv.p, sv.len);
     }
     static const struct {
@@ -255,7 +239,7 @@ static void rebuild_props(const batch_rec_t *rec, amqp_props_t *p, wbuf_t *tbl)
             for (size_t i = 0; i < NSTR; i++)
                 if (name_is(&kv, str_props[i].name) && kv.value_len >= 0 && kv.value_len <= 255) {
                     p->flags |= str_props[i].flag;
-                    *str_field(p, str_props[i].flag) = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
+                    *amqp_props_str(p, str_props[i].flag) = (amqp_bytes_t){kv.value, (uint32_t)kv.value_len};
                 }
         }
     }

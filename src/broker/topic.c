@@ -380,14 +380,13 @@ void pwaiter_cancel(pwaiter_t *w)
     w->part = NULL;
 }
 
-void partition_hw_advanced(partition_t *p, int status)
+void partition_fire_waiters(partition_t *p, int64_t lo, int64_t hi, int status)
 {
-    int64_t hw = plog_durable_offset(p->log);
-    /* Fire in two passes: callbacks may link new waiters to this partition. */
+    /* Two passes: callbacks may link new waiters to this partition. */
     pwaiter_t *ready = NULL;
     for (pwaiter_t *w = p->waiters, *next; w; w = next) {
         next = w->next;
-        if (status < 0 || hw >= w->target) {
+        if (w->target > lo && w->target <= hi) {
             pwaiter_cancel(w);
             w->next = ready;
             ready = w;
@@ -402,6 +401,11 @@ void partition_hw_advanced(partition_t *p, int status)
         ready->cb(ready, status);
         ready = n;
     }
+}
+
+void partition_hw_advanced(partition_t *p, int status)
+{
+    partition_fire_waiters(p, INT64_MIN, status < 0 ? INT64_MAX : plog_durable_offset(p->log), status);
 }
 
 /* ---- appends ---- */
