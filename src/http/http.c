@@ -31,7 +31,8 @@ struct http_req {
     char *if_none_match;           /* owned, the request's If-None-Match, NULL if none */
     int nquery;
     char *qkey[HTTP_MAX_QUERY], *qval[HTTP_MAX_QUERY]; /* owned, decoded; qval "" when absent */
-    int query_overflow;
+    int query_overflow;            /* more than HTTP_MAX_QUERY arguments: 400 */
+    int query_bad;                 /* a malformed %-escape in one: 400 */
     uint8_t *body;                 /* owned */
     size_t body_len, body_cap;
     int too_large;                 /* the body passed http.max.body.bytes: 413 */
@@ -357,6 +358,10 @@ static void dispatch(http_server_t *s, http_req_t *r)
         http_reply_error(r, 400, "more than %d query arguments", HTTP_MAX_QUERY);
         return;
     }
+    if (r->query_bad) {
+        http_reply_error(r, 400, "malformed %%-escape in the query");
+        return;
+    }
     int path_matched = 0;
     for (const http_route_t *rt = http_routes(); rt->pattern; rt++) {
         int m = match(r, rt->pattern);
@@ -403,7 +408,7 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     if (pct_decode(key, kl, k, 1) < 0 || pct_decode(value ? value : "", vl, v, 1) < 0) {
         free(k);
         free(v);
-        r->query_overflow = 1; /* answered as a 400 as well */
+        r->query_bad = 1;
         return MHD_NO;
     }
     r->qkey[r->nquery] = k;
@@ -526,27 +531,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     LOG_W("http: %s", msg);
 }
 
-static int parse_listen(const char *addr, struct sockaddr_storage *ss)
-{
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host) return HE_INVALID;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    int port = atoi(colon + 1);
-    char *h = host;
-    size_t hl = strlen(h);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h[hl - 1] = '\0';
-        h++;
-    }
-    if (!strcmp(h, "localhost")) h = "127.0.0.1";
-    memset(ss, 0, sizeof *ss);
-    if (uv_ip4_addr(h, port, (struct sockaddr_in *)ss) == 0) return 0;
-    if (uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-    return HE_INVALID;
-}
-
 static void on_async_closed(uv_handle_t *h)
 {
     http_server_t *s = h->data;
@@ -555,23 +539,17 @@ static void on_async_closed(uv_handle_t *h)
     free(s);
 }
 
-http_server_t *http_server_new(broker_t *b, const char *listen, int *port, int *err)
+http_server_t *http_server_new(broker_t *b, const struct sockaddr *addr, const char *listen, int *port, int *err)
 {
-    struct sockaddr_storage ss;
-    if (parse_listen(listen, &ss) < 0) {
-        LOG_E("cannot parse the HTTP listen address %s", listen);
-        *err = HE_INVALID;
-        return NULL;
-    }
     http_server_t *s = xcalloc(1, sizeof *s);
     s->b = b;
     s->max_body = (size_t)broker_config(b)->http_max_body_bytes;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    if (addr->sa_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_SOCK_ADDR, addr,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
                             MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,

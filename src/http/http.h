@@ -38,9 +38,11 @@ typedef struct http_req http_req_t;
 #define HTTP_MAX_PARAMS 4   /* {name} segments in one route pattern */
 #define HTTP_MAX_QUERY 16   /* query arguments kept per request; more are a 400 */
 
-/* Starts serving on listen ("HOST:PORT"). *port gets the bound port.
- * Returns NULL and sets *err (<0) on failure (logged). */
-http_server_t *http_server_new(broker_t *b, const char *listen, int *port, int *err);
+/* Starts serving on addr (listen: how the configuration wrote it, for log
+ * lines). *port gets the bound port. Returns NULL and sets *err (<0) on
+ * failure (logged). */
+struct sockaddr;
+http_server_t *http_server_new(broker_t *b, const struct sockaddr *addr, const char *listen, int *port, int *err);
 /* Answers what is pending with 503, stops the threads, frees. NULL ok. */
 void http_server_free(http_server_t *s);
 

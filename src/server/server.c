@@ -199,7 +199,10 @@ int server_run(const config_t *cfg)
         fprintf(stdout, "herald: amqp port %d\n", aport);
         if (strcmp(cfg->http_listen, "off")) {
             int hport = 0, herr = 0;
-            s.http = http_server_new(s.broker, cfg->http_listen, &hport, &herr);
+            struct sockaddr_storage hss;
+            memset(&hss, 0, sizeof hss);
+            if (resolve(cfg->http_listen, &hss) < 0) LOG_E("cannot parse the HTTP listen address %s", cfg->http_listen);
+            else s.http = http_server_new(s.broker, (struct sockaddr *)&hss, cfg->http_listen, &hport, &herr);
             if (s.http) {
                 LOG_I("http listening on %s (port %d)", cfg->http_listen, hport);
                 fprintf(stdout, "herald: http port %d\n", hport);
