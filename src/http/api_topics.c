@@ -294,7 +294,8 @@ static int parse_record(http_req_t *r, size_t idx, json_t *jr, int32_t npart, re
     rec->timestamp = jt ? json_integer_value(jt) : 0;
     if (jp) {
         if (!json_is_integer(jp) || json_integer_value(jp) < 0 || json_integer_value(jp) >= npart) {
-            http_reply_error(r, 404, "records[%zu]: no partition %s", idx, json_is_integer(jp) ? "with that index" : "");
+            http_reply_error(r, 404, "records[%zu]: topic %s has no such partition (it has %d)", idx,
+                             http_req_param(r, 0), npart);
             return -1;
         }
         *part = (int32_t)json_integer_value(jp);

@@ -266,6 +266,20 @@ def test_errors_are_json(broker):
     assert st == 400
     st, e = call(broker, "GET", "/api/topics/a%zz")
     assert st == 400
+    st, e = call(broker, "GET", "/api/topics/a%00b")  # an encoded NUL is no name
+    assert st == 400 and "escape" in e["message"]
+    st, e = call(broker, "GET", "/api/topics/er/records?offset=%zz")
+    assert st == 400 and "escape in the query" in e["message"]
+    st, e = call(broker, "GET", "/api/topics/er/records?" + "&".join(f"a{i}=1" for i in range(17)))
+    assert st == 400 and "query arguments" in e["message"]
+    st, e = call(broker, "POST", "/api/topics/er/records", {"records": [{"value": "x", "partition": 3}]})
+    assert st == 404 and "has no such partition (it has 1)" in e["message"]
+    st, e = call(broker, "POST", "/api/topics/er/records", {"records": [{"value": "x"}] * 10001})
+    assert st == 400 and "10000" in e["message"]
+    st, e = call(broker, "POST", "/api/topics/er/records", {"records": []})
+    assert st == 400
+    st, e = call(broker, "POST", "/api/topics/er/records", {"records": [{"value": "x", "headers": {"h": 5}}]})
+    assert st == 400 and "header h" in e["message"]
     # Nothing above stored anything.
     assert get(broker, "/api/topics/er")["partitions"][0]["end_offset"] == 0
 
