@@ -60,6 +60,9 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include "bench_amqp.h"
+#include "bench_common.h"
+
 /* ---- options ---------------------------------------------------------- */
 
 typedef struct bench_opts {
@@ -111,24 +114,6 @@ static amqp_table_t bench_str_table(amqp_table_entry_t *e, const char *name, con
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void bench_die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "amqp_bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
 static void bench_on_alarm(int sig)
 {
     static const char msg[] = "amqp_bench: watchdog: a phase overran its time bound, giving up\n";
@@ -138,124 +123,15 @@ static void bench_on_alarm(int sig)
     _exit(3);
 }
 
-/* Broker CPU in seconds (utime+stime), or -1 without --broker-pid. */
-static double bench_broker_cpu_s(void)
-{
-    if (opts.pid <= 0)
-        return -1;
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", opts.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* Fields after the ")" that closes comm: state is field 3; utime and
-     * stime are fields 14 and 15. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* A kB figure ("VmRSS", "VmHWM") from /proc/PID/status, or -1. */
-static long bench_broker_status_kb(const char *key)
-{
-    if (opts.pid <= 0)
-        return -1;
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", opts.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    size_t klen = strlen(key);
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            kb = strtol(line + klen + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kb;
-}
-
 /* ---- connections ------------------------------------------------------ */
 
-typedef struct bench_conn {
-    amqp_connection_state_t c;
-    int fd;
-    const char *who; /* "publisher", "consumer", "admin": for messages */
-} bench_conn_t;
-
-/* Dies unless r is a normal reply; says what the broker or library said. */
-static void bench_reply_check(amqp_rpc_reply_t r, const char *who, const char *op)
-{
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return;
-    if (r.reply_type == AMQP_RESPONSE_NONE)
-        bench_die("%s: %s: connection closed", who, op);
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        bench_die("%s: %s: %s", who, op, amqp_error_string2(r.library_error));
-    if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        amqp_connection_close_t *m = r.reply.decoded;
-        bench_die("%s: %s: broker closed the connection: %u %.*s", who, op, m->reply_code,
-                  (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    }
-    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_t *m = r.reply.decoded;
-        bench_die("%s: %s: broker closed the channel: %u %.*s", who, op, m->reply_code,
-                  (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    }
-    bench_die("%s: %s: unexpected reply 0x%08x", who, op, (unsigned)r.reply.id);
-}
-
-/* A frame other than a publisher's confirm or a consumer's delivery: dies on
- * channel.close or connection.close, ignores anything else. */
-static void bench_frame_other(bench_conn_t *bc, const amqp_frame_t *f)
-{
-    if (f->frame_type != AMQP_FRAME_METHOD)
-        return;
-    amqp_rpc_reply_t r = {.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION, .reply = f->payload.method};
-    if (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-        f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD)
-        bench_reply_check(r, bc->who, "reading");
-}
-
 /* Opens a connection and channel 1. Every wait is bounded by --timeout. */
-static void bench_conn_open(bench_conn_t *bc, const char *who)
+static void conn_open(bench_conn_t *bc, const char *who)
 {
-    bc->who = who;
-    bc->c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(bc->c);
-    if (!s)
-        bench_die("%s: cannot create a socket", who);
-    struct timeval connect_tv = {.tv_sec = 10}, rpc_tv = {.tv_sec = opts.timeout_s};
-    int rc = amqp_socket_open_noblock(s, opts.host, opts.port, &connect_tv);
-    if (rc != AMQP_STATUS_OK)
-        bench_die("%s: connect %s:%d: %s", who, opts.host, opts.port, amqp_error_string2(rc));
-    amqp_set_handshake_timeout(bc->c, &rpc_tv);
-    amqp_set_rpc_timeout(bc->c, &rpc_tv);
-    /* channel-max 0 (broker's), frame-max 128 KiB, heartbeats off. */
-    bench_reply_check(amqp_login(bc->c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest"),
-                      who, "login");
-    amqp_channel_open(bc->c, 1);
-    bench_reply_check(amqp_get_rpc_reply(bc->c), who, "channel.open");
+    bench_conn_open(bc, who, opts.host, opts.port, opts.timeout_s);
     if (opts.size + 8 > amqp_get_frame_max(bc->c))
         bench_die("%s: --size %d does not fit one frame (frame-max %d)", who, opts.size,
                   amqp_get_frame_max(bc->c));
-    bc->fd = amqp_get_sockfd(bc->c);
-}
-
-static void bench_conn_close(bench_conn_t *bc)
-{
-    amqp_connection_close(bc->c, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(bc->c);
-    bc->c = NULL;
 }
 
 static void bench_queue_declare(bench_conn_t *bc, const char *q)
@@ -272,51 +148,7 @@ static void bench_queue_delete(bench_conn_t *bc, const char *q)
     bench_reply_check(amqp_get_rpc_reply(bc->c), bc->who, "queue.delete");
 }
 
-/* Writes n bytes to a socket rabbitmq-c has made non-blocking. Returns 0,
- * -ETIMEDOUT past deadline (ns, monotonic), or -errno. */
-static int bench_send_all(int fd, const uint8_t *p, size_t n, uint64_t deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uint64_t now = bench_now_ns();
-            if (now >= deadline)
-                return -ETIMEDOUT;
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            uint64_t ms = (deadline - now) / 1000000 + 1;
-            poll(&pfd, 1, ms > 1000 ? 1000 : (int)ms);
-            continue;
-        }
-        return w < 0 ? -errno : -EPIPE;
-    }
-    return 0;
-}
-
 /* ---- publish frames --------------------------------------------------- */
-
-static uint8_t *bench_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-static uint8_t *bench_put32(uint8_t *p, uint32_t v)
-{
-    return bench_put16(bench_put16(p, (uint16_t)(v >> 16)), (uint16_t)v);
-}
-
-static uint8_t *bench_put64(uint8_t *p, uint64_t v)
-{
-    return bench_put32(bench_put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
-}
 
 /* Bytes bench_put_message() writes: three frames of 8 bytes' overhead
  * around basic.publish (9 + queue name), the header (15) and the body. */
@@ -393,7 +225,7 @@ typedef struct bench_pub {
 static void bench_pub_init(bench_pub_t *P, const char *queue, long count)
 {
     memset(P, 0, sizeof *P);
-    bench_conn_open(&P->conn, "publisher");
+    conn_open(&P->conn, "publisher");
     amqp_confirm_select(P->conn.c, 1);
     bench_reply_check(amqp_get_rpc_reply(P->conn.c), "publisher", "confirm.select");
     P->queue = queue;
@@ -623,7 +455,7 @@ static void bench_report(const bench_result_t *r)
     bench_fmt(l[1], 32, r->has_lat, "%.3f", r->p99_ms);
     bench_fmt(l[2], 32, r->has_lat, "%.3f", r->p999_ms);
     bench_fmt(l[3], 32, r->has_lat, "%.3f", r->max_ms);
-    long rss = bench_broker_status_kb("VmRSS"), hwm = bench_broker_status_kb("VmHWM");
+    long rss = bench_proc_status_kb(opts.pid, "VmRSS"), hwm = bench_proc_status_kb(opts.pid, "VmHWM");
     printf("RESULT broker=%s phase=%s run=%d msgs=%ld secs=%.3f rate=%.0f cpu_s=%s cpu_per_m=%s "
            "rss_kb=%ld hwm_kb=%ld p50_ms=%s p99_ms=%s p999_ms=%s max_ms=%s errors=%ld\n",
            opts.label, r->phase, r->run, r->msgs, r->secs, rate, cpu, cpum, rss, hwm, l[0], l[1],
@@ -652,7 +484,7 @@ static void bench_phase_begin(bench_result_t *r, const char *phase, int run, int
     r->phase = phase;
     r->run = run;
     alarm((unsigned)bound_s + 60);
-    r->cpu_s = bench_broker_cpu_s();
+    r->cpu_s = bench_proc_cpu_s(opts.pid);
     *t0 = bench_now_ns();
     *deadline = *t0 + (uint64_t)bound_s * 1000000000ull;
 }
@@ -660,7 +492,7 @@ static void bench_phase_begin(bench_result_t *r, const char *phase, int run, int
 static void bench_phase_end(bench_result_t *r, uint64_t t0)
 {
     r->secs = (double)(bench_now_ns() - t0) / 1e9;
-    double cpu1 = bench_broker_cpu_s();
+    double cpu1 = bench_proc_cpu_s(opts.pid);
     r->cpu_s = r->cpu_s >= 0 && cpu1 >= 0 ? cpu1 - r->cpu_s : -1;
     alarm(0);
     bench_report(r);
@@ -686,7 +518,7 @@ static void bench_publish(bench_conn_t *admin, const char *q, int run)
 static void bench_consume(const char *q, int run, long count)
 {
     bench_sub_t S = {.queue = q, .count = count};
-    bench_conn_open(&S.conn, "consumer");
+    conn_open(&S.conn, "consumer");
     bench_result_t r;
     uint64_t t0;
     bench_phase_begin(&r, "consume", run, opts.timeout_s, &t0, &S.deadline);
@@ -704,7 +536,7 @@ static void bench_both(bench_conn_t *admin, const char *q, int run)
     bench_pub_init(&P, q, opts.count);
     bench_queue_declare(admin, q);
     bench_sub_t S = {.queue = q, .count = opts.count};
-    bench_conn_open(&S.conn, "consumer");
+    conn_open(&S.conn, "consumer");
     bench_result_t r;
     uint64_t t0, deadline;
     bench_phase_begin(&r, "both", run, opts.timeout_s, &t0, &deadline);
@@ -721,12 +553,6 @@ static void bench_both(bench_conn_t *admin, const char *q, int run)
     bench_pub_destroy(&P);
 }
 
-static int bench_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Publishes at --rate for --seconds, each message stamped as it is encoded;
  * everything due is sent with one send(). The consumer thread records. */
 static void bench_latency(bench_conn_t *admin, const char *q, int run)
@@ -739,7 +565,7 @@ static void bench_latency(bench_conn_t *admin, const char *q, int run)
     S.lat_ns = calloc((size_t)total, sizeof *S.lat_ns);
     if (!S.lat_ns)
         bench_die("out of memory");
-    bench_conn_open(&S.conn, "consumer");
+    conn_open(&S.conn, "consumer");
     S.deadline = bench_now_ns() + ((uint64_t)opts.seconds + 45) * 1000000000ull;
     pthread_t th;
     if (pthread_create(&th, NULL, bench_sub_thread, &S))
@@ -839,6 +665,7 @@ static long bench_arg_long(const char *v, long min, long max)
 
 int main(int argc, char **argv)
 {
+    bench_prog = "amqp_bench";
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (i + 1 >= argc)
@@ -889,7 +716,7 @@ int main(int argc, char **argv)
     char base[128], q[256];
     snprintf(base, sizeof base, "amqp-bench-%ld-%d", (long)time(NULL), (int)getpid());
     bench_conn_t admin;
-    bench_conn_open(&admin, "admin");
+    conn_open(&admin, "admin");
     for (int run = 1; run <= opts.repeat; run++) {
         int all = !strcmp(opts.phase, "all");
         if (all || !strcmp(opts.phase, "publish")) {

@@ -54,6 +54,9 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include "bench_amqp.h"
+#include "bench_common.h"
+
 static struct {
     const char *host, *label, *scenarios, *backoff;
     int port, size, window, prefetch, ack_every, nack_pct, reject_pct, pid, timeout_s, repeat, first_run;
@@ -68,24 +71,7 @@ static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "d
 #define MAGIC 0x68657261626e6368ull
 #define HDR 24 /* body: magic, sequence number, due time (CLOCK_REALTIME ns) */
 
-static uint64_t now_ns(clockid_t c)
-{
-    struct timespec ts;
-    clock_gettime(c, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-#define MONO() now_ns(CLOCK_MONOTONIC)
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "amqp_features: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
+#define MONO() bench_now_ns()
 
 static void on_alarm(int sig)
 {
@@ -106,42 +92,6 @@ static uint64_t mix(uint64_t x) /* splitmix64: per-message pseudo-random */
 
 /* ---- the broker process ----------------------------------------------- */
 
-static double broker_cpu_s(void)
-{
-    char path[64], buf[2048];
-    if (o.pid <= 0)
-        return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", o.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static long broker_rss_kb(void)
-{
-    char path[64], line[256];
-    long kb = -1;
-    if (o.pid <= 0)
-        return -1;
-    snprintf(path, sizeof path, "/proc/%d/status", o.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 static volatile long rss_peak;
 static volatile int sampler_on;
 
@@ -149,7 +99,7 @@ static void *sampler(void *arg)
 {
     (void)arg;
     while (sampler_on) {
-        long kb = broker_rss_kb();
+        long kb = bench_proc_status_kb(o.pid, "VmRSS");
         if (kb > rss_peak)
             rss_peak = kb;
         usleep(20000);
@@ -158,65 +108,6 @@ static void *sampler(void *arg)
 }
 
 /* ---- connections ------------------------------------------------------ */
-
-typedef struct conn {
-    amqp_connection_state_t c;
-    int fd;
-    const char *who;
-} conn_t;
-
-static void check(amqp_rpc_reply_t r, const char *who, const char *op)
-{
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return;
-    if (r.reply_type == AMQP_RESPONSE_NONE)
-        die("%s: %s: connection closed", who, op);
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        die("%s: %s: %s", who, op, amqp_error_string2(r.library_error));
-    if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        amqp_connection_close_t *m = r.reply.decoded;
-        die("%s: %s: broker closed the connection: %u %.*s", who, op, m->reply_code,
-            (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    }
-    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_t *m = r.reply.decoded;
-        die("%s: %s: broker closed the channel: %u %.*s", who, op, m->reply_code,
-            (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    }
-    die("%s: %s: unexpected reply 0x%08x", who, op, (unsigned)r.reply.id);
-}
-
-/* Dies on channel.close / connection.close; ignores other frames. */
-static void frame_other(conn_t *bc, const amqp_frame_t *f)
-{
-    if (f->frame_type == AMQP_FRAME_METHOD && (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-                                               f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD))
-        check((amqp_rpc_reply_t){.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION, .reply = f->payload.method},
-              bc->who, "reading");
-}
-
-static void conn_open(conn_t *bc, const char *who)
-{
-    bc->who = who;
-    bc->c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(bc->c);
-    struct timeval ctv = {.tv_sec = 10}, rtv = {.tv_sec = o.timeout_s};
-    int rc = s ? amqp_socket_open_noblock(s, o.host, o.port, &ctv) : AMQP_STATUS_NO_MEMORY;
-    if (rc != AMQP_STATUS_OK)
-        die("%s: connect %s:%d: %s", who, o.host, o.port, amqp_error_string2(rc));
-    amqp_set_handshake_timeout(bc->c, &rtv);
-    amqp_set_rpc_timeout(bc->c, &rtv);
-    check(amqp_login(bc->c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest"), who, "login");
-    amqp_channel_open(bc->c, 1);
-    check(amqp_get_rpc_reply(bc->c), who, "channel.open");
-    bc->fd = amqp_get_sockfd(bc->c);
-}
-
-static void conn_close(conn_t *bc)
-{
-    amqp_connection_close(bc->c, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(bc->c);
-}
 
 /* ---- topology ----------------------------------------------------------- */
 
@@ -240,7 +131,7 @@ static amqp_table_entry_t targ_int(const char *k, int32_t v)
     return e;
 }
 
-static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
+static void topo_create(bench_conn_t *a, topo_t *t, int scen, const char *base)
 {
     amqp_table_entry_t args[4];
     int n = 0;
@@ -251,12 +142,12 @@ static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
         snprintf(t->dlq, sizeof t->dlq, "%s-dlq", base);
         amqp_exchange_declare(a->c, 1, amqp_cstring_bytes(t->dlx), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
                               amqp_empty_table);
-        check(amqp_get_rpc_reply(a->c), "admin", "exchange.declare (dead letters)");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "exchange.declare (dead letters)");
         amqp_queue_declare(a->c, 1, amqp_cstring_bytes(t->dlq), 0, 1, 0, 0, amqp_empty_table);
-        check(amqp_get_rpc_reply(a->c), "admin", "queue.declare (dead letters)");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.declare (dead letters)");
         amqp_queue_bind(a->c, 1, amqp_cstring_bytes(t->dlq), amqp_cstring_bytes(t->dlx), amqp_empty_bytes,
                         amqp_empty_table);
-        check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (dead letters)");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (dead letters)");
         args[n++] = targ_str("x-dead-letter-exchange", t->dlx);
     }
     if (scen == S_DLX_RETRY || scen == S_DLX_IDLE)
@@ -267,77 +158,54 @@ static void topo_create(conn_t *a, topo_t *t, int scen, const char *base)
         args[n++] = targ_int("x-message-ttl", (int32_t)(scen == S_TTL ? o.ttl_ms : o.expire_ms));
     amqp_table_t tab = {.num_entries = n, .entries = args};
     amqp_queue_declare(a->c, 1, amqp_cstring_bytes(t->q), 0, 1, 0, 0, tab);
-    check(amqp_get_rpc_reply(a->c), "admin", "queue.declare");
+    bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.declare");
     if (scen == S_DELAYED) {
         snprintf(t->ex, sizeof t->ex, "%s-delayed", base);
         amqp_table_entry_t xa = targ_str("x-delayed-type", "direct");
         amqp_exchange_declare(a->c, 1, amqp_cstring_bytes(t->ex), amqp_cstring_bytes("x-delayed-message"), 0,
                               1, 0, 0, (amqp_table_t){.num_entries = 1, .entries = &xa});
-        check(amqp_get_rpc_reply(a->c), "admin", "exchange.declare x-delayed-message");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "exchange.declare x-delayed-message");
         amqp_queue_bind(a->c, 1, amqp_cstring_bytes(t->q), amqp_cstring_bytes(t->ex), amqp_cstring_bytes(t->q),
                         amqp_empty_table);
-        check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (delayed)");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.bind (delayed)");
     }
 }
 
 /* After a run that left messages unsettled: what the broker says it holds. */
-static void topo_counts(conn_t *a, const topo_t *t)
+static void topo_counts(bench_conn_t *a, const topo_t *t)
 {
     const char *qs[] = {t->q, t->dlq};
     for (int i = 0; i < 2; i++) {
         if (!qs[i][0])
             continue;
         amqp_queue_declare_ok_t *ok = amqp_queue_declare(a->c, 1, amqp_cstring_bytes(qs[i]), 1, 0, 0, 0, amqp_empty_table);
-        check(amqp_get_rpc_reply(a->c), "admin", "queue.declare passive");
+        bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.declare passive");
         fprintf(stderr, "amqp_features: queue %s: %u ready, %u consumers\n", qs[i], ok->message_count, ok->consumer_count);
     }
 }
 
-static void topo_delete(conn_t *a, const topo_t *t)
+static void topo_delete(bench_conn_t *a, const topo_t *t)
 {
     const char *qs[] = {t->q, t->dlq}, *xs[] = {t->ex, t->dlx};
     for (int i = 0; i < 2; i++) {
         if (qs[i][0]) {
             amqp_queue_delete(a->c, 1, amqp_cstring_bytes(qs[i]), 0, 0);
-            check(amqp_get_rpc_reply(a->c), "admin", "queue.delete");
+            bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.delete");
         }
         if (xs[i][0]) {
             amqp_exchange_delete(a->c, 1, amqp_cstring_bytes(xs[i]), 0);
-            check(amqp_get_rpc_reply(a->c), "admin", "exchange.delete");
+            bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "exchange.delete");
         }
     }
-}
-
-/* Writes n bytes to a socket rabbitmq-c made non-blocking; -1 past deadline. */
-static int send_all(int fd, const uint8_t *p, size_t n, uint64_t deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            if (MONO() >= deadline)
-                return -1;
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            poll(&pfd, 1, 100);
-        } else {
-            die("send: %s", strerror(errno));
-        }
-    }
-    return 0;
 }
 
 /* ---- publisher -------------------------------------------------------- */
 
-static uint8_t *put16(uint8_t *p, uint16_t v) { return p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v, p + 2; }
-static uint8_t *put32(uint8_t *p, uint32_t v) { return put16(put16(p, (uint16_t)(v >> 16)), (uint16_t)v); }
-static uint8_t *put64(uint8_t *p, uint64_t v) { return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v); }
 
-static uint8_t *put_frame_head(uint8_t *p, uint8_t type, uint32_t len) { return *p = type, put32(put16(p + 1, 1), len); }
+static uint8_t *put_frame_head(uint8_t *p, uint8_t type, uint32_t len) { return *p = type, bench_put32(bench_put16(p + 1, 1), len); }
 
 typedef struct pub {
-    conn_t conn;
+    bench_conn_t conn;
     int scen;
     const char *ex, *key;
     long count, sent, confirmed, nacked, low;
@@ -357,7 +225,7 @@ static uint8_t *put_message(pub_t *P, uint8_t *p, uint64_t seq)
     uint64_t r = mix(seq);
     int64_t delay_ms = P->scen == S_DELAYED ? (int64_t)(r % (uint64_t)(o.delay_max_ms + 1)) : 0;
     p = put_frame_head(p, AMQP_FRAME_METHOD, (uint32_t)(9 + el + kl));
-    p = put16(put32(p, AMQP_BASIC_PUBLISH_METHOD), 0);
+    p = bench_put16(bench_put32(p, AMQP_BASIC_PUBLISH_METHOD), 0);
     *p++ = (uint8_t)el;
     memcpy(p, P->ex, el);
     p += el;
@@ -369,23 +237,23 @@ static uint8_t *put_message(pub_t *P, uint8_t *p, uint64_t seq)
 
     int prio = P->scen == S_PRIORITY, hdrs = P->scen == S_DELAYED;
     p = put_frame_head(p, AMQP_FRAME_HEADER, (uint32_t)(15 + prio + (hdrs ? 4 + 13 : 0)));
-    p = put64(put16(put16(p, AMQP_BASIC_CLASS), 0), (uint64_t)o.size);
-    p = put16(p, (uint16_t)(AMQP_BASIC_DELIVERY_MODE_FLAG | (prio ? AMQP_BASIC_PRIORITY_FLAG : 0) |
+    p = bench_put64(bench_put16(bench_put16(p, AMQP_BASIC_CLASS), 0), (uint64_t)o.size);
+    p = bench_put16(p, (uint16_t)(AMQP_BASIC_DELIVERY_MODE_FLAG | (prio ? AMQP_BASIC_PRIORITY_FLAG : 0) |
                             (hdrs ? AMQP_BASIC_HEADERS_FLAG : 0)));
     if (hdrs) {
-        p = put32(p, 13);
+        p = bench_put32(p, 13);
         *p++ = 7;
         memcpy(p, "x-delay", 7);
         p += 7;
         *p++ = 'I';
-        p = put32(p, (uint32_t)delay_ms);
+        p = bench_put32(p, (uint32_t)delay_ms);
     }
     *p++ = 2; /* persistent */
     if (prio)
         *p++ = (uint8_t)(r % 10);
     *p++ = AMQP_FRAME_END;
 
-    uint64_t h[3] = {MAGIC, seq, now_ns(CLOCK_REALTIME) + (uint64_t)delay_ms * 1000000ull};
+    uint64_t h[3] = {MAGIC, seq, bench_clock_ns(CLOCK_REALTIME) + (uint64_t)delay_ms * 1000000ull};
     p = put_frame_head(p, AMQP_FRAME_BODY, (uint32_t)o.size);
     memcpy(p, h, HDR);
     memset(p + HDR, 'x', (size_t)o.size - HDR);
@@ -397,9 +265,9 @@ static uint8_t *put_message(pub_t *P, uint8_t *p, uint64_t seq)
 static void pub_init(pub_t *P, int scen, const char *ex, const char *key, long count)
 {
     memset(P, 0, sizeof *P);
-    conn_open(&P->conn, "publisher");
+    bench_conn_open(&P->conn, "publisher", o.host, o.port, o.timeout_s);
     amqp_confirm_select(P->conn.c, 1);
-    check(amqp_get_rpc_reply(P->conn.c), "publisher", "confirm.select");
+    bench_reply_check(amqp_get_rpc_reply(P->conn.c), "publisher", "confirm.select");
     P->scen = scen;
     P->ex = ex;
     P->key = key;
@@ -408,7 +276,7 @@ static void pub_init(pub_t *P, int scen, const char *ex, const char *key, long c
     P->done = calloc((size_t)count + 2, 1);
     P->buf = malloc(MSG_MAX(P) * (size_t)o.window);
     if (!P->done || !P->buf)
-        die("out of memory");
+        bench_die("out of memory");
 }
 
 static void pub_confirm(pub_t *P, uint64_t tag, int multiple, int nack)
@@ -416,7 +284,7 @@ static void pub_confirm(pub_t *P, uint64_t tag, int multiple, int nack)
     if (multiple && tag == 0)
         tag = (uint64_t)P->sent;
     if (tag == 0 || tag > (uint64_t)P->sent)
-        die("publisher: confirm for tag %" PRIu64 ", only %ld published", tag, P->sent);
+        bench_die("publisher: confirm for tag %" PRIu64 ", only %ld published", tag, P->sent);
     for (long t = multiple ? P->low : (long)tag; t <= (long)tag; t++)
         if (!P->done[t]) {
             P->done[t] = 1;
@@ -437,7 +305,7 @@ static void pub_poll(pub_t *P, int wait_ms)
         if (rc == AMQP_STATUS_TIMEOUT)
             break;
         if (rc != AMQP_STATUS_OK)
-            die("publisher: reading: %s", amqp_error_string2(rc));
+            bench_die("publisher: reading: %s", amqp_error_string2(rc));
         tv.tv_sec = tv.tv_usec = 0;
         if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
             amqp_basic_ack_t *a = f.payload.method.decoded;
@@ -446,7 +314,7 @@ static void pub_poll(pub_t *P, int wait_ms)
             amqp_basic_nack_t *a = f.payload.method.decoded;
             pub_confirm(P, a->delivery_tag, a->multiple, 1);
         } else {
-            frame_other(&P->conn, &f);
+            bench_frame_other(&P->conn, &f);
         }
     }
     amqp_maybe_release_buffers(P->conn.c);
@@ -467,8 +335,11 @@ static void pub_run(pub_t *P, uint64_t deadline)
         uint8_t *p = P->buf;
         for (long i = 0; i < n; i++)
             p = put_message(P, p, (uint64_t)(P->sent + i));
-        if (send_all(P->conn.fd, P->buf, (size_t)(p - P->buf), deadline) < 0)
+        int rc = bench_send_all(P->conn.fd, P->buf, (size_t)(p - P->buf), deadline);
+        if (rc == -ETIMEDOUT)
             break;
+        if (rc < 0)
+            bench_die("send: %s", strerror(-rc));
         P->sent += n;
         pub_poll(P, 0);
     }
@@ -477,7 +348,7 @@ static void pub_run(pub_t *P, uint64_t deadline)
 
 static void pub_destroy(pub_t *P)
 {
-    conn_close(&P->conn);
+    bench_conn_close(&P->conn);
     free(P->done);
     free(P->buf);
 }
@@ -498,7 +369,7 @@ static struct {
 } R;
 
 typedef struct sub {
-    conn_t conn;
+    bench_conn_t conn;
     const char *queue;
     int dlq;
     uint64_t deadline;
@@ -510,8 +381,9 @@ typedef struct sub {
 
 static void sub_flush(sub_t *S)
 {
-    if (S->out_len && send_all(S->conn.fd, S->out, S->out_len, MONO() + 10000000000ull) < 0)
-        die("%s: cannot send acks for 10 s", S->conn.who);
+    int rc = S->out_len ? bench_send_all(S->conn.fd, S->out, S->out_len, MONO() + 10000000000ull) : 0;
+    if (rc < 0)
+        bench_die("%s: cannot send acks: %s", S->conn.who, strerror(-rc));
     S->out_len = 0;
     S->out_n = 0;
 }
@@ -524,7 +396,7 @@ static void sub_settle(sub_t *S, uint16_t method, uint64_t tag, uint8_t bits)
 {
     uint8_t *p = S->out + S->out_len;
     p = put_frame_head(p, AMQP_FRAME_METHOD, 13);
-    p = put64(put16(put16(p, AMQP_BASIC_CLASS), method), tag);
+    p = bench_put64(bench_put16(bench_put16(p, AMQP_BASIC_CLASS), method), tag);
     *p++ = bits;
     *p++ = AMQP_FRAME_END;
     S->out_len = (size_t)(p - S->out);
@@ -535,9 +407,9 @@ static void sub_settle(sub_t *S, uint16_t method, uint64_t tag, uint8_t bits)
 static void sub_start(sub_t *S)
 {
     amqp_basic_qos(S->conn.c, 1, 0, (uint16_t)o.prefetch, 0);
-    check(amqp_get_rpc_reply(S->conn.c), S->conn.who, "basic.qos");
+    bench_reply_check(amqp_get_rpc_reply(S->conn.c), S->conn.who, "basic.qos");
     amqp_basic_consume(S->conn.c, 1, amqp_cstring_bytes(S->queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-    check(amqp_get_rpc_reply(S->conn.c), S->conn.who, "basic.consume");
+    bench_reply_check(amqp_get_rpc_reply(S->conn.c), S->conn.who, "basic.consume");
     S->ready = 1;
 }
 
@@ -560,7 +432,7 @@ static int sub_message(sub_t *S, const uint8_t *head, size_t head_len)
     }
     int retry = R.scen == S_DLX_RETRY || R.scen == S_DLX_REQUEUE;
     if (R.scen == S_DELAYED && R.nlat < R.n)
-        R.lat[R.nlat++] = (int64_t)(now_ns(CLOCK_REALTIME) - h[2]);
+        R.lat[R.nlat++] = (int64_t)(bench_clock_ns(CLOCK_REALTIME) - h[2]);
     if (R.seen[seq] < 255)
         R.seen[seq]++;
     int pct = (int)(mix(seq ^ 0x5555) % 100);
@@ -603,7 +475,7 @@ static void sub_run(sub_t *S)
             continue;
         }
         if (rc != AMQP_STATUS_OK)
-            die("%s: reading: %s", S->conn.who, amqp_error_string2(rc));
+            bench_die("%s: reading: %s", S->conn.who, amqp_error_string2(rc));
         if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
             tag = ((amqp_basic_deliver_t *)f.payload.method.decoded)->delivery_tag;
             head_len = 0;
@@ -620,7 +492,7 @@ static void sub_run(sub_t *S)
             if (body_left > 0)
                 continue;
         } else {
-            frame_other(&S->conn, &f);
+            bench_frame_other(&S->conn, &f);
             continue;
         }
         int what = sub_message(S, head, head_len);
@@ -666,12 +538,6 @@ typedef struct res {
 } res_t;
 
 static int failed, quiet;
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void report(const res_t *r)
 {
@@ -720,11 +586,11 @@ static void measure_begin(res_t *r, const char *scen, const char *phase, int run
     r->phase = phase;
     r->run = run;
     alarm((unsigned)o.timeout_s + 60);
-    rss_peak = r->rss_start = broker_rss_kb();
+    rss_peak = r->rss_start = bench_proc_status_kb(o.pid, "VmRSS");
     sampler_on = 1;
     if (o.pid > 0 && pthread_create(&sampler_th, NULL, sampler, NULL))
-        die("pthread_create");
-    r->cpu_s = broker_cpu_s();
+        bench_die("pthread_create");
+    r->cpu_s = bench_proc_cpu_s(o.pid);
     r->client_cpu_s = self_cpu_s();
     *t0 = MONO();
 }
@@ -732,14 +598,14 @@ static void measure_begin(res_t *r, const char *scen, const char *phase, int run
 static void measure_end(res_t *r, uint64_t t0)
 {
     r->secs = (double)(MONO() - t0) / 1e9;
-    double c1 = broker_cpu_s();
+    double c1 = bench_proc_cpu_s(o.pid);
     r->cpu_s = r->cpu_s >= 0 && c1 >= 0 ? c1 - r->cpu_s : -1;
     r->client_cpu_s = self_cpu_s() - r->client_cpu_s;
     if (o.pid > 0) {
         sampler_on = 0;
         pthread_join(sampler_th, NULL);
     }
-    r->rss_end = broker_rss_kb();
+    r->rss_end = bench_proc_status_kb(o.pid, "VmRSS");
     r->rss_peak = rss_peak > r->rss_end ? rss_peak : r->rss_end;
     alarm(0);
 }
@@ -755,7 +621,7 @@ static void run_alloc(int scen)
     R.nack_ns = calloc((size_t)o.count, sizeof *R.nack_ns);
     R.lat = calloc((size_t)o.count, sizeof *R.lat);
     if (!R.seen || !R.acked || !R.dead || !R.nack_ns || !R.lat)
-        die("out of memory");
+        bench_die("out of memory");
 }
 
 static void run_free(void)
@@ -768,7 +634,7 @@ static void run_free(void)
 }
 
 /* Publisher and consumers at once; done when every message is settled. */
-static void run_scenario(conn_t *admin, int scen, const char *base, int run)
+static void run_scenario(bench_conn_t *admin, int scen, const char *base, int run)
 {
     topo_t t;
     topo_create(admin, &t, scen, base);
@@ -781,12 +647,12 @@ static void run_scenario(conn_t *admin, int scen, const char *base, int run)
     res_t r;
     uint64_t t0;
     for (int i = first; i < last; i++)
-        conn_open(&S[i].conn, i ? "dlq consumer" : "consumer");
+        bench_conn_open(&S[i].conn, i ? "dlq consumer" : "consumer", o.host, o.port, o.timeout_s);
     measure_begin(&r, scen_names[scen], "both", run, &t0);
     for (int i = first; i < last; i++) {
         S[i].deadline = t0 + (uint64_t)o.timeout_s * 1000000000ull;
         if (pthread_create(&th[i], NULL, sub_thread, &S[i]))
-            die("pthread_create");
+            bench_die("pthread_create");
     }
     pub_run(&P, t0 + (uint64_t)o.timeout_s * 1000000000ull);
     for (int i = first; i < last; i++)
@@ -802,7 +668,7 @@ static void run_scenario(conn_t *admin, int scen, const char *base, int run)
     r.rejected = R.rejected;
     r.dlq = R.dlq;
     if (R.nlat > 0) {
-        qsort(R.lat, (size_t)R.nlat, sizeof *R.lat, cmp_i64);
+        qsort(R.lat, (size_t)R.nlat, sizeof *R.lat, bench_cmp_i64);
         r.has_lat = 1;
         r.p50 = (double)R.lat[(long)(0.50 * (double)(R.nlat - 1))] / 1e6;
         r.p99 = (double)R.lat[(long)(0.99 * (double)(R.nlat - 1))] / 1e6;
@@ -814,14 +680,14 @@ static void run_scenario(conn_t *admin, int scen, const char *base, int run)
     }
     report(&r);
     for (int i = first; i < last; i++)
-        conn_close(&S[i].conn);
+        bench_conn_close(&S[i].conn);
     pub_destroy(&P);
     topo_delete(admin, &t);
     run_free();
 }
 
 /* A deep queue: publish everything with nobody consuming, then consume. */
-static void run_backlog(conn_t *admin, const char *base, int run)
+static void run_backlog(bench_conn_t *admin, const char *base, int run)
 {
     topo_t t;
     topo_create(admin, &t, S_PLAIN, base);
@@ -839,10 +705,10 @@ static void run_backlog(conn_t *admin, const char *base, int run)
     pub_destroy(&P);
     sleep(2);
     fprintf(stderr, "amqp_features: backlog: broker RSS %ld kB with the queue full, 2 s after the last confirm\n",
-            broker_rss_kb());
+            bench_proc_status_kb(o.pid, "VmRSS"));
 
     sub_t S = {.queue = t.q};
-    conn_open(&S.conn, "consumer");
+    bench_conn_open(&S.conn, "consumer", o.host, o.port, o.timeout_s);
     measure_begin(&r, "backlog", "consume", run, &t0);
     S.deadline = t0 + (uint64_t)o.timeout_s * 1000000000ull;
     sub_start(&S);
@@ -854,7 +720,7 @@ static void run_backlog(conn_t *admin, const char *base, int run)
     r.msgs = o.count;
     r.errors = R.errors + missing;
     report(&r);
-    conn_close(&S.conn);
+    bench_conn_close(&S.conn);
     topo_delete(admin, &t);
     run_free();
 }
@@ -882,6 +748,7 @@ static long arg_long(const char *v, long min, long max)
 
 int main(int argc, char **argv)
 {
+    bench_prog = "amqp_features";
     for (int i = 1; i + 1 < argc || (i < argc && (usage(), 0)); i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--host")) o.host = v;
@@ -920,8 +787,8 @@ int main(int argc, char **argv)
     }
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
-    conn_t admin;
-    conn_open(&admin, "admin");
+    bench_conn_t admin;
+    bench_conn_open(&admin, "admin", o.host, o.port, o.timeout_s);
     char base[200];
     if (o.warmup > 0) { /* a fresh broker's first run pays for first-touch memory: not reported */
         long count = o.count;
@@ -941,7 +808,7 @@ int main(int argc, char **argv)
             else
                 run_scenario(&admin, list[i], base, run);
         }
-    conn_close(&admin);
+    bench_conn_close(&admin);
     free(copy);
     return failed ? 1 : 0;
 }

@@ -33,6 +33,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bench_common.h"
+
 /* ---- options ---------------------------------------------------------- */
 
 typedef struct bench_opts {
@@ -67,84 +69,11 @@ static bench_opts_t opts = {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void bench_die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kafka_bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
 static void bench_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
         bench_die("config %s=%s: %s", k, v, err);
-}
-
-/* Broker CPU in seconds (utime+stime), or -1 without --pid. */
-static double bench_broker_cpu_s(void)
-{
-    if (opts.pid <= 0)
-        return -1;
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", opts.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* Fields after the ")" that closes comm: state is field 3; utime and
-     * stime are fields 14 and 15. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    p += 2;
-    unsigned long long utime = 0, stime = 0;
-    int field = 3;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save), field++) {
-        if (field == 14)
-            utime = strtoull(tok, NULL, 10);
-        else if (field == 15) {
-            stime = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* A kB figure ("VmRSS", "VmHWM") from /proc/PID/status, or -1. */
-static long bench_broker_status_kb(const char *key)
-{
-    if (opts.pid <= 0)
-        return -1;
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", opts.pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    size_t klen = strlen(key);
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            kb = strtol(line + klen + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kb;
 }
 
 /* ---- results ---------------------------------------------------------- */
@@ -298,7 +227,7 @@ static void bench_produce(const char *topic, const char *acks, const char *phase
     dr.delivered = 0;
 
     bench_result_t *r = bench_result_new(phase);
-    double cpu0 = bench_broker_cpu_s();
+    double cpu0 = bench_proc_cpu_s(opts.pid);
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + (uint64_t)opts.deadline_s * 1000000000ull;
     long sent = 0;
@@ -320,7 +249,7 @@ static void bench_produce(const char *topic, const char *acks, const char *phase
     while (dr.delivered + dr.failed < sent && bench_now_ns() < deadline)
         rd_kafka_poll(rk, 10);
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_broker_cpu_s();
+    double cpu1 = bench_proc_cpu_s(opts.pid);
 
     r->msgs = dr.delivered;
     r->errors = dr.failed + (sent - dr.delivered - dr.failed);
@@ -383,7 +312,7 @@ static void bench_consume(const char *topic, long skip, long want, const char *p
     enum { BATCH = 10000 };
     rd_kafka_message_t **batch = calloc(BATCH, sizeof *batch);
 
-    double cpu0 = bench_broker_cpu_s();
+    double cpu0 = bench_proc_cpu_s(opts.pid);
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + (uint64_t)opts.deadline_s * 1000000000ull;
     long got = 0, errs = 0;
@@ -401,7 +330,7 @@ static void bench_consume(const char *topic, long skip, long want, const char *p
         }
     }
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_broker_cpu_s();
+    double cpu1 = bench_proc_cpu_s(opts.pid);
 
     r->msgs = got > skip ? got - skip : 0;
     r->errors = (skip + want - got) + errs;
@@ -463,12 +392,6 @@ static void *bench_lat_consumer(void *arg)
     return NULL;
 }
 
-static int bench_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void bench_latency(const char *topic, const char *phase)
 {
     long total = opts.rate * opts.seconds;
@@ -503,7 +426,7 @@ static void bench_latency(const char *topic, const char *phase)
         bench_die("%s: consumer did not see the warm-up message", phase);
 
     bench_result_t *r = bench_result_new(phase);
-    double cpu0 = bench_broker_cpu_s();
+    double cpu0 = bench_proc_cpu_s(opts.pid);
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + ((uint64_t)opts.seconds + 30) * 1000000000ull;
     long sent = 0;
@@ -540,7 +463,7 @@ static void bench_latency(const char *topic, const char *phase)
     while (L.received < sent && bench_now_ns() < deadline)
         usleep(1000);
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_broker_cpu_s();
+    double cpu1 = bench_proc_cpu_s(opts.pid);
     L.stop = 1;
     pthread_join(th, NULL);
 
@@ -586,6 +509,7 @@ static void bench_usage(void)
 
 int main(int argc, char **argv)
 {
+    bench_prog = "kafka_bench";
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (i + 1 >= argc)
@@ -670,8 +594,8 @@ int main(int argc, char **argv)
 
     bench_print_table();
     if (opts.pid > 0)
-        printf("\nBroker RSS now %ld kB, peak (VmHWM) %ld kB.\n", bench_broker_status_kb("VmRSS"),
-               bench_broker_status_kb("VmHWM"));
+        printf("\nBroker RSS now %ld kB, peak (VmHWM) %ld kB.\n", bench_proc_status_kb(opts.pid, "VmRSS"),
+               bench_proc_status_kb(opts.pid, "VmHWM"));
     int bad = 0;
     for (int i = 0; i < n_results; i++)
         bad |= results[i].errors != 0;

@@ -41,7 +41,7 @@ case " $BROKERS " in *" herald "*)
     fi
 esac
 mkdir -p build
-cc -O2 -Wall -Wextra -Werror -o build/amqp_bench bench/amqp_bench.c \
+cc -O2 -Wall -Wextra -Werror -o build/amqp_bench bench/amqp_bench.c bench/bench_amqp.c bench/bench_common.c \
     $(pkg-config --cflags --libs librabbitmq 2>/dev/null || echo -lrabbitmq) -lpthread -lm
 
 work=$(mktemp -d)

@@ -53,7 +53,7 @@ case " $BROKERS " in *" herald "*)
     ninja -C build herald >/dev/null
 esac
 mkdir -p build
-cc -O2 -Wall -Wextra -Werror -o build/amqp_features bench/amqp_features.c \
+cc -O2 -Wall -Wextra -Werror -o build/amqp_features bench/amqp_features.c bench/bench_amqp.c bench/bench_common.c \
     $(pkg-config --cflags --libs librabbitmq 2>/dev/null || echo -lrabbitmq) -lpthread -lm
 
 work=$(mktemp -d)

@@ -35,7 +35,7 @@ if [ ! -x build/herald ]; then
     [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
     ninja -C build herald
 fi
-cc -O2 -Wall -Wextra -Wno-unused-parameter -o build/kafka_bench bench/kafka_bench.c \
+cc -O2 -Wall -Wextra -Wno-unused-parameter -o build/kafka_bench bench/kafka_bench.c bench/bench_common.c \
     $(pkg-config --cflags --libs rdkafka) -lpthread -lm
 
 work=$(mktemp -d)
