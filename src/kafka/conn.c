@@ -18,6 +18,7 @@
 #define WQ_LOW (4u << 20)    /* ... and below which it resumes */
 #define MAX_RESP 64          /* responses gathered into one write */
 #define MAX_IOV 256          /* buffers in one write */
+#define FLUSH_NOW (64u << 10) /* completed response bytes written at once rather than at the turn's end */
 
 struct kafka_conn {
     uv_tcp_t tcp;          /* first: handle data points back to us */
@@ -36,6 +37,9 @@ struct kafka_conn {
     unsigned paused : 1;   /* reading and dispatching stopped for backpressure */
     unsigned processing : 1; /* inside conn_process */
     int writes_inflight;   /* uv_write requests not yet completed */
+    kafka_conn_t *dirty_next; /* in g_dirty while dirty */
+    unsigned dirty : 1;    /* completed responses wait for the next flush (holds a ref) */
+    size_t unflushed;      /* bytes of responses completed since the last flush */
     /* For the admin API (kafka_conn_foreach). */
     int64_t connected_at_ms; /* wall clock */
     uint64_t requests;       /* frames dispatched */
@@ -51,6 +55,12 @@ typedef struct {
 } write_batch_t;
 
 static kafka_conn_t *g_conns;
+/* Connections with completed responses: written once per loop turn, by a
+ * prepare handle (it runs before the loop blocks), so the answers that one
+ * sync round or one read completes go out in one write, not one each. */
+static kafka_conn_t *g_dirty;
+static uv_prepare_t g_flush_prep;
+static int g_flush_prep_on;
 
 static void conn_backpressure(kafka_conn_t *c);
 static void conn_process(kafka_conn_t *c);
@@ -132,6 +142,7 @@ static void conn_backpressure(kafka_conn_t *c)
 /* Writes every completed response at the head of the queue. */
 static void conn_flush(kafka_conn_t *c)
 {
+    c->unflushed = 0;
     c->refs++; /* released below: writes completing inline may drop the last */
     while (c->head && c->head->done) {
         write_batch_t *wb = xmalloc(sizeof *wb);
@@ -210,6 +221,18 @@ void kreq_splice_end(kreq_t *rq)
     kcodec_splice_end();
 }
 
+static void on_flush_prep(uv_prepare_t *h)
+{
+    (void)h;
+    while (g_dirty) {
+        kafka_conn_t *c = g_dirty;
+        g_dirty = c->dirty_next;
+        c->dirty = 0;
+        conn_flush(c);
+        conn_unref(c);
+    }
+}
+
 void kreq_done(kreq_t *rq)
 {
     if (!rq->no_response) {
@@ -217,8 +240,18 @@ void kreq_done(kreq_t *rq)
         wbuf_patch_u32(&rq->resp, 0, (uint32_t)(rq->resp.len - 4 + rq->splices.bytes));
     }
     rq->done = 1;
-    broker_observe_request(rq->conn->broker, rq->hdr.api_key, clock_mono_ns() - rq->start_ns);
-    conn_flush(rq->conn);
+    kafka_conn_t *c = rq->conn;
+    broker_observe_request(c->broker, rq->hdr.api_key, clock_mono_ns() - rq->start_ns);
+    c->unflushed += rq->resp.len + rq->splices.bytes;
+    if (c->unflushed >= FLUSH_NOW) {
+        conn_flush(c); /* large answers (fetches) go at once: backpressure sees them */
+        return;
+    }
+    if (c->dirty || c->head != rq) return; /* written with the responses before it */
+    c->dirty = 1;
+    c->refs++;
+    c->dirty_next = g_dirty;
+    g_dirty = c;
 }
 
 int kreq_conn_closed(const kreq_t *rq) { return rq->conn->closing; }
@@ -387,6 +420,12 @@ int kafka_conn_accept(broker_t *b, uv_stream_t *server)
         return rc;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (!g_flush_prep_on) {
+        uv_prepare_init(server->loop, &g_flush_prep);
+        uv_prepare_start(&g_flush_prep, on_flush_prep);
+        uv_unref((uv_handle_t *)&g_flush_prep);
+        g_flush_prep_on = 1;
+    }
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     snprintf(c->peer, sizeof c->peer, "?");
@@ -422,6 +461,11 @@ void kafka_conn_close_all(broker_t *b)
 {
     (void)b;
     while (g_conns) conn_close(g_conns);
+    on_flush_prep(NULL); /* releases the dirty connections' references */
+    if (g_flush_prep_on) {
+        uv_close((uv_handle_t *)&g_flush_prep, NULL);
+        g_flush_prep_on = 0;
+    }
 }
 
 void kafka_conn_foreach(void (*fn)(void *ctx, const kafka_conn_info_t *info), void *ctx)
