@@ -27,9 +27,12 @@ def consume_all(bootstrap, topic, partition=0, expect=None, timeout=30):
     return got
 
 
-def test_sigkill_loses_no_acknowledged_message(broker):
+@pytest.mark.parametrize("inflight", ["1", "2"])
+def test_sigkill_loses_no_acknowledged_message(broker_factory, inflight):
     """Producers with acks=all under --flush always; SIGKILL mid-stream;
-    every acknowledged message is there exactly once and in order."""
+    every acknowledged message is there exactly once and in order. With
+    inflight 2, sync rounds overlap."""
+    broker = broker_factory("--flush-rounds-inflight", inflight)
     acked = []
     lock = threading.Lock()
     stop = threading.Event()
