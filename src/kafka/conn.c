@@ -243,8 +243,10 @@ void kreq_done(kreq_t *rq)
     kafka_conn_t *c = rq->conn;
     broker_observe_request(c->broker, rq->hdr.api_key, clock_mono_ns() - rq->start_ns);
     c->unflushed += rq->resp.len + rq->splices.bytes;
-    if (c->unflushed >= FLUSH_NOW) {
-        conn_flush(c); /* large answers (fetches) go at once: backpressure sees them */
+    if (c->unflushed >= FLUSH_NOW || c->closing || !g_flush_prep_on) {
+        /* Large answers (fetches) go at once, so backpressure sees them; a
+         * closing connection (or one past shutdown) only releases. */
+        conn_flush(c);
         return;
     }
     if (c->dirty || c->head != rq) return; /* written with the responses before it */
