@@ -87,6 +87,16 @@ class Broker:
     def log(self):
         return "".join(self.log_lines)
 
+    def wait_log(self, text, timeout=10):
+        """True once text is in the log: lines arrive through a reader
+        thread, so one written just before a socket closed may lag."""
+        deadline = time.time() + timeout
+        while text not in self.log():
+            if time.time() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def stop(self, timeout=30):
         """SIGTERM and wait: a clean shutdown must exit 0."""
         if not self.proc or self.proc.poll() is not None:
