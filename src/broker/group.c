@@ -1,37 +1,16 @@
 /*
  * Consumer-group coordinator: the classic rebalance protocol (as Kafka's
- * GroupCoordinator runs it) and committed offsets.
+ * GroupCoordinator runs it). Committed offsets and their log are in
+ * group_offsets.c.
  *
  * Group state lives in memory only; a restart forgets members and
- * generations (clients rejoin), but committed offsets are persisted in the
- * internal log data/__offsets, one record per committed partition:
- *
- *   key   = 'o' (1 byte)
- *           group_len u16 BE | group bytes
- *           topic_len u16 BE | topic bytes
- *           partition i32 BE
- *   value = version i16 BE (0)
- *           offset i64 BE | leader_epoch i32 BE | commit_ts_ms i64 BE
- *           metadata_len i32 BE (-1 = null) | metadata bytes
- *   value null (tombstone) = the offset was deleted (DeleteGroups).
- *
- * Records with another key prefix or a value version other than 0 are
- * skipped at replay (a later format adds a version, never reinterprets 0).
- * Replay applies records in log order, so the last record per key wins.
- *
- * Compaction: the log grows with every commit and is replayed from its start
- * offset. When it exceeds COMPACT_MIN_BYTES and COMPACT_RATIO times the
- * estimated size of the live offsets, every live offset is appended again
- * (a snapshot; commit timestamps become the snapshot time) and, once that is
- * durable, the log start offset is raised to the snapshot's first offset,
- * which deletes the whole segments before it. A crash in between is
- * harmless: replay sees old records then the snapshot, and the last wins.
+ * generations (clients rejoin).
  *
  * Rebalance timing: one periodic sweep timer (SWEEP_MS) expires sessions,
  * pending (KIP-394) member ids, and rebalances whose timeout has passed; a
  * rebalance also completes as soon as every known member has rejoined.
  */
-#include "broker/group.h"
+#include "broker/group_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,84 +19,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "broker/internal.h"
-#include "store/batch.h"
 
 #define SWEEP_MS 100
-#define COMPACT_MIN_BYTES (64ll << 20)
-#define COMPACT_RATIO 4
-#define COMPACT_RECHECK_BYTES (8ll << 20) /* log growth between live-size estimates */
-#define REC_OVERHEAD 96                     /* batch header (61) + record framing */
-#define OFFSET_REC_VERSION 0
-
-typedef struct goff {
-    char *key; /* "topic:partition" (topic names cannot hold ':') */
-    char *topic;
-    int32_t part;
-    int64_t offset;
-    int32_t epoch;
-    char *meta; /* NULL = null metadata */
-    int32_t meta_len;
-    UT_hash_handle hh;
-} goff_t;
-
-typedef struct gmember {
-    struct gmember *next;
-    char *id, *instance, *client_id, *client_host; /* instance may be NULL */
-    int32_t session_ms, rebalance_ms;
-    int nprotos;
-    char **pnames;
-    uint8_t **pmeta;
-    int32_t *pmeta_len;
-    uint8_t *assign;
-    int32_t assign_len;
-    group_join_cb join_cb; /* non-NULL while a JoinGroup waits */
-    void *join_ctx;
-    group_sync_cb sync_cb; /* non-NULL while a SyncGroup waits */
-    void *sync_ctx;
-    uint64_t deadline;     /* session expiry (loop ms) */
-} gmember_t;
-
-typedef struct gpending {
-    struct gpending *next;
-    char *id;
-    uint64_t deadline;
-} gpending_t;
-
-struct group {
-    char *id;
-    int32_t idlen;
-    group_state_t state;
-    int32_t generation;
-    char *ptype, *proto, *leader; /* owned; NULL if none */
-    gmember_t *members;           /* join order */
-    int nmembers;
-    gpending_t *pending;          /* member ids handed out with MEMBER_ID_REQUIRED */
-    uint64_t rb_deadline, rb_not_before;
-    goff_t *offsets;
-    UT_hash_handle hh;
-};
-
-struct group_coord {
-    broker_t *b;
-    partition_t *log;
-    group_t *groups; /* uthash by id */
-    uv_timer_t *timer; /* heap: freed in its close callback */
-    pwaiter_t compact_w;   /* a snapshot waiting to be durable */
-    int compacting;
-    int64_t compact_from;  /* first offset of the snapshot */
-    int64_t compact_check; /* log size at which to estimate the live size again */
-};
-
-static uint64_t now_ms(group_coord_t *c) { return uv_now(broker_loop(c->b)); }
-
-static int str_eq(const char *s, group_str_t k)
-{
-    if (!s) return k.len < 0;
-    return k.len >= 0 && strlen(s) == (size_t)k.len && memcmp(s, k.p, (size_t)k.len) == 0;
-}
-
-static char *str_dup(group_str_t k) { return k.len < 0 ? NULL : xstrndup(k.p ? k.p : "", (size_t)k.len); }
 
 /* ---- groups and members ---- */
 
@@ -129,10 +32,10 @@ group_t *group_find(group_coord_t *c, group_str_t gid)
     return g;
 }
 
-static group_t *group_create(group_coord_t *c, group_str_t gid)
+group_t *group_create_(group_coord_t *c, group_str_t gid)
 {
     group_t *g = xcalloc(1, sizeof *g);
-    g->id = str_dup(gid);
+    g->id = group_str_dup_(gid);
     g->idlen = gid.len;
     g->state = GROUP_EMPTY;
     HASH_ADD_KEYPTR(hh, c->groups, g->id, (unsigned)g->idlen, g);
@@ -158,15 +61,7 @@ static void member_free(gmember_t *m)
 
 static void group_free_mem(group_t *g)
 {
-    goff_t *o, *tmp;
-    HASH_ITER(hh, g->offsets, o, tmp)
-    {
-        HASH_DEL(g->offsets, o);
-        free(o->key);
-        free(o->topic);
-        free(o->meta);
-        free(o);
-    }
+    group_offsets_free_(g);
     while (g->members) {
         gmember_t *m = g->members;
         g->members = m->next;
@@ -185,8 +80,7 @@ static void group_free_mem(group_t *g)
     free(g);
 }
 
-/* Drops a group that holds nothing any more (no members, no offsets). */
-static void group_maybe_drop(group_coord_t *c, group_t *g)
+void group_maybe_drop_(group_coord_t *c, group_t *g)
 {
     if (g->state != GROUP_EMPTY || g->members || g->offsets || g->pending) return;
     HASH_DEL(c->groups, g);
@@ -196,7 +90,7 @@ static void group_maybe_drop(group_coord_t *c, group_t *g)
 static gmember_t *member_by_id(group_t *g, group_str_t id)
 {
     for (gmember_t *m = g->members; m; m = m->next)
-        if (str_eq(m->id, id)) return m;
+        if (group_str_eq_(m->id, id)) return m;
     return NULL;
 }
 
@@ -204,7 +98,7 @@ static gmember_t *member_by_instance(group_t *g, group_str_t inst)
 {
     if (inst.len < 0) return NULL;
     for (gmember_t *m = g->members; m; m = m->next)
-        if (m->instance && str_eq(m->instance, inst)) return m;
+        if (m->instance && group_str_eq_(m->instance, inst)) return m;
     return NULL;
 }
 
@@ -234,7 +128,7 @@ static void member_set_protocols(gmember_t *m, const group_join_req_t *r)
     m->pmeta = xcalloc((size_t)r->nprotos + 1, sizeof *m->pmeta);
     m->pmeta_len = xcalloc((size_t)r->nprotos + 1, sizeof *m->pmeta_len);
     for (int i = 0; i < r->nprotos; i++) {
-        m->pnames[i] = str_dup(r->protos[i].name.len < 0 ? (group_str_t){"", 0} : r->protos[i].name);
+        m->pnames[i] = group_str_dup_(r->protos[i].name.len < 0 ? (group_str_t){"", 0} : r->protos[i].name);
         int32_t ml = r->protos[i].meta_len > 0 ? r->protos[i].meta_len : 0;
         m->pmeta[i] = xmalloc((size_t)ml + 1);
         if (ml) memcpy(m->pmeta[i], r->protos[i].meta, (size_t)ml);
@@ -249,7 +143,7 @@ static int member_protocols_equal(const gmember_t *m, const group_join_req_t *r)
     if (m->nprotos != r->nprotos) return 0;
     for (int i = 0; i < r->nprotos; i++) {
         int32_t ml = r->protos[i].meta_len > 0 ? r->protos[i].meta_len : 0;
-        if (!str_eq(m->pnames[i], r->protos[i].name) || m->pmeta_len[i] != ml ||
+        if (!group_str_eq_(m->pnames[i], r->protos[i].name) || m->pmeta_len[i] != ml ||
             (ml && memcmp(m->pmeta[i], r->protos[i].meta, (size_t)ml) != 0))
             return 0;
     }
@@ -268,9 +162,9 @@ static int group_supports(const group_t *g, const group_join_req_t *r)
 {
     if (r->protocol_type.len <= 0 || r->nprotos <= 0) return 0;
     if (!g->members) return 1;
-    if (!g->ptype || !str_eq(g->ptype, r->protocol_type)) return 0;
+    if (!g->ptype || !group_str_eq_(g->ptype, r->protocol_type)) return 0;
     for (int i = 0; i < r->nprotos; i++) {
-        char *name = str_dup(r->protos[i].name.len < 0 ? (group_str_t){"", 0} : r->protos[i].name);
+        char *name = group_str_dup_(r->protos[i].name.len < 0 ? (group_str_t){"", 0} : r->protos[i].name);
         int all = 1;
         for (const gmember_t *m = g->members; m && all; m = m->next)
             if (member_supports(m, name) < 0) all = 0;
@@ -353,7 +247,7 @@ static void prepare_rebalance(group_coord_t *c, group_t *g)
     int32_t rb = 0;
     for (gmember_t *m = g->members; m; m = m->next)
         if (m->rebalance_ms > rb) rb = m->rebalance_ms;
-    uint64_t now = now_ms(c);
+    uint64_t now = group_now_ms_(c);
     g->rb_deadline = now + (uint64_t)rb;
     int32_t delay = broker_config(c->b)->group_initial_delay_ms;
     if (delay > rb) delay = rb;
@@ -404,7 +298,7 @@ static void complete_join(group_coord_t *c, group_t *g)
         infos[n].meta = pi >= 0 ? m->pmeta[pi] : (const uint8_t *)"";
         infos[n].meta_len = pi >= 0 ? m->pmeta_len[pi] : 0;
     }
-    uint64_t now = now_ms(c);
+    uint64_t now = group_now_ms_(c);
     for (gmember_t *m = g->members; m; m = m->next) {
         m->deadline = now + (uint64_t)m->session_ms;
         group_join_cb cb = m->join_cb;
@@ -427,7 +321,7 @@ static void complete_join(group_coord_t *c, group_t *g)
 static void maybe_complete_join(group_coord_t *c, group_t *g)
 {
     if (g->state != GROUP_PREPARING) return;
-    uint64_t now = now_ms(c);
+    uint64_t now = group_now_ms_(c);
     if (now < g->rb_not_before) return;
     int all = !g->pending;
     for (gmember_t *m = g->members; m && all; m = m->next)
@@ -461,16 +355,16 @@ static gmember_t *add_member(group_coord_t *c, group_t *g, char *id, const group
 {
     gmember_t *m = xcalloc(1, sizeof *m);
     m->id = id;
-    m->instance = str_dup(r->instance_id);
-    m->client_id = str_dup(r->client_id.len < 0 ? (group_str_t){"", 0} : r->client_id);
-    m->client_host = str_dup(r->client_host.len < 0 ? (group_str_t){"", 0} : r->client_host);
+    m->instance = group_str_dup_(r->instance_id);
+    m->client_id = group_str_dup_(r->client_id.len < 0 ? (group_str_t){"", 0} : r->client_id);
+    m->client_host = group_str_dup_(r->client_host.len < 0 ? (group_str_t){"", 0} : r->client_host);
     member_set_protocols(m, r);
-    m->deadline = now_ms(c) + (uint64_t)m->session_ms;
+    m->deadline = group_now_ms_(c) + (uint64_t)m->session_ms;
     gmember_t **pp = &g->members;
     while (*pp) pp = &(*pp)->next;
     *pp = m;
     g->nmembers++;
-    if (!g->ptype) g->ptype = str_dup(r->protocol_type);
+    if (!g->ptype) g->ptype = group_str_dup_(r->protocol_type);
     return m;
 }
 
@@ -522,7 +416,7 @@ void group_join(group_coord_t *c, const group_join_req_t *r, group_join_cb cb, v
         group_t none = {0};
         if (!group_supports(&none, r))
             return answer_join_error(cb, ctx, GERR_INCONSISTENT_GROUP_PROTOCOL, NULL);
-        g = group_create(c, r->group_id);
+        g = group_create_(c, r->group_id);
     } else if (!group_supports(g, r)) {
         return answer_join_error(cb, ctx, GERR_INCONSISTENT_GROUP_PROTOCOL, NULL);
     }
@@ -547,7 +441,7 @@ void group_join(group_coord_t *c, const group_join_req_t *r, group_join_cb cb, v
             }
             free(m->id);
             m->id = id;
-            m->deadline = now_ms(c) + (uint64_t)r->session_ms;
+            m->deadline = group_now_ms_(c) + (uint64_t)r->session_ms;
             int same = member_protocols_equal(m, r);
             int is_leader = g->leader && strcmp(g->leader, m->id) == 0;
             if (g->state == GROUP_STABLE && same && !is_leader) {
@@ -560,7 +454,7 @@ void group_join(group_coord_t *c, const group_join_req_t *r, group_join_cb cb, v
         if (r->instance_id.len < 0 && r->require_known_member) {
             gpending_t *p = xcalloc(1, sizeof *p);
             p->id = id;
-            p->deadline = now_ms(c) + (uint64_t)r->session_ms;
+            p->deadline = group_now_ms_(c) + (uint64_t)r->session_ms;
             p->next = g->pending;
             g->pending = p;
             return answer_join_error(cb, ctx, GERR_MEMBER_ID_REQUIRED, id);
@@ -575,7 +469,7 @@ void group_join(group_coord_t *c, const group_join_req_t *r, group_join_cb cb, v
     if (!m) {
         for (gpending_t **pp = &g->pending; *pp; pp = &(*pp)->next) {
             gpending_t *p = *pp;
-            if (!str_eq(p->id, r->member_id)) continue;
+            if (!group_str_eq_(p->id, r->member_id)) continue;
             *pp = p->next;
             char *id = p->id;
             free(p);
@@ -583,10 +477,10 @@ void group_join(group_coord_t *c, const group_join_req_t *r, group_join_cb cb, v
             return join_and_wait(c, g, m, cb, ctx);
         }
         answer_join_error(cb, ctx, GERR_UNKNOWN_MEMBER_ID, NULL);
-        group_maybe_drop(c, g);
+        group_maybe_drop_(c, g);
         return;
     }
-    m->deadline = now_ms(c) + (uint64_t)r->session_ms;
+    m->deadline = group_now_ms_(c) + (uint64_t)r->session_ms;
     int same = member_protocols_equal(m, r);
     int is_leader = g->leader && strcmp(g->leader, m->id) == 0;
     switch (g->state) {
@@ -617,10 +511,10 @@ void group_sync(group_coord_t *c, const group_sync_req_t *r, group_sync_cb cb, v
     if (mi && mi != m) return cb(ctx, GERR_FENCED_INSTANCE_ID, NULL, NULL, NULL, 0);
     if (!m) return cb(ctx, GERR_UNKNOWN_MEMBER_ID, NULL, NULL, NULL, 0);
     if (r->generation != g->generation) return cb(ctx, GERR_ILLEGAL_GENERATION, NULL, NULL, NULL, 0);
-    if ((r->protocol_type.len >= 0 && !str_eq(g->ptype, r->protocol_type)) ||
-        (r->protocol_name.len >= 0 && !str_eq(g->proto, r->protocol_name)))
+    if ((r->protocol_type.len >= 0 && !group_str_eq_(g->ptype, r->protocol_type)) ||
+        (r->protocol_name.len >= 0 && !group_str_eq_(g->proto, r->protocol_name)))
         return cb(ctx, GERR_INCONSISTENT_GROUP_PROTOCOL, NULL, NULL, NULL, 0);
-    m->deadline = now_ms(c) + (uint64_t)m->session_ms;
+    m->deadline = group_now_ms_(c) + (uint64_t)m->session_ms;
     switch (g->state) {
     case GROUP_PREPARING:
         return cb(ctx, GERR_REBALANCE_IN_PROGRESS, NULL, NULL, NULL, 0);
@@ -636,7 +530,7 @@ void group_sync(group_coord_t *c, const group_sync_req_t *r, group_sync_cb cb, v
             o->assign = NULL;
             o->assign_len = 0;
             for (int i = 0; i < r->nassign; i++) {
-                if (!str_eq(o->id, r->assign[i].member_id)) continue;
+                if (!group_str_eq_(o->id, r->assign[i].member_id)) continue;
                 int32_t len = r->assign[i].len > 0 ? r->assign[i].len : 0;
                 o->assign = xmalloc((size_t)len + 1);
                 if (len) memcpy(o->assign, r->assign[i].p, (size_t)len);
@@ -662,7 +556,7 @@ int16_t group_heartbeat(group_coord_t *c, group_str_t gid, int32_t generation, g
     if (mi && mi != m) return GERR_FENCED_INSTANCE_ID;
     if (!m) return GERR_UNKNOWN_MEMBER_ID;
     if (generation != g->generation) return GERR_ILLEGAL_GENERATION;
-    m->deadline = now_ms(c) + (uint64_t)m->session_ms;
+    m->deadline = group_now_ms_(c) + (uint64_t)m->session_ms;
     switch (g->state) {
     case GROUP_PREPARING:
         return GERR_REBALANCE_IN_PROGRESS;
@@ -681,7 +575,7 @@ int16_t group_leave(group_coord_t *c, group_str_t gid, group_str_t member, group
     gmember_t *m;
     if (instance.len >= 0) {
         m = member_by_instance(g, instance);
-        if (m && member.len > 0 && !str_eq(m->id, member)) return GERR_FENCED_INSTANCE_ID;
+        if (m && member.len > 0 && !group_str_eq_(m->id, member)) return GERR_FENCED_INSTANCE_ID;
     } else {
         m = member_by_id(g, member);
     }
@@ -694,7 +588,7 @@ int16_t group_leave(group_coord_t *c, group_str_t gid, group_str_t member, group
 static void sweep(uv_timer_t *t)
 {
     group_coord_t *c = t->data;
-    uint64_t now = now_ms(c);
+    uint64_t now = group_now_ms_(c);
     group_t *g, *tmp;
     HASH_ITER(hh, c->groups, g, tmp)
     {
@@ -717,57 +611,8 @@ static void sweep(uv_timer_t *t)
             next = g->members; /* the list may have changed: rescan */
         }
         maybe_complete_join(c, g);
-        group_maybe_drop(c, g);
+        group_maybe_drop_(c, g);
     }
-}
-
-/* ---- committed offsets ---- */
-
-static goff_t *offset_find(group_t *g, group_str_t topic, int32_t part)
-{
-    char key[TOPIC_NAME_MAX + 16];
-    if (topic.len < 0 || topic.len > TOPIC_NAME_MAX) return NULL;
-    int n = snprintf(key, sizeof key, "%.*s:%d", (int)topic.len, topic.p ? topic.p : "", part);
-    goff_t *o = NULL;
-    HASH_FIND(hh, g->offsets, key, (unsigned)n, o);
-    return o;
-}
-
-static void offset_apply(group_t *g, group_str_t topic, int32_t part, int64_t offset, int32_t epoch,
-                         group_str_t meta)
-{
-    goff_t *o = offset_find(g, topic, part);
-    if (!o) {
-        o = xcalloc(1, sizeof *o);
-        o->topic = str_dup(topic);
-        o->part = part;
-        o->key = xasprintf("%s:%d", o->topic, part);
-        HASH_ADD_KEYPTR(hh, g->offsets, o->key, (unsigned)strlen(o->key), o);
-    }
-    o->offset = offset;
-    o->epoch = epoch;
-    free(o->meta);
-    o->meta = str_dup(meta);
-    o->meta_len = meta.len;
-}
-
-static void offset_remove(group_t *g, goff_t *o)
-{
-    HASH_DEL(g->offsets, o);
-    free(o->key);
-    free(o->topic);
-    free(o->meta);
-    free(o);
-}
-
-static void offset_key(wbuf_t *w, group_str_t gid, group_str_t topic, int32_t part)
-{
-    wbuf_u8(w, 'o');
-    wbuf_u16(w, (uint16_t)gid.len);
-    wbuf_put(w, gid.p, (size_t)gid.len);
-    wbuf_u16(w, (uint16_t)topic.len);
-    wbuf_put(w, topic.p, (size_t)topic.len);
-    wbuf_i32(w, part);
 }
 
 int16_t group_commit_check(group_coord_t *c, group_str_t gid, int32_t generation, group_str_t member,
@@ -783,153 +628,9 @@ int16_t group_commit_check(group_coord_t *c, group_str_t gid, int32_t generation
     if (g->state == GROUP_COMPLETING) return GERR_REBALANCE_IN_PROGRESS;
     if (!m) return GERR_UNKNOWN_MEMBER_ID;
     if (generation != g->generation) return GERR_ILLEGAL_GENERATION;
-    m->deadline = now_ms(c) + (uint64_t)m->session_ms;
+    m->deadline = group_now_ms_(c) + (uint64_t)m->session_ms;
     return GERR_NONE;
 }
-
-static int offset_append(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
-                         int32_t leader_epoch, group_str_t metadata, int64_t *target)
-{
-    wbuf_t k, v;
-    wbuf_init(&k);
-    wbuf_init(&v);
-    offset_key(&k, gid, topic, partition);
-    wbuf_i16(&v, OFFSET_REC_VERSION);
-    wbuf_i64(&v, offset);
-    wbuf_i32(&v, leader_epoch);
-    wbuf_i64(&v, clock_wall_ms());
-    wbuf_i32(&v, metadata.len);
-    if (metadata.len > 0) wbuf_put(&v, metadata.p, (size_t)metadata.len);
-    int rc = internal_append(c->b, c->log, k.p, (int32_t)k.len, v.p, (int32_t)v.len, target);
-    wbuf_destroy(&k);
-    wbuf_destroy(&v);
-    return rc;
-}
-
-static int64_t live_bytes(group_coord_t *c)
-{
-    int64_t n = 0;
-    for (group_t *g = c->groups; g; g = g->hh.next)
-        for (goff_t *o = g->offsets; o; o = o->hh.next)
-            n += REC_OVERHEAD + 9 + g->idlen + (int64_t)strlen(o->topic) + 26 + (o->meta_len > 0 ? o->meta_len : 0);
-    return n;
-}
-
-static void compact_done(pwaiter_t *w, int status)
-{
-    group_coord_t *c = w->ctx;
-    c->compacting = 0;
-    if (status < 0) return;
-    int rc = partition_delete_before(c->b, c->log, c->compact_from);
-    if (rc < 0) LOG_W("offsets log compaction: %s", herald_strerror(rc));
-    else LOG_I("offsets log compacted: starts at %lld, %lld bytes", (long long)c->compact_from,
-               (long long)partition_size_bytes(c->log));
-}
-
-int group_offsets_compact(group_coord_t *c)
-{
-    if (c->compacting) return 0;
-    int64_t from = partition_end_offset(c->log), target = from;
-    for (group_t *g = c->groups; g; g = g->hh.next)
-        for (goff_t *o = g->offsets; o; o = o->hh.next) {
-            int64_t t = 0;
-            int rc = offset_append(c, (group_str_t){g->id, g->idlen}, (group_str_t){o->topic, (int32_t)strlen(o->topic)},
-                                   o->part, o->offset, o->epoch, (group_str_t){o->meta, o->meta ? o->meta_len : -1}, &t);
-            if (rc < 0) return rc;
-            if (t > target) target = t;
-        }
-    c->compacting = 1;
-    c->compact_from = from;
-    memset(&c->compact_w, 0, sizeof c->compact_w);
-    c->compact_w.target = target;
-    c->compact_w.cb = compact_done;
-    c->compact_w.ctx = c;
-    if (partition_wait(c->log, &c->compact_w)) compact_done(&c->compact_w, 0);
-    return 0;
-}
-
-static void maybe_compact(group_coord_t *c)
-{
-    int64_t size = partition_size_bytes(c->log);
-    if (c->compacting || size < COMPACT_MIN_BYTES || size < c->compact_check) return;
-    c->compact_check = size + COMPACT_RECHECK_BYTES;
-    if (size > COMPACT_RATIO * live_bytes(c)) group_offsets_compact(c);
-}
-
-int group_commit(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t offset,
-                 int32_t leader_epoch, group_str_t metadata, int64_t *target)
-{
-    if (gid.len <= 0 || gid.len > 0xffff || topic.len < 0 || topic.len > TOPIC_NAME_MAX) return HE_INVALID;
-    int rc = offset_append(c, gid, topic, partition, offset, leader_epoch, metadata, target);
-    if (rc < 0) return rc;
-    group_t *g = group_find(c, gid);
-    if (!g) g = group_create(c, gid);
-    offset_apply(g, topic, partition, offset, leader_epoch, metadata);
-    maybe_compact(c);
-    return 0;
-}
-
-int group_offsets_wait(group_coord_t *c, pwaiter_t *w) { return partition_wait(c->log, w); }
-
-int group_offset_get(group_coord_t *c, group_str_t gid, group_str_t topic, int32_t partition, int64_t *offset,
-                     int32_t *leader_epoch, group_str_t *meta)
-{
-    group_t *g = group_find(c, gid);
-    goff_t *o = g ? offset_find(g, topic, partition) : NULL;
-    if (!o) return 0;
-    *offset = o->offset;
-    *leader_epoch = o->epoch;
-    *meta = (group_str_t){o->meta, o->meta ? o->meta_len : -1};
-    return 1;
-}
-
-void group_offsets_each(group_coord_t *c, group_str_t gid, group_offset_visit fn, void *ctx)
-{
-    group_t *g = group_find(c, gid);
-    if (!g) return;
-    for (goff_t *o = g->offsets; o; o = o->hh.next)
-        fn(ctx, o->topic, o->part, o->offset, o->epoch, (group_str_t){o->meta, o->meta ? o->meta_len : -1});
-}
-
-static void replay_record(group_coord_t *c, const batch_rec_t *rec)
-{
-    const uint8_t *k = rec->key;
-    int32_t kl = rec->key_len;
-    if (kl < 1 + 2 || k[0] != 'o') return;
-    int32_t pos = 1;
-    int32_t gl = (int32_t)((k[pos] << 8) | k[pos + 1]);
-    pos += 2;
-    if (gl <= 0 || pos + gl + 2 > kl) return;
-    group_str_t gid = {(const char *)k + pos, gl};
-    pos += gl;
-    int32_t tl = (int32_t)((k[pos] << 8) | k[pos + 1]);
-    pos += 2;
-    if (tl < 0 || tl > TOPIC_NAME_MAX || pos + tl + 4 != kl) return;
-    group_str_t topic = {(const char *)k + pos, tl};
-    pos += tl;
-    int32_t part = (int32_t)buf_get_be32(k + pos);
-    group_t *g = group_find(c, gid);
-    if (rec->value_len < 0) {
-        goff_t *o = g ? offset_find(g, topic, part) : NULL;
-        if (o) offset_remove(g, o);
-        if (g) group_maybe_drop(c, g);
-        return;
-    }
-    const uint8_t *v = rec->value;
-    int32_t vl = rec->value_len;
-    if (vl < 2 + 8 + 4 + 8 + 4 || (int16_t)((v[0] << 8) | v[1]) != OFFSET_REC_VERSION) return;
-    int64_t off = (int64_t)buf_get_be64(v + 2);
-    int32_t epoch = (int32_t)buf_get_be32(v + 10);
-    int32_t ml = (int32_t)buf_get_be32(v + 22);
-    if (ml > vl - 26) return;
-    group_str_t meta = {ml >= 0 ? (const char *)v + 26 : NULL, ml < 0 ? -1 : ml};
-    if (!g) g = group_create(c, gid);
-    offset_apply(g, topic, part, off, epoch, meta);
-}
-
-static void replay_cb(void *ctx, const batch_rec_t *rec) { replay_record(ctx, rec); }
-
-static int offsets_replay(group_coord_t *c) { return partition_scan(c->log, replay_cb, c); }
 
 /* ---- inspection and deletion ---- */
 
@@ -975,11 +676,11 @@ int16_t group_delete(group_coord_t *c, group_str_t gid, int64_t *target)
     {
         wbuf_t k;
         wbuf_init(&k);
-        offset_key(&k, gid, (group_str_t){o->topic, (int32_t)strlen(o->topic)}, o->part);
+        group_offset_key_(&k, gid, (group_str_t){o->topic, (int32_t)strlen(o->topic)}, o->part);
         int rc = internal_append(c->b, c->log, k.p, (int32_t)k.len, NULL, -1, target);
         wbuf_destroy(&k);
         if (rc < 0) return GERR_STORAGE;
-        offset_remove(g, o);
+        group_offset_remove_(g, o);
     }
     LOG_I("group %s deleted", g->id);
     HASH_DEL(c->groups, g);
@@ -994,7 +695,7 @@ group_coord_t *group_coord_new(broker_t *b, partition_t *offsets_log)
     group_coord_t *c = xcalloc(1, sizeof *c);
     c->b = b;
     c->log = offsets_log;
-    int rc = offsets_replay(c);
+    int rc = group_offsets_replay_(c);
     if (rc < 0) {
         LOG_E("offsets log replay failed: %s", herald_strerror(rc));
         group_coord_free(c);
