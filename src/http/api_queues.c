@@ -20,6 +20,7 @@
 #include "http/amqp_json.h"
 #include "http/api_amqp.h"
 #include "http/hjson.h"
+#include "http/paging.h"
 #include "http/router.h"
 #include "http/stats.h"
 
@@ -188,9 +189,32 @@ static queue_t *path_queue(http_req_t *r)
 static void h_list(http_req_t *r)
 {
     vhost_t *v = api_vhost(r);
+    paging_t pg;
+    if (paging_parse(r, &pg) < 0) return;
     json_t *a = json_array();
-    for (queue_t *q = vhost_queue_first(v); q; q = vhost_queue_next(v, q)) json_array_append_new(a, queue_json(r, q, 0));
-    http_reply_json(r, 200, a);
+    if (!pg.on) {
+        for (queue_t *q = vhost_queue_first(v); q; q = vhost_queue_next(v, q))
+            json_array_append_new(a, queue_json(r, q, 0));
+        http_reply_json(r, 200, a);
+        return;
+    }
+    /* Only the page's queues are built: sorting names is cheap, the JSON
+     * of a thousand queues is not. */
+    size_t n = 0, cap = 64;
+    paging_item_t *items = xmalloc(cap * sizeof *items);
+    for (queue_t *q = vhost_queue_first(v); q; q = vhost_queue_next(v, q)) {
+        if (n == cap) items = xrealloc(items, (cap *= 2) * sizeof *items);
+        items[n++] = (paging_item_t){queue_name_cstr(q), q};
+    }
+    size_t kept, first, count;
+    if (paging_select(&pg, items, n, &kept, &first, &count) < 0) {
+        http_reply_error(r, 400, "page %lld is past the last page", (long long)pg.page);
+        json_decref(a);
+    } else {
+        for (size_t i = first; i < first + count; i++) json_array_append_new(a, queue_json(r, items[i].item, 0));
+        http_reply_json(r, 200, paging_envelope(&pg, n, kept, a));
+    }
+    free(items);
 }
 
 static void h_get(http_req_t *r)

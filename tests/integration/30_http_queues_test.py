@@ -509,3 +509,36 @@ def test_counts_consistent_while_publishing(b):
     assert q["messages_ready"] == n and q["totals"]["published"] == n
     assert ch.queue_declare("busy", passive=True).method.message_count == n
     conn.close()
+
+
+def test_queue_list_paging_like_rabbitmq(b):
+    """page / page_size / name give RabbitMQ's paging envelope, sorted by
+    name, only the page's queues; bad arguments are 400; no arguments keep
+    the plain array."""
+    conn = connect(b)
+    ch = conn.channel()
+    names = ["pg-%02d" % i for i in range(12)] + ["Other-PG", "zzz"]
+    for n in names:
+        ch.queue_declare(n, durable=True)
+    conn.close()
+    st, all_ = http(b, "GET", "/api/queues")
+    assert st == 200 and isinstance(all_, list) and {q["name"] for q in all_} >= set(names)
+    total = len(all_)
+    st, p2 = http(b, "GET", "/api/queues?page=2&page_size=5&name=pg-")
+    assert st == 200
+    assert [q["name"] for q in p2["items"]] == ["pg-%02d" % i for i in range(5, 10)]
+    assert (p2["page"], p2["page_size"], p2["item_count"]) == (2, 5, 5)
+    assert (p2["filtered_count"], p2["page_count"], p2["total_count"]) == (12, 3, total)
+    assert "messages" in p2["items"][0] and "consumers" in p2["items"][0]
+    st, p3 = http(b, "GET", "/api/queues?page=3&page_size=5&name=PG-")  # case-insensitive
+    assert st == 200 and [q["name"] for q in p3["items"]] == ["pg-10", "pg-11"]
+    # "pg" also matches "Other-PG"; bytewise order puts it (uppercase O) first.
+    st, p1 = http(b, "GET", "/api/queues?page_size=2&name=pg")
+    assert [q["name"] for q in p1["items"]] == ["Other-PG", "pg-00"] and p1["page"] == 1
+    assert p1["filtered_count"] == 13 and p1["page_count"] == 7
+    st, none = http(b, "GET", "/api/queues?name=no-such-queue")
+    assert st == 200 and none["items"] == [] and none["filtered_count"] == 0 and none["page_count"] == 0
+    for bad in ("page=9&page_size=5&name=pg-", "page=0", "page_size=0", "page_size=501", "page=x",
+                "use_regex=true&name=pg"):
+        st, err = http(b, "GET", "/api/queues?" + bad)
+        assert st == 400, (bad, st, err)
