@@ -471,10 +471,10 @@ void queue_moved(qentry_t *e, int ok)
         q->nmoving--;
         queue_entry_free(e);
         queue_maybe_free(q);
-    } else if (ok) {
+    } else if (ok > 0) {
         queue_unplace(q, e);
         queue_entry_release(e);
-    } else {
+    } else { /* -1 (shutdown) too: no removal may be recorded */
         /* Kept (not acked): a restart brings it back; nothing else may
          * deliver it now, or a retry loop would spin on a full disk. */
         e->parked = 1;

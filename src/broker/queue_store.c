@@ -778,7 +778,8 @@ void queue_store_delete(queue_t *q)
 
 static void mark_delivered(void *ctx, const qentry_t *e)
 {
-    if (e->offset >= 0 && e->redelivered) push_return(ctx, e, QRET_DELIVERED);
+    /* (A message being dead-lettered was handed out if deliveries > 0.) */
+    if (e->offset >= 0 && (e->redelivered || e->deliveries)) push_return(ctx, e, QRET_DELIVERED);
 }
 
 void queue_store_close_begin(queue_t *q)

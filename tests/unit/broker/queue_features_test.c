@@ -302,6 +302,33 @@ static void test_delete_target_with_move_in_flight(void **state)
     close_broker(fx);
 }
 
+/* A stop while a rejected message waits for its own record to be durable
+ * (the copy is not made yet): the message stays in its queue, redelivered
+ * (a shutdown's queue_moved(e, -1) once recorded it as removed: lost). */
+static void test_reject_cut_short_by_stop_keeps_message(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst"));
+    wbuf_destroy(&w);
+    publish(src, msg(1, -1, NULL)); /* not synced */
+    queue_reject(queue_get(src));
+    assert_int_equal(src->nmoving, 1);
+    restart(fx);
+    assert_int_equal(queue_ready_count(findq(fx, "dst")), 0);
+    src = findq(fx, "src");
+    assert_int_equal(queue_ready_count(src), 1);
+    qentry_t *e = queue_get(src);
+    assert_int_equal(idx(e), 1);
+    assert_true(e->redelivered);
+    queue_ack(e);
+    close_broker(fx);
+}
+
 /* A message that already died in 70 other queues keeps every x-death
  * entry when it dies once more (a fixed array once dropped those past 64). */
 static void test_long_x_death_history_is_kept(void **state)
@@ -392,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_target_with_move_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reject_cut_short_by_stop_keeps_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
     };
