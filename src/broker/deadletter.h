@@ -15,7 +15,12 @@
 
 /* Starts moving e (QE_MOVING in q, counted in its nmoving) to q's
  * dead-letter exchange with reason ("rejected", "expired", "maxlen",
- * "delivery_limit"); ends with queue_moved(). */
+ * "delivery_limit"); ends with queue_moved(). The copies of "rejected" and
+ * "delivery_limit" moves (deaths a consumer causes) are published in
+ * batches: DEADLETTER_BATCH_MS after the first one waits (a loop timer),
+ * or at once when DEADLETTER_BATCH_MAX wait. */
+#define DEADLETTER_BATCH_MS 20
+#define DEADLETTER_BATCH_MAX 1024
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason);
 /* Starts moving e (QE_MOVING) of a delay queue through the queue's
  * forward exchange (routing key, properties and body unchanged). */

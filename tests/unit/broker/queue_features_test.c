@@ -89,6 +89,23 @@ static int idx(const qentry_t *e)
     return v;
 }
 
+/* The index of a dead-letter copy's original: its x-death routing key. */
+static int dead_idx(const qentry_t *e)
+{
+    amqp_props_t p;
+    fvalue_t v;
+    assert_int_equal(amqp_props_decode(qmsg_props(e->m), &p), 0);
+    assert_int_equal(ftable_get(p.headers, "x-death", &v), 1);
+    ftable_iter_t it = {v.v.array};
+    assert_true(farray_next(&it, &v) && v.type == FV_TABLE);
+    assert_int_equal(ftable_get(v.v.table, "routing-keys", &v), 1);
+    it = (ftable_iter_t){v.v.array};
+    assert_true(farray_next(&it, &v) && v.type == FV_LONGSTR);
+    int n = 0;
+    for (uint32_t i = 1; i < v.v.str.len; i++) n = n * 10 + (v.v.str.p[i] - '0');
+    return n;
+}
+
 static int publish(queue_t *q, qmsg_t *m)
 {
     uint32_t epoch;
@@ -96,6 +113,15 @@ static int publish(queue_t *q, qmsg_t *m)
     int rc = queue_publish(q, m, &epoch, &target);
     qmsg_unref(m);
     return rc;
+}
+
+/* Runs the loop until q holds n ready messages (dead-letter copies of
+ * rejected messages are published in batches, by a loop timer). */
+static void wait_ready(fx_t *fx, queue_t *q, uint32_t n)
+{
+    int64_t deadline = clock_mono_ms() + 5000;
+    while (queue_ready_count(q) < n && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(queue_ready_count(q), n);
 }
 
 /* ---- offset ranges ---- */
@@ -291,8 +317,8 @@ static void test_delete_target_with_move_in_flight(void **state)
     publish(src, msg(7, -1, NULL));
     sync_all(fx);
     qentry_t *e = queue_get(src);
-    queue_reject(e); /* the copy is queued for dst's log; the move waits for it */
-    assert_int_equal(queue_ready_count(dst), 1);
+    queue_reject(e);
+    wait_ready(fx, dst, 1); /* the copy is queued for dst's log; the move waits for it */
     queue_flush_all(fx->b);
     vhost_queue_delete(fx->v, dst);
     sync_all(fx);
@@ -325,6 +351,113 @@ static void test_reject_cut_short_by_stop_keeps_message(void **state)
     qentry_t *e = queue_get(src);
     assert_int_equal(idx(e), 1);
     assert_true(e->redelivered);
+    queue_ack(e);
+    close_broker(fx);
+}
+
+/* Rejected messages' copies are published together after
+ * DEADLETTER_BATCH_MS, in order, in one loop turn (one append to the
+ * target's log); the originals leave their queue only then. */
+static void test_rejects_are_dead_lettered_in_one_batch(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *dst = mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 3, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst", "x-delivery-limit", 'l', (int64_t)0));
+    wbuf_destroy(&w);
+    for (int i = 0; i < 6; i++) publish(src, msg(i, -1, NULL));
+    sync_all(fx);
+    qentry_t *e[6];
+    for (int i = 0; i < 6; i++) e[i] = queue_get(src);
+    int64_t t0 = clock_mono_ms();
+    queue_reject(e[0]);
+    queue_ack(e[1]);
+    queue_requeue(&e[2], 1); /* past x-delivery-limit 0: dead-lettered too */
+    queue_reject(e[3]);
+    queue_ack(e[4]);
+    queue_reject(e[5]);
+    assert_int_equal(queue_ready_count(dst), 0); /* held for the batch */
+    assert_int_equal(queue_unacked_count(src), 0);
+    int64_t end = plog_end_offset(dst->data->log);
+    while (queue_ready_count(dst) == 0) uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(clock_mono_ms() - t0 >= DEADLETTER_BATCH_MS - 1);
+    assert_int_equal(queue_ready_count(dst), 4); /* all in the same loop turn */
+    queue_flush_all(fx->b);
+    assert_int_equal(plog_end_offset(dst->data->log), end + 4);
+    const int want[4] = {0, 2, 3, 5};
+    qentry_t *c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = queue_get(dst);
+        assert_int_equal(dead_idx(c[i]), want[i]);
+    }
+    queue_requeue(c, 4);
+    sync_all(fx);
+    for (int spins = 0; spins < 1000 && src->nmoving; spins++) uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(src->nmoving, 0); /* the originals left once the copies were durable */
+    sync_all(fx);
+    restart(fx);
+    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
+    assert_int_equal(queue_ready_count(findq(fx, "dst")), 4);
+    close_broker(fx);
+}
+
+/* A stop while rejected messages wait for their batch: nothing was copied,
+ * so they are still in their queue after the restart (redelivered). */
+static void test_held_rejects_stay_at_shutdown(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst"));
+    wbuf_destroy(&w);
+    publish(src, msg(1, -1, NULL));
+    publish(src, msg(2, -1, NULL));
+    sync_all(fx);
+    queue_reject(queue_get(src));
+    queue_reject(queue_get(src));
+    restart(fx); /* before the batch timer */
+    src = findq(fx, "src");
+    assert_int_equal(queue_ready_count(findq(fx, "dst")), 0);
+    assert_int_equal(queue_ready_count(src), 2);
+    qentry_t *e = queue_get(src);
+    assert_int_equal(idx(e), 1);
+    assert_true(e->redelivered);
+    queue_ack(e);
+    /* The batch timer works again after the restart. */
+    queue_reject(queue_get(src));
+    wait_ready(fx, findq(fx, "dst"), 1);
+    close_broker(fx);
+}
+
+/* DEADLETTER_BATCH_MAX held copies are published at once, without waiting
+ * for the timer (a basic.nack multiple of many). */
+static void test_full_batch_goes_at_once(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *dst = mkq(fx, "dst", none);
+    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
+                                          "dst"));
+    wbuf_destroy(&w);
+    for (int i = 0; i < DEADLETTER_BATCH_MAX + 1; i++) publish(src, msg(i, -1, NULL));
+    sync_all(fx);
+    for (int i = 0; i < DEADLETTER_BATCH_MAX - 1; i++) queue_reject(queue_get(src));
+    assert_int_equal(queue_ready_count(dst), 0);
+    queue_reject(queue_get(src));
+    assert_int_equal(queue_ready_count(dst), DEADLETTER_BATCH_MAX);
+    queue_reject(queue_get(src)); /* the next one starts a new batch */
+    assert_int_equal(queue_ready_count(dst), DEADLETTER_BATCH_MAX);
+    wait_ready(fx, dst, DEADLETTER_BATCH_MAX + 1);
+    qentry_t *e = queue_get(dst);
+    assert_int_equal(dead_idx(e), 0);
     queue_ack(e);
     close_broker(fx);
 }
@@ -365,6 +498,7 @@ static void test_long_x_death_history_is_kept(void **state)
     qmsg_t *m = qmsg_new(none, amqp_cstr("k"), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, 0);
     publish(src, m);
     queue_reject(queue_get(src));
+    wait_ready(fx, dst, 1);
     qentry_t *e = queue_get(dst);
     assert_non_null(e);
     assert_int_equal(amqp_props_decode(qmsg_props(e->m), &p), 0);
@@ -420,6 +554,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_target_with_move_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_cut_short_by_stop_keeps_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejects_are_dead_lettered_in_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_rejects_stay_at_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
     };
