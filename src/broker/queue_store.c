@@ -544,38 +544,46 @@ static void state_append(queue_t *q, const char *key, const void *val, size_t le
     if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
 }
 
-static void flush_state(queue_t *q)
+/* Appends the turn's delivery-state records (acks "a", returns "r", the
+ * delivered mark "d") as one batch: one write instead of one per kind (a
+ * queue whose consumers nack has all three in most turns). vals holds the
+ * values, w the batch; both are the caller's scratch. */
+static void flush_state(queue_t *q, wbuf_t *vals, wbuf_t *w)
 {
-    if (q->nacks) {
-        uint8_t *v = xmalloc(q->nacks * 8);
-        for (size_t i = 0; i < q->nacks; i++) wbuf_put_be64(v + i * 8, (uint64_t)q->acks[i]);
-        state_append(q, "a", v, q->nacks * 8);
-        free(v);
-        q->nacks = 0;
+    static const char keys[3] = {'a', 'r', 'd'};
+    size_t at[4] = {0};
+    wbuf_reset(vals);
+    for (size_t i = 0; i < q->nacks; i++) wbuf_i64(vals, q->acks[i]);
+    at[1] = vals->len;
+    for (size_t i = 0; i < q->nrets; i++) {
+        wbuf_i64(vals, q->rets[i].offset);
+        wbuf_i64(vals, q->rets[i].returns);
+        wbuf_i64(vals, q->rets[i].ready_at_ms);
     }
-    if (q->nrets) {
-        uint8_t *v = xmalloc(q->nrets * 24);
-        for (size_t i = 0; i < q->nrets; i++) {
-            wbuf_put_be64(v + i * 24, (uint64_t)q->rets[i].offset);
-            wbuf_put_be64(v + i * 24 + 8, (uint64_t)q->rets[i].returns);
-            wbuf_put_be64(v + i * 24 + 16, (uint64_t)q->rets[i].ready_at_ms);
-        }
-        state_append(q, "r", v, q->nrets * 24);
-        free(v);
-        q->nrets = 0;
+    at[2] = vals->len;
+    if (q->dmark_dirty) wbuf_i64(vals, q->dmark);
+    at[3] = vals->len;
+    q->nacks = q->nrets = 0;
+    q->dmark_dirty = 0;
+    batch_record_t recs[3];
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        if (at[k + 1] == at[k]) continue;
+        recs[n++] = (batch_record_t){&keys[k], 1, vals->p + at[k], (int32_t)(at[k + 1] - at[k]), 0, NULL, 0};
     }
-    if (q->dmark_dirty) {
-        uint8_t v[8];
-        wbuf_put_be64(v, (uint64_t)q->dmark);
-        state_append(q, "d", v, 8);
-        q->dmark_dirty = 0;
-    }
+    if (!n) return;
+    wbuf_reset(w);
+    batch_build(w, clock_wall_ms(), recs, n);
+    append_result_t res;
+    int rc = partition_append(q->b, q->state, w->p, w->len, &res);
+    if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
 }
 
 void queue_flush_all(broker_t *b)
 {
-    wbuf_t w;
+    wbuf_t w, vals;
     wbuf_init(&w);
+    wbuf_init(&vals);
     while (b->dirty_queues) {
         queue_t *q = b->dirty_queues;
         b->dirty_queues = q->dirty_next;
@@ -587,11 +595,12 @@ void queue_flush_all(broker_t *b)
         }
         int paged = q->npaged != 0;
         if (q->npend) flush_data(q, &w);
-        flush_state(q);
+        flush_state(q, &vals, &w);
         /* Paged records just became readable: consumers waiting on an
          * empty in-memory list can be served now. */
         if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);
     }
+    wbuf_destroy(&vals);
     wbuf_destroy(&w);
 }
 

@@ -201,6 +201,50 @@ static void test_returns_and_retry_times_survive_a_restart(void **state)
     close_broker(fx);
 }
 
+/* A turn's acks, returns and delivered mark reach the state log as one
+ * batch: one write, three records, replayed as before. */
+static int g_pwrites;
+static ssize_t counting_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    g_pwrites++;
+    return pwrite(fd, p, n, off);
+}
+
+static void test_state_records_of_a_turn_are_one_write(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = mkq(fx, "st", args_of(&w, 1, "x-delivery-limit", 'l', (int64_t)5));
+    wbuf_destroy(&w);
+    for (int i = 0; i < 3; i++) publish(q, msg(i, -1, NULL));
+    sync_all(fx);
+    qentry_t *e0 = queue_get(q), *e1 = queue_get(q);
+    queue_ack(e0);
+    queue_requeue(&e1, 1);
+    int64_t end = plog_end_offset(q->state->log);
+    g_pwrites = 0;
+    io_ops.pwrite = counting_pwrite;
+    queue_flush_all(fx->b);
+    io_ops_reset();
+    assert_int_equal(g_pwrites, 1);
+    assert_int_equal(plog_end_offset(q->state->log), end + 3); /* "a", "r", "d" */
+    sync_all(fx);
+    restart(fx);
+    q = findq(fx, "st");
+    assert_int_equal(queue_ready_count(q), 2);
+    qentry_t *e = queue_get(q);
+    assert_int_equal(idx(e), 1);
+    assert_int_equal(e->returns, 1);
+    assert_true(e->redelivered);
+    queue_ack(e);
+    e = queue_get(q);
+    assert_int_equal(idx(e), 2);
+    queue_ack(e);
+    close_broker(fx);
+}
+
 /* ---- priorities and exact redelivered flags after a clean stop ---- */
 
 static void test_priorities_and_redelivered_after_clean_stop(void **state)
@@ -549,6 +593,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ranges),
         cmocka_unit_test_setup_teardown(test_returns_and_retry_times_survive_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_records_of_a_turn_are_one_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priorities_and_redelivered_after_clean_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
