@@ -51,6 +51,23 @@ static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args)
 
 static queue_t *findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
 
+/* A queue "dst" and a queue "src" that dead-letters into it (through the
+ * default exchange), with x-delivery-limit when limit >= 0. Returns src. */
+static queue_t *mk_src_dst(fx_t *fx, int64_t limit, queue_t **dst)
+{
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *d = mkq(fx, "dst", none);
+    if (dst) *dst = d;
+    amqp_bytes_t args = limit >= 0 ? args_of(&w, 3, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key",
+                                             'S', "dst", "x-delivery-limit", 'l', limit)
+                                   : args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key",
+                                             'S', "dst");
+    queue_t *src = mkq(fx, "src", args);
+    wbuf_destroy(&w);
+    return src;
+}
+
 /* Message i: routing key "k<i>", persistent, optional priority / header. */
 static qmsg_t *msg(int i, int prio, const char *dedup)
 {
@@ -352,12 +369,8 @@ static void test_delete_target_with_move_in_flight(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *dst = mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst"));
-    wbuf_destroy(&w);
+    queue_t *dst;
+    queue_t *src = mk_src_dst(fx, -1, &dst);
     publish(src, msg(7, -1, NULL));
     sync_all(fx);
     qentry_t *e = queue_get(src);
@@ -379,12 +392,7 @@ static void test_reject_cut_short_by_stop_keeps_message(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst"));
-    wbuf_destroy(&w);
+    queue_t *src = mk_src_dst(fx, -1, NULL);
     publish(src, msg(1, -1, NULL)); /* not synced */
     queue_reject(queue_get(src));
     assert_int_equal(src->nmoving, 1);
@@ -406,12 +414,8 @@ static void test_rejects_are_dead_lettered_in_one_batch(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *dst = mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 3, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst", "x-delivery-limit", 'l', (int64_t)0));
-    wbuf_destroy(&w);
+    queue_t *dst;
+    queue_t *src = mk_src_dst(fx, 0, &dst);
     for (int i = 0; i < 6; i++) publish(src, msg(i, -1, NULL));
     sync_all(fx);
     qentry_t *e[6];
@@ -454,12 +458,7 @@ static void test_held_rejects_stay_at_shutdown(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst"));
-    wbuf_destroy(&w);
+    queue_t *src = mk_src_dst(fx, -1, NULL);
     publish(src, msg(1, -1, NULL));
     publish(src, msg(2, -1, NULL));
     sync_all(fx);
@@ -485,12 +484,8 @@ static void test_full_batch_goes_at_once(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *dst = mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst"));
-    wbuf_destroy(&w);
+    queue_t *dst;
+    queue_t *src = mk_src_dst(fx, -1, &dst);
     for (int i = 0; i < DEADLETTER_BATCH_MAX + 1; i++) publish(src, msg(i, -1, NULL));
     sync_all(fx);
     for (int i = 0; i < DEADLETTER_BATCH_MAX - 1; i++) queue_reject(queue_get(src));
@@ -512,11 +507,8 @@ static void test_long_x_death_history_is_kept(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *dst = mkq(fx, "dst", none);
-    queue_t *src = mkq(fx, "src", args_of(&w, 2, "x-dead-letter-exchange", 'S', "", "x-dead-letter-routing-key", 'S',
-                                          "dst"));
+    queue_t *dst;
+    queue_t *src = mk_src_dst(fx, -1, &dst);
     /* headers: x-death = 70 tables {queue: "q<i>", reason: "expired"} */
     wbuf_t h, raw;
     wbuf_init(&h);
@@ -553,7 +545,6 @@ static void test_long_x_death_history_is_kept(void **state)
     while (farray_next(&it, &v)) n++;
     assert_int_equal(n, 71);
     queue_ack(e);
-    wbuf_destroy(&w);
     wbuf_destroy(&h);
     wbuf_destroy(&raw);
     close_broker(fx);
