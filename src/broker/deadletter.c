@@ -464,7 +464,7 @@ static struct {
     int timer_on; /* timer initialized (closed at shutdown) */
 } g_held;
 
-static void publish_held(void)
+void deadletter_publish_held(void)
 {
     dlmove_t *mv = g_held.head;
     g_held.head = g_held.tail = NULL;
@@ -481,7 +481,7 @@ static void publish_held(void)
 static void on_batch_due(uv_timer_t *t)
 {
     (void)t;
-    publish_held();
+    deadletter_publish_held();
 }
 
 /* Publishes mv's copies now, or with the batch: consumer-caused deaths, and
@@ -497,7 +497,7 @@ static void move_publish(dlmove_t *mv)
     else g_held.head = mv;
     g_held.tail = mv;
     if (++g_held.n >= DEADLETTER_BATCH_MAX) {
-        publish_held();
+        deadletter_publish_held();
     } else if (g_held.n == 1) {
         if (!g_held.timer_on) {
             uv_timer_init(broker_loop(mv->src->b), &g_held.timer);

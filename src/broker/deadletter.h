@@ -22,6 +22,9 @@
 #define DEADLETTER_BATCH_MS 20
 #define DEADLETTER_BATCH_MAX 1024
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason);
+/* Publishes the waiting batch now (a queue with moves in it is deleted:
+ * its rejected messages must reach their targets first). */
+void deadletter_publish_held(void);
 /* Starts moving e (QE_MOVING) of a delay queue through the queue's
  * forward exchange (routing key, properties and body unchanged). */
 void deadletter_forward(queue_t *q, qentry_t *e);

@@ -935,6 +935,7 @@ static void drop_all(queue_t *q)
 void queue_delete(queue_t *q)
 {
     if (q->flags & QF_STREAM) stream_queue_gone(q, 1);
+    if (q->nmoving) deadletter_publish_held(); /* rejected just before: dead-lettered, not lost */
     feed_close(q, 1);
     while (q->consumers) {
         qconsumer_t *c = q->consumers;

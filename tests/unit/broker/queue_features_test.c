@@ -478,6 +478,26 @@ static void test_held_rejects_stay_at_shutdown(void **state)
     close_broker(fx);
 }
 
+/* A queue deleted while its rejected messages wait for the batch: they are
+ * dead-lettered first (not lost with the queue). */
+static void test_delete_publishes_held_rejects(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *dst;
+    queue_t *src = mk_src_dst(fx, -1, &dst);
+    publish(src, msg(4, -1, NULL));
+    sync_all(fx);
+    queue_reject(queue_get(src));
+    assert_int_equal(queue_ready_count(dst), 0);
+    vhost_queue_delete(fx->v, src);
+    assert_int_equal(queue_ready_count(dst), 1);
+    sync_all(fx);
+    restart(fx);
+    assert_int_equal(queue_ready_count(findq(fx, "dst")), 1);
+    close_broker(fx);
+}
+
 /* DEADLETTER_BATCH_MAX held copies are published at once, without waiting
  * for the timer (a basic.nack multiple of many). */
 static void test_full_batch_goes_at_once(void **state)
@@ -592,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reject_cut_short_by_stop_keeps_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_are_dead_lettered_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_rejects_stay_at_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_publishes_held_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
