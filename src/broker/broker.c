@@ -152,15 +152,13 @@ fail:
     return NULL;
 }
 
-static void on_timer_closed(uv_handle_t *h) { (void)h; }
+/* The maintenance timer lives in b: b is freed once it has closed (libuv
+ * still reads the handle until its close callback). */
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
 void broker_free(broker_t *b)
 {
     if (!b) return;
-    if (b->maint_timer.data) {
-        uv_timer_stop(&b->maint_timer);
-        uv_close((uv_handle_t *)&b->maint_timer, on_timer_closed);
-    }
     alarm_free(b->alarm);
     group_coord_free(b->groups);
     vhost_free(b->vhost);
@@ -172,7 +170,12 @@ void broker_free(broker_t *b)
     store_deleter_uninstall();
     histo_map_destroy(&b->kafka_histos);
     histo_map_destroy(&b->amqp_histos);
-    free(b);
+    if (b->maint_timer.data) {
+        uv_timer_stop(&b->maint_timer);
+        uv_close((uv_handle_t *)&b->maint_timer, on_timer_closed);
+    } else {
+        free(b);
+    }
 }
 
 const config_t *broker_config(const broker_t *b) { return &b->cfg; }

@@ -67,6 +67,7 @@ struct vhost {
     int64_t due_at;  /* wall ms the due timer is set for, 0 none */
     int replaying;
     uint64_t freed;  /* message bytes freed since the last malloc_trim */
+    int closing;     /* vhost_free: handles whose close is pending */
 };
 
 static void *lookup_cb(void *ctx, amqp_bytes_t name)
@@ -627,7 +628,13 @@ int vhost_open(vhost_t *v)
     return 0;
 }
 
-static void on_handle_closed(uv_handle_t *h) { free(h->data); }
+/* The handles live in v: v is freed when the last of them has closed (the
+ * order in which libuv runs close callbacks is not ours to rely on). */
+static void on_handle_closed(uv_handle_t *h)
+{
+    vhost_t *v = h->data;
+    if (--v->closing == 0) free(v);
+}
 
 void vhost_free(vhost_t *v)
 {
@@ -651,12 +658,10 @@ void vhost_free(vhost_t *v)
     queue_scratch_free();
     free(v->qdir);
     if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
-        /* The handles live in v: free it when the last one has closed. */
-        v->flush.data = NULL;
-        v->due.data = NULL;
-        v->tick.data = v;
-        uv_close((uv_handle_t *)&v->flush, NULL);
-        uv_close((uv_handle_t *)&v->due, NULL);
+        v->flush.data = v->due.data = v->tick.data = v;
+        v->closing = 3;
+        uv_close((uv_handle_t *)&v->flush, on_handle_closed);
+        uv_close((uv_handle_t *)&v->due, on_handle_closed);
         uv_close((uv_handle_t *)&v->tick, on_handle_closed);
     } else {
         free(v);

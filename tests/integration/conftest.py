@@ -47,7 +47,7 @@ class Broker:
                 "--amqp", f"127.0.0.1:{aport}", "--http", f"127.0.0.1:{hport}",
                 "--log-level", "info"] + self.extra_args
         env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:max_free_fill_size=4096:free_fill_byte=255")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         preexec = None
         if self.soft_nofile:
