@@ -107,7 +107,6 @@ broker_t *broker_new(uv_loop_t *loop, const config_t *cfg, int *err)
                                                                  : FLUSH_NEVER;
     b->flusher = flusher_new(loop, fm, cfg->flush_interval_ms, on_synced, b);
     flusher_set_round_gap(b->flusher, cfg->flush_round_gap_us);
-    flusher_set_rounds_inflight(b->flusher, cfg->flush_rounds_inflight);
 
     const char *adv = cfg->kafka_advertised[0] ? cfg->kafka_advertised : cfg->kafka_listen;
     const char *colon = strrchr(adv, ':');

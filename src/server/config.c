@@ -64,9 +64,6 @@ static const entry_t table[] = {
     {"flush.round.gap.us", K_I32, F(flush_round_gap_us), "1000", 0, 1000000,
      "with flush always: least time between the starts of two group-commit sync rounds, microseconds "
      "(0 = back to back); bounds fdatasyncs to one per gap under light steady load"},
-    {"flush.rounds.inflight", K_I32, F(flush_rounds_inflight), "1", 1, 2,
-     "with flush always: sync rounds that may overlap (1 or 2); with 2 a round starts once the gap has passed even "
-     "if the previous one is still in fdatasync"},
     {"log.level", K_LEVEL, F(log_level), "info", NOLIM, "debug | info | warn | error | off"},
     {"max.request.bytes", K_SIZE, F(max_request_bytes), "104857600", 1024, 1LL << 31,
      "largest request frame accepted; bigger ones close the connection"},

@@ -40,7 +40,6 @@ typedef struct {
     config_flush_t flush_mode;     /* "flush" */
     int32_t flush_interval_ms;     /* from "flush = interval:MS" */
     int32_t flush_round_gap_us;    /* "flush.round.gap.us": least time between sync round starts */
-    int32_t flush_rounds_inflight; /* "flush.rounds.inflight": overlapping sync rounds, 1..2 */
     int32_t log_level;             /* "log.level", a log_level_t */
     int64_t max_request_bytes;     /* "max.request.bytes" */
     int64_t fetch_max_bytes;       /* "fetch.max.bytes": cap on one fetch response's records */

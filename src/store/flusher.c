@@ -21,14 +21,12 @@ typedef struct {
     int64_t sync_ns;  /* how long plog_sync_run took (written by the worker, read after round_done) */
 } round_item_t;
 
-typedef struct round round_t;
-struct round {
+typedef struct {
     uv_work_t work;
     flusher_t *f;
     round_item_t *items;
     int n;
-    round_t *next; /* in f->rounds_list */
-};
+} round_t;
 
 struct flusher {
     uv_loop_t *loop;
@@ -38,9 +36,7 @@ struct flusher {
     void *ctx;
     plog_t **dirty;     /* logs marked dirty, each once (FLUSHER_DIRTY) */
     int ndirty, cap;
-    round_t *inflight;  /* rounds in flight, newest first */
-    int ninflight;      /* their number, <= max_inflight */
-    int max_inflight;   /* FLUSH_ALWAYS: rounds that may overlap (1: one at a time) */
+    round_t *round;     /* in flight, or NULL */
     uv_idle_t idle;     /* starts a round (FLUSH_ALWAYS) */
     uv_timer_t timer;   /* starts a round (FLUSH_INTERVAL) */
     int open_handles;   /* handles not yet closed */
@@ -59,7 +55,7 @@ static void on_gap(uv_poll_t *h, int status, int events);
 
 static void maybe_release(flusher_t *f)
 {
-    if (f->freeing && f->open_handles == 0 && !f->ninflight) {
+    if (f->freeing && f->open_handles == 0 && !f->round) {
         close(f->tfd);
         free(f->dirty);
         free(f);
@@ -70,13 +66,13 @@ static void on_idle(uv_idle_t *h)
 {
     flusher_t *f = h->data;
     uv_idle_stop(&f->idle);
-    if (f->ninflight < f->max_inflight) start_round(f);
+    if (!f->round) start_round(f);
 }
 
 static void on_timer(uv_timer_t *h)
 {
     flusher_t *f = h->data;
-    if (f->ninflight < f->max_inflight) start_round(f);
+    if (!f->round) start_round(f);
 }
 
 flusher_t *flusher_new(uv_loop_t *loop, flush_mode_t mode, int interval_ms, flusher_cb cb, void *ctx)
@@ -87,7 +83,6 @@ flusher_t *flusher_new(uv_loop_t *loop, flush_mode_t mode, int interval_ms, flus
     f->interval_ms = interval_ms > 0 ? interval_ms : 1;
     f->cb = cb;
     f->ctx = ctx;
-    f->max_inflight = 1;
     uv_idle_init(loop, &f->idle);
     f->idle.data = f;
     uv_timer_init(loop, &f->timer);
@@ -120,7 +115,7 @@ void flusher_mark_dirty(flusher_t *f, plog_t *log)
     }
     f->dirty[f->ndirty++] = log;
     log->flush_state |= FLUSHER_DIRTY;
-    if (f->mode == FLUSH_ALWAYS && f->ninflight < f->max_inflight) uv_idle_start(&f->idle, on_idle);
+    if (f->mode == FLUSH_ALWAYS && !f->round) uv_idle_start(&f->idle, on_idle);
 }
 
 void flusher_forget(flusher_t *f, plog_t *log)
@@ -133,10 +128,10 @@ void flusher_forget(flusher_t *f, plog_t *log)
             }
         }
     }
-    if (log->flush_state & FLUSHER_IN_ROUND)
-        for (round_t *r = f->inflight; r; r = r->next)
-            for (int i = 0; i < r->n; i++)
-                if (r->items[i].log == log) r->items[i].log = NULL;
+    if ((log->flush_state & FLUSHER_IN_ROUND) && f->round) {
+        for (int i = 0; i < f->round->n; i++)
+            if (f->round->items[i].log == log) f->round->items[i].log = NULL;
+    }
     log->flush_state = 0;
 }
 
@@ -155,12 +150,7 @@ static void round_done(uv_work_t *w, int status)
     round_t *r = w->data;
     flusher_t *f = r->f;
     (void)status; /* queued work cannot be cancelled by us: always 0 */
-    for (round_t **pp = &f->inflight; *pp; pp = &(*pp)->next)
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    f->ninflight--;
+    f->round = NULL;
     /* The worker's timings become visible here (uv_queue_work orders the
      * work callback before this one): folded in on the loop, no atomics. */
     for (int i = 0; i < r->n; i++) histo_observe(&f->sync_histo, r->items[i].sync_ns);
@@ -170,8 +160,8 @@ static void round_done(uv_work_t *w, int status)
             plog_sync_discard(&it->sync);
             continue;
         }
+        it->log->flush_state &= ~FLUSHER_IN_ROUND;
         int rc = plog_sync_end(it->log, &it->sync);
-        if (!plog_sync_inflight(it->log)) it->log->flush_state &= ~FLUSHER_IN_ROUND;
         /* A round may cover only part of a log (fd limit): go on. */
         if (!rc && plog_needs_sync(it->log)) flusher_mark_dirty(f, it->log);
         f->cb(f->ctx, it->log, rc);
@@ -195,7 +185,7 @@ static void on_gap(uv_poll_t *h, int status, int events)
     (void)n;
     f->tarmed = 0;
     uv_unref((uv_handle_t *)&f->tpoll);
-    if (f->ninflight < f->max_inflight) start_round(f);
+    if (!f->round) start_round(f);
 }
 
 static void start_round(flusher_t *f)
@@ -246,9 +236,7 @@ static void start_round(flusher_t *f)
         return;
     }
     r->work.data = r;
-    r->next = f->inflight;
-    f->inflight = r;
-    f->ninflight++;
+    f->round = r;
     f->rounds++;
     int rc = uv_queue_work(f->loop, &r->work, round_work, round_done);
     if (rc) {
@@ -272,9 +260,9 @@ void flusher_free(flusher_t *f)
     f->freeing = 1;
     for (int i = 0; i < f->ndirty; i++) f->dirty[i]->flush_state = 0;
     f->ndirty = 0;
-    for (round_t *r = f->inflight; r; r = r->next)
-        for (int i = 0; i < r->n; i++)
-            if (r->items[i].log) r->items[i].log->flush_state = 0;
+    if (f->round)
+        for (int i = 0; i < f->round->n; i++)
+            if (f->round->items[i].log) f->round->items[i].log->flush_state = 0;
     uv_close((uv_handle_t *)&f->idle, on_close);
     uv_close((uv_handle_t *)&f->timer, on_close);
     if (f->tfd >= 0) uv_close((uv_handle_t *)&f->tpoll, on_close);
@@ -285,8 +273,3 @@ uint64_t flusher_rounds(const flusher_t *f) { return f->rounds; }
 const histo_t *flusher_sync_histo(const flusher_t *f) { return &f->sync_histo; }
 
 void flusher_set_round_gap(flusher_t *f, int64_t gap_us) { f->gap_ns = gap_us > 0 ? (uint64_t)gap_us * 1000 : 0; }
-
-void flusher_set_rounds_inflight(flusher_t *f, int n)
-{
-    f->max_inflight = n < 1 ? 1 : n > PLOG_SYNC_MAX_INFLIGHT ? PLOG_SYNC_MAX_INFLIGHT : n;
-}

@@ -53,14 +53,6 @@ flusher_t *flusher_new(uv_loop_t *loop, flush_mode_t mode, int interval_ms, flus
  * longer than the gap anyway. */
 void flusher_set_round_gap(flusher_t *f, int64_t gap_us);
 
-/* FLUSH_ALWAYS: how many rounds may be in flight at once (1, the default,
- * to PLOG_SYNC_MAX_INFLIGHT). With more than one, a round starts once the
- * gap has passed even if the previous one has not finished: a slow
- * fdatasync no longer holds back the data appended after it started, which
- * the next round's fdatasync covers (it also waits for the pages the
- * earlier one is still writing). */
-void flusher_set_rounds_inflight(flusher_t *f, int n);
-
 /* log has appended data not yet synced (call after each append; cheap, O(1)). */
 void flusher_mark_dirty(flusher_t *f, plog_t *log);
 

@@ -183,11 +183,5 @@ int plog_sync_end(plog_t *log, plog_sync_t *s);
 void plog_sync_discard(plog_sync_t *s);
 /* 1 if data, indexes or directory entries await a sync round. */
 int plog_needs_sync(const plog_t *log);
-/* Rounds begun and not yet ended (at most PLOG_SYNC_MAX_INFLIGHT). Rounds
- * may overlap: each covers what was appended before it began, and a later
- * one's fdatasync also waits for the pages an earlier one is writing, so
- * they may end in any order. Only one at a time writes the checkpoint. */
-int plog_sync_inflight(const plog_t *log);
-#define PLOG_SYNC_MAX_INFLIGHT 2
 
 #endif

@@ -29,8 +29,7 @@ struct plog {
     int64_t durable;         /* acknowledged-durable, >= synced */
     int64_t size_bytes;      /* sum of segment sizes */
     int failed;              /* read-only after a storage failure */
-    int sync_inflight;       /* rounds begun, not yet ended */
-    int64_t sync_target;     /* highest end offset a begun round covers */
+    int sync_inflight;
     int64_t covered_seg_base; /* segments with base below are wholly synced */
     uint64_t dir_gen, dir_synced_gen;   /* segment creations / covered by a dir fsync */
     uint64_t roll_gen, ckpt_roll_gen;   /* rolls / covered by a checkpoint */

@@ -57,12 +57,9 @@ int plog_sync_all_(plog_t *log)
     return 0;
 }
 
-int plog_sync_inflight(const plog_t *log) { return log->sync_inflight; }
-
 int plog_needs_sync(const plog_t *log)
 {
-    int64_t covered = log->sync_target > log->synced ? log->sync_target : log->synced;
-    return !log->failed && (log->end > covered || log->dir_gen != log->dir_synced_gen ||
+    return !log->failed && (log->end > log->synced || log->dir_gen != log->dir_synced_gen ||
                             log->covered_seg_base < plog_active(log)->base);
 }
 
@@ -79,7 +76,7 @@ int plog_sync_begin(plog_t *log, plog_sync_t *s)
 {
     *s = (plog_sync_t){.dir_fd = -1, .ckpt_fd = -1};
     if (log->failed) return HE_STORAGE;
-    if (log->sync_inflight >= PLOG_SYNC_MAX_INFLIGHT || !plog_needs_sync(log)) return 0;
+    if (log->sync_inflight || !plog_needs_sync(log)) return 0;
     segment_t *a = plog_active(log);
     int rc = 0, i = 0;
     /* Rolled segments not yet wholly synced: log and both indexes (sealed at
@@ -97,8 +94,7 @@ int plog_sync_begin(plog_t *log, plog_sync_t *s)
         s->end_offset = log->end;
         s->covered_seg_base = a->base;
         rc = add_fd(s, a->fd);
-        int due = !log->sync_inflight &&
-                  (log->roll_gen != log->ckpt_roll_gen || clock_mono_ms() - log->ckpt_mono_ms >= PLOG_CKPT_INTERVAL_MS);
+        int due = log->roll_gen != log->ckpt_roll_gen || clock_mono_ms() - log->ckpt_mono_ms >= PLOG_CKPT_INTERVAL_MS;
         if (!rc && due) {
             rc = index_flush(&a->ix);
             if (!rc) rc = add_fd(s, a->ix.ofd);
@@ -135,8 +131,7 @@ int plog_sync_begin(plog_t *log, plog_sync_t *s)
         if (rc != -EMFILE && rc != -ENFILE) fail_log(log, "index write", rc);
         return rc;
     }
-    log->sync_inflight++;
-    if (s->end_offset > log->sync_target) log->sync_target = s->end_offset;
+    log->sync_inflight = 1;
     return 1;
 }
 
@@ -173,7 +168,7 @@ void plog_sync_discard(plog_sync_t *s)
 int plog_sync_end(plog_t *log, plog_sync_t *s)
 {
     plog_sync_discard(s);
-    log->sync_inflight--;
+    log->sync_inflight = 0;
     if (s->status < 0) {
         fail_log(log, "fdatasync", s->status);
         return s->status;

@@ -1,7 +1,7 @@
 /* Unit tests for store/flusher on a real libuv loop: group commit of several
  * dirty logs in one round, back-to-back rounds, interval and never modes,
  * fdatasync failure, forgetting a log and freeing the flusher while a round
- * is in flight, and overlapping rounds. Every test ends with uv_loop_close() == 0. */
+ * is in flight. Every test ends with uv_loop_close() == 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,75 +257,6 @@ static void test_forget_in_flight(void **state)
     finish(fx);
 }
 
-/* Appends to log 0 while its first round is still in fdatasync, then
- * (probe) records how many rounds have started and how many ended. */
-typedef struct {
-    uv_timer_t append, probe;
-    fx_t *fx;
-    uint64_t rounds_at_probe;
-    int calls_at_probe;
-} overlap_t;
-
-static void on_overlap_append(uv_timer_t *t)
-{
-    overlap_t *o = t->data;
-    append(o->fx->logs[0]);
-    flusher_mark_dirty(o->fx->f, o->fx->logs[0]);
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-static void on_overlap_probe(uv_timer_t *t)
-{
-    overlap_t *o = t->data;
-    o->rounds_at_probe = flusher_rounds(o->fx->f);
-    o->calls_at_probe = o->fx->calls[0];
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-/* With n rounds allowed in flight and a 5 ms gap: data appended 8 ms into a
- * 30 ms fdatasync gets its own round at once (n = 2) or after the first
- * ends (n = 1); either way both appends end up durable, in order. */
-static void overlap_run(fx_t *fx, int n, overlap_t *o)
-{
-    fx->f = flusher_new(&fx->loop, FLUSH_ALWAYS, 0, on_synced, fx);
-    flusher_set_round_gap(fx->f, 5000);
-    flusher_set_rounds_inflight(fx->f, n);
-    io_ops.fdatasync = slow_fdatasync;
-    append(fx->logs[0]);
-    flusher_mark_dirty(fx->f, fx->logs[0]);
-    o->fx = fx;
-    uv_update_time(&fx->loop); /* setup's file syncs took a while: timers count from now */
-    uv_timer_init(&fx->loop, &o->append);
-    uv_timer_init(&fx->loop, &o->probe);
-    o->append.data = o->probe.data = o;
-    uv_timer_start(&o->append, on_overlap_append, 8, 0);
-    uv_timer_start(&o->probe, on_overlap_probe, 20, 0);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    io_ops_reset();
-    assert_int_equal(o->calls_at_probe, 0); /* the first round is still in fdatasync */
-    assert_int_equal(flusher_rounds(fx->f), 2);
-    assert_int_equal(fx->calls[0], 2);
-    assert_int_equal(fx->last_status[0], 0);
-    assert_int_equal(plog_durable_offset(fx->logs[0]), 10);
-    assert_int_equal(plog_synced_offset(fx->logs[0]), 10);
-    assert_int_equal(plog_sync_inflight(fx->logs[0]), 0);
-    finish(fx);
-}
-
-static void test_rounds_overlap(void **state)
-{
-    overlap_t o = {0};
-    overlap_run(*state, 2, &o);
-    assert_int_equal(o.rounds_at_probe, 2); /* started while the first ran */
-}
-
-static void test_rounds_one_at_a_time(void **state)
-{
-    overlap_t o = {0};
-    overlap_run(*state, 1, &o);
-    assert_int_equal(o.rounds_at_probe, 1); /* waits for the first */
-}
-
 static void on_free_timer(uv_timer_t *t)
 {
     fx_t *fx = t->data;
@@ -356,7 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_group_commit_one_round), T(test_next_round_at_once), T(test_round_gap), T(test_interval_mode),
         T(test_never_mode),             T(test_sync_failure),       T(test_forget_in_flight),
-        T(test_free_in_flight),         T(test_rounds_overlap),     T(test_rounds_one_at_a_time),
+        T(test_free_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
