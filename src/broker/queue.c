@@ -19,6 +19,9 @@
 
 /* ---- messages ---- */
 
+/* Bytes of the messages alive (header, names, properties, body length). */
+static uint64_t g_msg_bytes;
+
 qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap)
 {
     size_t n = (size_t)m->exchange_len + m->key_len + m->props_len + body_cap;
@@ -36,6 +39,7 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
     size_t n = (size_t)exchange.len + key.len + props.len + body_cap;
     qmsg_t *m = xmalloc(sizeof *m + n);
     m->refs = 1;
+    g_msg_bytes += sizeof *m + exchange.len + key.len + props.len + body_len;
     m->persistent = 0;
     m->exchange_len = (uint8_t)exchange.len;
     m->key_len = (uint8_t)key.len;
@@ -55,23 +59,15 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
     return m;
 }
 
-/* Bytes of messages freed since queue_take_freed_bytes() last read it. */
-static uint64_t g_freed_bytes;
-
 void qmsg_unref(qmsg_t *m)
 {
     if (m && --m->refs == 0) {
-        g_freed_bytes += sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
+        g_msg_bytes -= sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
         free(m);
     }
 }
 
-uint64_t queue_take_freed_bytes(void)
-{
-    uint64_t n = g_freed_bytes;
-    g_freed_bytes = 0;
-    return n;
-}
+uint64_t queue_msg_bytes(void) { return g_msg_bytes; }
 
 /* ---- arguments ---- */
 

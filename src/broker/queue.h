@@ -74,9 +74,9 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
 qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap);
 static inline qmsg_t *qmsg_ref(qmsg_t *m) { m->refs++; return m; }
 void qmsg_unref(qmsg_t *m); /* NULL ok */
-/* Bytes of messages freed since the last call (the vhost gives memory back
- * to the OS after a queue drained). */
-uint64_t queue_take_freed_bytes(void);
+/* Bytes of the messages alive now (the vhost gives memory back to the OS
+ * once they fell well below their peak: a queue drained). */
+uint64_t queue_msg_bytes(void);
 static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
 static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }
 static inline amqp_bytes_t qmsg_props(const qmsg_t *m)
