@@ -231,36 +231,36 @@ uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m)
 
 static int64_t hkey(const qheap_t *h, const qentry_t *e) { return h->expiry ? e->expires_ms : e->ready_at_ms; }
 
-static void heap_set(qheap_t *h, uint32_t i, qentry_t *e)
+static void heap_set(qheap_t *h, uint32_t i, qhslot_t x)
 {
-    h->v[i] = e;
-    e->hidx = i + 1;
+    h->v[i] = x;
+    x.e->hidx = i + 1;
 }
 
 static void heap_up(qheap_t *h, uint32_t i)
 {
-    qentry_t *e = h->v[i];
+    qhslot_t x = h->v[i];
     while (i > 0) {
         uint32_t p = (i - 1) / 2;
-        if (hkey(h, h->v[p]) <= hkey(h, e)) break;
+        if (h->v[p].key <= x.key) break;
         heap_set(h, i, h->v[p]);
         i = p;
     }
-    heap_set(h, i, e);
+    heap_set(h, i, x);
 }
 
 static void heap_down(qheap_t *h, uint32_t i)
 {
-    qentry_t *e = h->v[i];
+    qhslot_t x = h->v[i];
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= h->n) break;
-        if (c + 1 < h->n && hkey(h, h->v[c + 1]) < hkey(h, h->v[c])) c++;
-        if (hkey(h, e) <= hkey(h, h->v[c])) break;
+        if (c + 1 < h->n && h->v[c + 1].key < h->v[c].key) c++;
+        if (x.key <= h->v[c].key) break;
         heap_set(h, i, h->v[c]);
         i = c;
     }
-    heap_set(h, i, e);
+    heap_set(h, i, x);
 }
 
 static void heap_push(qheap_t *h, qentry_t *e)
@@ -269,7 +269,7 @@ static void heap_push(qheap_t *h, qentry_t *e)
         h->cap = h->cap ? h->cap * 2 : 64;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
-    h->v[h->n++] = e;
+    h->v[h->n++] = (qhslot_t){hkey(h, e), e};
     heap_up(h, h->n - 1);
 }
 
@@ -277,14 +277,14 @@ static void heap_remove(qheap_t *h, qentry_t *e)
 {
     uint32_t i = e->hidx - 1;
     e->hidx = 0;
-    qentry_t *last = h->v[--h->n];
+    qhslot_t last = h->v[--h->n];
     if (i == h->n) return;
     heap_set(h, i, last);
     heap_up(h, i);
-    heap_down(h, last->hidx - 1);
+    heap_down(h, last.e->hidx - 1);
 }
 
-static qentry_t *heap_top(const qheap_t *h) { return h->n ? h->v[0] : NULL; }
+static qentry_t *heap_top(const qheap_t *h) { return h->n ? h->v[0].e : NULL; }
 
 /* ---- where entries are ---- */
 

@@ -99,9 +99,16 @@ typedef struct qdedup qdedup_t; /* queue_dedup.c */
 typedef struct qdkey qdkey_t;
 
 /* A binary min-heap of entries on a time (delay: ready_at_ms, expiry:
- * expires_ms); qentry.hidx is 1 + the entry's index. */
+ * expires_ms); qentry.hidx is 1 + the entry's index. The key is kept in
+ * the slot: sifting compares neighbours in the array instead of chasing
+ * one pointer per level (that was 12 % of the broker's CPU in the
+ * delayed benchmark). An entry's key does not change while it is in. */
 typedef struct {
-    qentry_t **v;
+    int64_t key;
+    qentry_t *e;
+} qhslot_t;
+typedef struct {
+    qhslot_t *v;
     uint32_t n, cap;
     int expiry; /* 1: keyed by expires_ms, 0: by ready_at_ms */
 } qheap_t;

@@ -415,7 +415,7 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
                     break;
                 }
         for (uint32_t k = 0; k < q->delayed.n && !found; k++)
-            if (q->delayed.v[k]->offset == offsets[i]) found = q->delayed.v[k];
+            if (q->delayed.v[k].e->offset == offsets[i]) found = q->delayed.v[k].e;
         if (!found && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
             queue_record_removed(q, offsets[i]);
             dropped++;
@@ -611,7 +611,7 @@ static void each_live(const queue_t *q, void (*fn)(void *, const qentry_t *), vo
 {
     for (uint32_t l = 0; l < q->nlv; l++)
         for (const qentry_t *e = q->lv[l].head; e; e = e->next) fn(ctx, e);
-    for (uint32_t i = 0; i < q->delayed.n; i++) fn(ctx, q->delayed.v[i]);
+    for (uint32_t i = 0; i < q->delayed.n; i++) fn(ctx, q->delayed.v[i].e);
     for (const qentry_t *e = q->held_head; e; e = e->next) fn(ctx, e);
     for (const qentry_t *e = q->moving_head; e; e = e->next) fn(ctx, e);
 }
