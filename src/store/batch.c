@@ -66,6 +66,11 @@ static size_t record_body_size(const batch_record_t *rec, int32_t delta)
 
 void batch_build(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs, size_t n)
 {
+    batch_build_spans(out, base_timestamp, recs, n, NULL);
+}
+
+void batch_build_spans(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs, size_t n, uint32_t *rec_pos)
+{
     assert(n >= 1 && n <= INT32_MAX);
     size_t start = out->len;
     int64_t max_delta = 0;
@@ -86,6 +91,7 @@ void batch_build(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs
     wbuf_i32(out, (int32_t)n);
     for (size_t i = 0; i < n; i++) {
         const batch_record_t *rec = &recs[i];
+        if (rec_pos) rec_pos[i] = (uint32_t)(out->len - start);
         wbuf_varint(out, (int32_t)record_body_size(rec, (int32_t)i));
         wbuf_i8(out, 0);
         wbuf_varlong(out, rec->timestamp_delta);
@@ -103,6 +109,7 @@ void batch_build(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs
             if (kv->value_len > 0) wbuf_put(out, kv->value, (size_t)kv->value_len);
         }
     }
+    if (rec_pos) rec_pos[n] = (uint32_t)(out->len - start);
     wbuf_patch_i32(out, len_at, (int32_t)(out->len - start - 12));
     uint32_t c = crc32c(0, out->p + start + BATCH_ATTR_OFFSET, out->len - start - BATCH_ATTR_OFFSET);
     wbuf_patch_u32(out, crc_at, c);
@@ -133,13 +140,14 @@ static const uint8_t *read_bytes(rbuf_t *r, int32_t *len, int nullable)
     return rbuf_view(r, (size_t)n);
 }
 
-int batch_iter_next(batch_iter_t *it, batch_rec_t *rec)
+/* Parses the record at the front of r (its length varint first) into rec
+ * (deltas, views, headers validated); r moves past it. Returns 0 or
+ * HE_MALFORMED (r's error is set). */
+static int record_parse(rbuf_t *rr, batch_rec_t *rec)
 {
-    if (it->r.err) return it->r.err;
-    if (it->left == 0) return rbuf_remaining(&it->r) ? HE_MALFORMED : 0;
-    int32_t len = rbuf_varint(&it->r);
-    if (!it->r.err && len < 0) rbuf_fail(&it->r, HE_MALFORMED);
-    rbuf_t r = rbuf_sub(&it->r, (size_t)(len < 0 ? 0 : len));
+    int32_t len = rbuf_varint(rr);
+    if (!rr->err && len < 0) rbuf_fail(rr, HE_MALFORMED);
+    rbuf_t r = rbuf_sub(rr, (size_t)(len < 0 ? 0 : len));
     (void)rbuf_i8(&r); /* record attributes: unused */
     rec->timestamp_delta = rbuf_varlong(&r);
     rec->offset_delta = rbuf_varint(&r);
@@ -157,15 +165,33 @@ int batch_iter_next(batch_iter_t *it, batch_rec_t *rec)
     }
     if (!r.err && rbuf_remaining(&r)) rbuf_fail(&r, HE_MALFORMED);
     if (!r.err && rec->offset_delta < 0) rbuf_fail(&r, HE_MALFORMED);
-    if (r.err) {
-        /* The batch is whole, so running out of bytes inside it is malformed. */
-        it->r.err = HE_MALFORMED;
+    if (r.err || rr->err) {
+        /* The bytes are whole, so running out of them inside is malformed. */
+        rr->err = HE_MALFORMED;
         return HE_MALFORMED;
     }
+    return 0;
+}
+
+int batch_iter_next(batch_iter_t *it, batch_rec_t *rec)
+{
+    if (it->r.err) return it->r.err;
+    if (it->left == 0) return rbuf_remaining(&it->r) ? HE_MALFORMED : 0;
+    if (record_parse(&it->r, rec) < 0) return HE_MALFORMED;
     rec->offset = it->h.base_offset + rec->offset_delta;
     rec->timestamp = it->h.base_timestamp + rec->timestamp_delta;
     it->left--;
     return 1;
+}
+
+int batch_record_parse(const uint8_t *p, size_t len, batch_rec_t *rec)
+{
+    rbuf_t r;
+    rbuf_init(&r, p, len);
+    if (record_parse(&r, rec) < 0 || rbuf_remaining(&r)) return HE_MALFORMED;
+    rec->offset = -1;
+    rec->timestamp = -1;
+    return 0;
 }
 
 int batch_rec_next_header(batch_rec_t *rec, batch_header_kv_t *kv)

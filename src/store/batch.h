@@ -109,6 +109,10 @@ typedef struct {
  * 0..n-1: base offset 0 (assigned on append), leader epoch -1, create-time
  * timestamps, producer id/epoch/sequence -1, CRC computed. */
 void batch_build(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs, size_t n);
+/* batch_build that also stores in rec_pos[0..n] where each record starts,
+ * in bytes from the batch's first byte, and (rec_pos[n]) where the last one
+ * ends: record i is the span [rec_pos[i], rec_pos[i + 1]). */
+void batch_build_spans(wbuf_t *out, int64_t base_timestamp, const batch_record_t *recs, size_t n, uint32_t *rec_pos);
 
 /* ---- iterating the records of an uncompressed batch ---- */
 
@@ -145,5 +149,11 @@ int batch_iter_next(batch_iter_t *it, batch_rec_t *rec);
 /* Returns 1 and the next header of rec (views), 0 after the last one, <0 if
  * malformed (cannot happen for records returned by batch_iter_next). */
 int batch_rec_next_header(batch_rec_t *rec, batch_header_kv_t *kv);
+/* Parses one record of an uncompressed batch on its own: p holds exactly
+ * its bytes (a span batch_build_spans reported, read back from the log).
+ * Sets the deltas, views and headers; offset and timestamp are -1 (the
+ * batch header is not at hand: the caller knows them). Returns 0, or
+ * HE_MALFORMED if the bytes are not exactly one well-formed record. */
+int batch_record_parse(const uint8_t *p, size_t len, batch_rec_t *rec);
 
 #endif

@@ -79,6 +79,7 @@ int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out)
     int rc = mkdir_p(dir);
     if (rc) return rc;
     plog_t *log = xcalloc(1, sizeof *log);
+    log->last_pos = -1;
     log->dir = xstrdup(dir);
     plog_set_config(log, cfg);
     log->dirfd = io_open(dir, O_RDONLY | O_DIRECTORY, 0);
@@ -152,6 +153,7 @@ int plog_append(plog_t *log, uint8_t *batch, size_t len, int64_t *base_offset)
     }
     h.base_offset = log->end;
     batch_set_base_offset(batch, log->end);
+    int64_t pos = a->size;
     rc = segment_append(a, batch, len, &h, log->cfg.index_interval_bytes);
     if (rc) {
         if (rc == HE_STORAGE) log->failed = 1;
@@ -160,9 +162,12 @@ int plog_append(plog_t *log, uint8_t *batch, size_t len, int64_t *base_offset)
     if (a->roll_ms < 0) a->roll_ms = clock_wall_ms();
     log->end = a->next;
     log->size_bytes += (int64_t)len;
+    log->last_pos = pos;
     *base_offset = h.base_offset;
     return 0;
 }
+
+int64_t plog_last_batch_pos(const plog_t *log) { return log->last_pos; }
 
 /* Index of the segment containing offset (the last with base <= offset). */
 static int find_segment(const plog_t *log, int64_t offset)
@@ -207,6 +212,17 @@ int64_t plog_read(plog_t *log, int64_t offset, int64_t limit, size_t max_bytes, 
     out->len = old + used;
     return (int64_t)used;
 }
+
+int plog_pread(plog_t *log, int64_t offset, int64_t pos, size_t len, uint8_t *dst)
+{
+    if (offset < log->start || offset >= log->end) return HE_OUT_OF_RANGE;
+    segment_t *s = log->segs[find_segment(log, offset)];
+    if (pos < 0 || pos > s->size || (int64_t)len > s->size - pos) return HE_OUT_OF_RANGE;
+    int rc = io_pread_all(s->fd, dst, len, pos);
+    return rc == HE_TRUNCATED ? HE_CORRUPT : rc;
+}
+
+int64_t plog_segment_base(const plog_t *log, int64_t offset) { return log->segs[find_segment(log, offset)]->base; }
 
 int64_t plog_start_offset(const plog_t *log) { return log->start; }
 int64_t plog_end_offset(const plog_t *log) { return log->end; }

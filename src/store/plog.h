@@ -94,6 +94,18 @@ int plog_append(plog_t *log, uint8_t *batch, size_t len, int64_t *base_offset);
  * HE_OUT_OF_RANGE if offset < start or > end, HE_CORRUPT or -errno. */
 int64_t plog_read(plog_t *log, int64_t offset, int64_t limit, size_t max_bytes, wbuf_t *out);
 
+/* Where the batch of the last successful plog_append starts: its byte
+ * position in the segment holding it (-1 before any append since open). */
+int64_t plog_last_batch_pos(const plog_t *log);
+/* Reads exactly len bytes at byte position pos of the segment holding
+ * offset (a span inside a batch whose position plog_last_batch_pos gave)
+ * into dst. Returns 0, HE_OUT_OF_RANGE if offset is not in [start, end) or
+ * the span not inside that segment, HE_CORRUPT or -errno. */
+int plog_pread(plog_t *log, int64_t offset, int64_t pos, size_t len, uint8_t *dst);
+/* Base offset of the segment holding offset (spans of two offsets with the
+ * same base may be read together). */
+int64_t plog_segment_base(const plog_t *log, int64_t offset);
+
 int64_t plog_start_offset(const plog_t *log);   /* first readable offset */
 int64_t plog_end_offset(const plog_t *log);     /* next offset to assign */
 /* Offsets below are acknowledged-durable: covered by an fdatasync, or by

@@ -28,6 +28,7 @@ struct plog {
     int64_t synced;          /* covered by a successful fdatasync */
     int64_t durable;         /* acknowledged-durable, >= synced */
     int64_t size_bytes;      /* sum of segment sizes */
+    int64_t last_pos;        /* byte position of the last appended batch in the active segment, -1 none */
     int failed;              /* read-only after a storage failure */
     int sync_inflight;
     int64_t covered_seg_base; /* segments with base below are wholly synced */

@@ -214,13 +214,64 @@ static void test_iterate_malformed(void **state)
     for (size_t n = 0; n < sizeof vec; n++) assert_true(batch_iter_init(&it, vec, n) < 0);
 }
 
+/* batch_build_spans reports each record's bytes; batch_record_parse reads
+ * one record from exactly those bytes, and refuses anything else. */
+static void test_record_spans(void **state)
+{
+    (void)state;
+    batch_header_kv_t hdrs[2] = {{"a", 1, "xyz", 3}, {"nul", 3, NULL, -1}};
+    batch_record_t recs[3] = {
+        {.key = "k0", .key_len = 2, .value = "v0", .value_len = 2, .timestamp_delta = 0},
+        {.key = NULL, .key_len = -1, .value = NULL, .value_len = -1, .timestamp_delta = 5, .headers = hdrs,
+         .header_count = 2},
+        {.key = "", .key_len = 0, .value = "value2", .value_len = 6, .timestamp_delta = 3},
+    };
+    wbuf_t w, plain;
+    wbuf_init(&w);
+    wbuf_init(&plain);
+    wbuf_put(&w, "prefix", 6); /* spans count from the batch, not the buffer */
+    uint32_t pos[4];
+    batch_build_spans(&w, 500, recs, 3, pos);
+    batch_build(&plain, 500, recs, 3);
+    assert_int_equal(w.len - 6, plain.len);
+    assert_memory_equal(w.p + 6, plain.p, plain.len); /* the same bytes as batch_build */
+    assert_int_equal(pos[0], BATCH_HEADER_SIZE);
+    assert_int_equal(pos[3], plain.len);
+    batch_rec_t r;
+    const uint8_t *b = plain.p;
+    assert_int_equal(batch_record_parse(b + pos[0], pos[1] - pos[0], &r), 0);
+    assert_int_equal(r.offset_delta, 0);
+    assert_int_equal(r.offset, -1);
+    assert_memory_equal(r.key, "k0", 2);
+    assert_memory_equal(r.value, "v0", 2);
+    assert_int_equal(batch_record_parse(b + pos[1], pos[2] - pos[1], &r), 0);
+    assert_int_equal(r.offset_delta, 1);
+    assert_int_equal(r.timestamp_delta, 5);
+    assert_int_equal(r.key_len, -1);
+    batch_header_kv_t kv;
+    assert_int_equal(batch_rec_next_header(&r, &kv), 1);
+    assert_memory_equal(kv.value, "xyz", 3);
+    assert_int_equal(batch_record_parse(b + pos[2], pos[3] - pos[2], &r), 0);
+    assert_int_equal(r.offset_delta, 2);
+    assert_memory_equal(r.value, "value2", 6);
+    /* a span too short or too long, two records, an empty one */
+    assert_int_equal(batch_record_parse(b + pos[2], pos[3] - pos[2] - 1, &r), HE_MALFORMED);
+    assert_int_equal(batch_record_parse(b + pos[1], pos[2] - pos[1] + 1, &r), HE_MALFORMED);
+    assert_int_equal(batch_record_parse(b + pos[0], pos[2] - pos[0], &r), HE_MALFORMED);
+    assert_int_equal(batch_record_parse(b, 0, &r), HE_MALFORMED);
+    /* every truncation fails cleanly */
+    for (uint32_t n = 0; n < pos[2] - pos[1]; n++) assert_true(batch_record_parse(b + pos[1], n, &r) < 0);
+    wbuf_destroy(&w);
+    wbuf_destroy(&plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_vector),      cmocka_unit_test(test_build_matches_vector),
         cmocka_unit_test(test_base_offset_not_in_crc), cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_malformed_header),  cmocka_unit_test(test_iterate_with_headers),
-        cmocka_unit_test(test_iterate_malformed),
+        cmocka_unit_test(test_iterate_malformed), cmocka_unit_test(test_record_spans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

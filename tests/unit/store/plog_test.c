@@ -564,6 +564,46 @@ static void test_destroy_dir(void **state)
     assert_int_equal(plog_destroy_dir(sub), 0);
 }
 
+/* plog_last_batch_pos says where each batch went; plog_pread reads spans
+ * of it back by position (the delay queue reads single records that way),
+ * and refuses offsets and spans outside the segment. */
+static void test_pread_by_position(void **state)
+{
+    fx_t *fx = *state;
+    plog_t *log = open_log(fx);
+    assert_int_equal(plog_last_batch_pos(log), -1);
+    int64_t base, pos[40];
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(append(log, 10, 1000 + i * 10, i, &base), 0);
+        pos[i] = plog_last_batch_pos(log);
+        assert_true(pos[i] >= 0);
+        /* a new segment starts at position 0 with this batch's offset */
+        if (pos[i] == 0) assert_int_equal(plog_segment_base(log, base + 9), base);
+        else assert_true(plog_segment_base(log, base) < base);
+    }
+    wbuf_t w;
+    wbuf_init(&w);
+    for (int i = 0; i < 40; i++) {
+        wbuf_reset(&w);
+        assert_true(plog_read(log, i * 10, plog_end_offset(log), 1, &w) > 0); /* the batch alone */
+        uint8_t *b = malloc(w.len);
+        /* any offset of the batch names its segment */
+        assert_int_equal(plog_pread(log, i * 10 + i % 10, pos[i], w.len, b), 0);
+        assert_memory_equal(b, w.p, w.len);
+        assert_int_equal(plog_pread(log, i * 10, pos[i] + 61, 100, b), 0); /* a span inside */
+        assert_memory_equal(b, w.p + 61, 100);
+        free(b);
+    }
+    uint8_t b[64];
+    assert_int_equal(plog_pread(log, 400, 0, 8, b), HE_OUT_OF_RANGE); /* the end */
+    assert_int_equal(plog_pread(log, -1, 0, 8, b), HE_OUT_OF_RANGE);
+    assert_int_equal(plog_pread(log, 0, -1, 8, b), HE_OUT_OF_RANGE);
+    assert_int_equal(plog_pread(log, 0, 4096, 8, b), HE_OUT_OF_RANGE); /* past the segment */
+    assert_int_equal(plog_pread(log, 0, 0, 0, b), 0);
+    wbuf_destroy(&w);
+    plog_close(log);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -573,7 +613,7 @@ int main(void)
         T(test_retention_time), T(test_roll_by_time),       T(test_delete_before), T(test_drop_segments_before),
         T(test_reopen_clean),   T(test_enospc_on_write),    T(test_eio_on_fdatasync),
         T(test_bad_append_args), T(test_destroy_dir),      T(test_rename_failures),
-        T(test_index_write_failure_fails_log),
+        T(test_index_write_failure_fails_log), T(test_pread_by_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
