@@ -308,6 +308,8 @@ static void wake_at(queue_t *q, int64_t t)
 
 static void schedule(queue_t *q) { wake_at(q, next_due(q)); }
 
+void queue_wake_at(queue_t *q, int64_t t) { wake_at(q, t); }
+
 static void list_link(qentry_t **head, qentry_t *e)
 {
     e->prev = NULL;
@@ -789,18 +791,15 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     q->counters.published++;
     if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) && q->delayed.n >= QUEUE_PAGE_HIGH) {
         /* Past a window of delayed messages in memory, one waits on disk:
-         * 16 bytes of it stay in memory, the record is read back when due. */
+         * 24 bytes of it stay in memory (pushed once its record is written,
+         * with where it is), the record is read back when due. */
         int64_t offset;
-        int wait = queue_store_publish_paged(q, m, 0, epoch, target, &offset);
-        if (wait >= 0) {
-            queue_delay_push(q, m->ready_at_ms, offset);
-            wake_at(q, q->dpaged.v[0].at);
-            return wait;
-        }
+        int wait = queue_store_publish_paged(q, m, 0, 1, epoch, target, &offset);
+        if (wait >= 0) return wait;
     }
     if (!m->ready_at_ms && queue_page_out(q)) { /* a deep backlog: the message stays on disk */
         int64_t offset;
-        int wait = queue_store_publish_paged(q, m, expiry_of(q, m), epoch, target, &offset);
+        int wait = queue_store_publish_paged(q, m, expiry_of(q, m), 0, epoch, target, &offset);
         if (wait >= 0) {
             if (q->dedup) queue_dedup_add(q, qmsg_props(m), offset, m->ts_ms);
             queue_page_add(q, offset, m->body_len);

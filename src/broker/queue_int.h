@@ -18,6 +18,7 @@ typedef struct {
     qmsg_t *m;          /* one reference, kept until the record is written */
     int64_t expires_ms; /* for a paged message (no entry): its expiry, 0 none */
     uint8_t transient;  /* a transient message written only because the queue pages ("T") */
+    uint8_t delayed;    /* a delay queue's message that waits on disk (queue_delay_push once written) */
 } qpend_t;
 
 /* Paging (queue_page.c): in-memory ready messages above which new ones
@@ -25,6 +26,7 @@ typedef struct {
 #define QUEUE_PAGE_HIGH 65536
 #define QUEUE_PAGE_LOW 16384
 #define QUEUE_PAGE_BATCH 16384
+#define QUEUE_DELAY_RUN 16384 /* delayed messages read back per queue_run_due */
 
 /* Sorted, disjoint [from, to) offset ranges. */
 typedef struct {
@@ -40,9 +42,13 @@ int qranges_has(const qranges_t *r, int64_t x);           /* normalized lists */
 int qranges_remove(qranges_t *r, int64_t x);              /* 1 if it was there */
 void qranges_free(qranges_t *r);
 
-/* A delayed message kept on disk: its due time and record offset. */
+/* A delayed message kept on disk: its due time, record offset and where
+ * the record's bytes are in its segment (pos QDELAY_NOPOS: not known, as
+ * after a restart; the record is then found by scanning its batch). */
+#define QDELAY_NOPOS UINT32_MAX
 typedef struct {
     int64_t at, offset;
+    uint32_t pos, len; /* bytes [pos, pos + len) of the segment holding offset */
 } qdelay_t;
 typedef struct {
     qdelay_t *v;
@@ -175,6 +181,7 @@ struct queue {
 /* queue.c */
 int queue_is_stored(const queue_t *q);
 void queue_mark_dirty(queue_t *q);
+void queue_wake_at(queue_t *q, int64_t t); /* asks the vhost to call queue_run_due at t (wall ms) */
 /* Puts a recovered (or claimed-back) entry where its state says: ready
  * list of its level, or the delay heap. */
 void queue_place(queue_t *q, qentry_t *e, int64_t now_ms);
@@ -205,32 +212,38 @@ int queue_dedup_window(const queue_t *q); /* x-cache-ttl / x-cache-size: values 
 int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);
 
 /* queue_page.c */
+/* Calls fn for every record of the whole batches in [p, p + len) (what
+ * plog_read returned), in offset order. */
+void queue_each_record(const uint8_t *p, size_t len, void (*fn)(void *ctx, const batch_rec_t *rec), void *ctx);
 int queue_pageable(const queue_t *q);
 int queue_page_out(const queue_t *q); /* 1: a new publish stays on disk */
 void queue_page_add(queue_t *q, int64_t offset, uint64_t body_len);
 int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */
 /* Reads up to max paged messages back into the ready list. Returns how many. */
 size_t queue_page_in(queue_t *q, size_t max);
-/* Delay queues: a stored message waits on disk until at (wall ms). */
-void queue_delay_push(queue_t *q, int64_t at, int64_t offset);
-/* Reads back the ones due at now_ms and hands each to due(). Returns the
- * next due time, 0 none. */
+/* queue_delay.c. Delay queues: a stored message waits on disk until at (wall ms); its
+ * record is the span [pos, pos + len) of its segment (QDELAY_NOPOS: unknown). */
+void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len);
+/* Reads back the ones due at now_ms (at most QUEUE_DELAY_RUN of them, in
+ * few reads: sorted by position, neighbours read together) and hands each
+ * to due() in due order. Returns the next due time (now_ms when more are
+ * due), 0 none. */
 int64_t queue_delay_run(queue_t *q, int64_t now_ms, void (*due)(queue_t *, qentry_t *));
 int64_t queue_delay_floor(const queue_t *q); /* lowest offset waiting, INT64_MAX none */
 /* Start-up: removes (records as gone) the waiting ones at these ascending
  * offsets (claimed by their copies). Returns how many. */
 size_t queue_delay_drop(queue_t *q, const int64_t *offsets, size_t n);
-void queue_page_scratch_free(void);
-void queue_page_forget(const partition_t *p); /* p closes: drop what was read from it */
+void queue_delay_scratch_free(void);
 
 /* queue_store.c */
 void queue_store_free(queue_t *q); /* pending-write arrays */
 void queue_rec_headers(const batch_rec_t *rec, qrec_hdrs_t *h);
 /* A new entry for a stored record (not placed). */
 qentry_t *queue_entry_from_record(queue_t *q, const batch_rec_t *rec, const qrec_hdrs_t *h);
-/* queue_store_publish for a message that stays on disk (no entry). */
-int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, uint32_t *epoch, int64_t *target,
-                              int64_t *offset);
+/* queue_store_publish for a message that stays on disk (no entry); a
+ * delayed one (delay queues) is pushed on the disk heap once written. */
+int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, int delayed, uint32_t *epoch,
+                              int64_t *target, int64_t *offset);
 /* Queues e's record when m is persistent and q stored: returns QP_WAIT
  * with epoch/target, QP_DONE, or HE_STORAGE (the log failed before). */
 int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *target);

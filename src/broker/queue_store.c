@@ -86,7 +86,7 @@ int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *targe
         q->cappend = q->cappend ? q->cappend * 2 : 64;
         q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
     }
-    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0};
+    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0, 0};
     e->pend_slot = (uint32_t)q->npend;
     queue_mark_dirty(q);
     *epoch = q->epoch;
@@ -94,8 +94,8 @@ int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *targe
     return QP_WAIT;
 }
 
-int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, uint32_t *epoch, int64_t *target,
-                              int64_t *offset)
+int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, int delayed, uint32_t *epoch,
+                              int64_t *target, int64_t *offset)
 {
     if (q->data->failed) return HE_STORAGE;
     *offset = plog_end_offset(q->data->log) + (int64_t)q->npend;
@@ -103,7 +103,7 @@ int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, uint32_
         q->cappend = q->cappend ? q->cappend * 2 : 64;
         q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
     }
-    q->pend[q->npend++] = (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent};
+    q->pend[q->npend++] = (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent, (uint8_t)(delayed != 0)};
     queue_mark_dirty(q);
     if (!m->persistent) return QP_DONE; /* on disk only to keep its place */
     *epoch = q->epoch;
@@ -316,7 +316,7 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     int has_ret = dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset == o;
     dc->recovered++;
     if (q->fwd.p && h.ready_at && !has_ret) { /* a delayed message keeps waiting on disk */
-        queue_delay_push(q, h.ready_at, o);
+        queue_delay_push(q, h.ready_at, o, QDELAY_NOPOS, 0);
         return;
     }
     if (!has_ret && !h.ready_at && queue_page_out(q)) { /* a deep backlog stays on disk */
@@ -434,11 +434,15 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 /* Scratch arrays for building a batch, kept across flushes (the loop is
  * single-threaded): zeroing fresh ones per flush was a visible cost. */
 #define QUEUE_REC_HEADERS 6 /* x, p, e, t, o, T */
+#define QUEUE_FLUSH_KEEP_BYTES (16 << 20) /* a batch buffer larger than this is not kept */
 typedef struct {
     batch_record_t *recs;
     batch_header_kv_t *hdrs;
     uint8_t *vals; /* 32 bytes per record: e (8), t (8), o (16) */
+    uint32_t *rpos; /* cap + 1: where each record starts in the batch */
     size_t cap;
+    wbuf_t batch;  /* the batch being built: a fresh buffer per flush grew by
+                    * copying and faulted its pages in every time */
 } flush_scratch_t;
 
 static flush_scratch_t g_scratch;
@@ -448,11 +452,28 @@ void queue_scratch_free(void)
     free(g_scratch.recs);
     free(g_scratch.hdrs);
     free(g_scratch.vals);
+    free(g_scratch.rpos);
+    wbuf_destroy(&g_scratch.batch);
     memset(&g_scratch, 0, sizeof g_scratch);
     free(g_claims);
     g_claims = NULL;
     g_nclaims = g_capclaims = 0;
-    queue_page_scratch_free();
+    queue_delay_scratch_free();
+}
+
+/* The delayed messages of the batch just written at (base, pos) wait on
+ * disk: each is remembered with where its record is, so that it is read
+ * back alone when due. */
+static void push_delayed(queue_t *q, int64_t base, int64_t pos)
+{
+    for (size_t i = 0; i < q->npend; i++) {
+        if (!q->pend[i].delayed) continue;
+        int64_t at = q->pend[i].m->ready_at_ms, rp = pos + g_scratch.rpos[i];
+        uint32_t len = g_scratch.rpos[i + 1] - g_scratch.rpos[i];
+        int known = pos >= 0 && rp + len < (int64_t)QDELAY_NOPOS;
+        queue_delay_push(q, at, base + (int64_t)i, known ? (uint32_t)rp : QDELAY_NOPOS, len);
+        queue_wake_at(q, at);
+    }
 }
 
 static void flush_data(queue_t *q, wbuf_t *w)
@@ -464,6 +485,7 @@ static void flush_data(queue_t *q, wbuf_t *w)
         g_scratch.recs = xrealloc(g_scratch.recs, cap * sizeof *g_scratch.recs);
         g_scratch.hdrs = xrealloc(g_scratch.hdrs, cap * QUEUE_REC_HEADERS * sizeof *g_scratch.hdrs);
         g_scratch.vals = xrealloc(g_scratch.vals, cap * 32);
+        g_scratch.rpos = xrealloc(g_scratch.rpos, (cap + 1) * sizeof *g_scratch.rpos);
         g_scratch.cap = cap;
     }
     batch_record_t *recs = g_scratch.recs;
@@ -502,10 +524,11 @@ static void flush_data(queue_t *q, wbuf_t *w)
         recs[i].header_count = nh;
     }
     wbuf_reset(w);
-    batch_build(w, base_ts, recs, n);
+    batch_build_spans(w, base_ts, recs, n, g_scratch.rpos);
     append_result_t res;
     int64_t expect = plog_end_offset(q->data->log);
     int rc = partition_append(q->b, q->data, w->p, w->len, &res);
+    if (rc == 0 && q->fwd.p) push_delayed(q, res.base_offset, plog_last_batch_pos(q->data->log));
     if (rc < 0) {
         LOG_E("queue %s: cannot store %zu message(s): %s", q->name, n, herald_strerror(rc));
         /* Those messages stay in memory, not durable; acks and returns
@@ -581,8 +604,7 @@ static void flush_state(queue_t *q, wbuf_t *vals, wbuf_t *w)
 
 void queue_flush_all(broker_t *b)
 {
-    wbuf_t w, vals;
-    wbuf_init(&w);
+    wbuf_t *w = &g_scratch.batch, vals;
     wbuf_init(&vals);
     while (b->dirty_queues) {
         queue_t *q = b->dirty_queues;
@@ -594,14 +616,14 @@ void queue_flush_all(broker_t *b)
             continue;
         }
         int paged = q->npaged != 0;
-        if (q->npend) flush_data(q, &w);
-        flush_state(q, &vals, &w);
+        if (q->npend) flush_data(q, w);
+        flush_state(q, &vals, w);
         /* Paged records just became readable: consumers waiting on an
          * empty in-memory list can be served now. */
         if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);
     }
     wbuf_destroy(&vals);
-    wbuf_destroy(&w);
+    if (w->cap > QUEUE_FLUSH_KEEP_BYTES) wbuf_destroy(w); /* after an unusually large batch */
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */
@@ -754,7 +776,6 @@ static void close_logs(queue_t *q, int remove)
         partition_t **pp = i ? &q->state : &q->data;
         if (!*pp) continue;
         char *dir = xstrdup((*pp)->dir);
-        queue_page_forget(*pp);
         partition_close(q->b, *pp);
         *pp = NULL;
         if (remove) {

@@ -2,7 +2,8 @@
  * deadletter.c): offset ranges, durable delivery counts and retry times,
  * exact redelivered flags after a clean stop, priorities across restarts,
  * paging of a deep backlog, dead-letter claims at
- * start-up, and the de-duplication window. */
+ * start-up, the de-duplication window, and delayed messages read back from
+ * disk (queue_delay.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -598,6 +599,92 @@ static void test_dedup_window_survives_restart(void **state)
     close_broker(fx);
 }
 
+/* ---- delayed messages on disk (queue_delay.c) ---- */
+
+/* Due time of delayed message i: the first QUEUE_PAGE_HIGH wait in memory;
+ * of the rest on disk, every other one shares one time (neighbours read
+ * with one pread), the others are scattered (read alone). */
+static int64_t due_of(int64_t now, int i)
+{
+    int j = i - QUEUE_PAGE_HIGH;
+    if (j < 0) return now + 5000;
+    return now + 6000 + (j % 2 ? (int64_t)(j * 7919 % 997) : 500);
+}
+
+typedef struct {
+    int64_t at;
+    int i;
+} due_idx_t;
+
+static int cmp_due_idx(const void *a, const void *b)
+{
+    const due_idx_t *x = a, *y = b;
+    return x->at != y->at ? (x->at < y->at ? -1 : 1) : x->i - y->i;
+}
+
+/* Publishes n delayed messages to dq, routes them all (queue_run_due at
+ * `when`) into t and checks each arrived once, those from disk in due order
+ * (ties by arrival). */
+static void delay_round(fx_t *fx, queue_t *dq, queue_t *t, int n, int64_t now, int restart_between)
+{
+    for (int i = 0; i < n; i++) {
+        qmsg_t *m = msg(i, -1, NULL);
+        m->ready_at_ms = due_of(now, i);
+        int rc = publish(dq, m);
+        assert_true(rc == QP_WAIT);
+    }
+    sync_all(fx);
+    assert_int_equal(queue_delayed_count(dq), n);
+    if (restart_between) {
+        restart(fx); /* every one now waits on disk, its position unknown */
+        exchange_t *dx = xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx"));
+        dq = exchange_ext(dx);
+        t = findq(fx, "t");
+        assert_int_equal(queue_delayed_count(dq), n);
+    }
+    int runs = 0;
+    while (queue_delayed_count(dq)) {
+        (void)queue_run_due(dq, now + 10000);
+        runs++;
+    }
+    assert_true(runs >= 2); /* at most QUEUE_DELAY_RUN per run */
+    sync_all(fx); /* the copies, then the removals */
+    sync_all(fx);
+    assert_int_equal(queue_ready_count(t), n);
+    char *seen = calloc((size_t)n, 1);
+    due_idx_t *want = calloc((size_t)n, sizeof *want);
+    int nwant = 0, k = 0;
+    for (int i = restart_between ? 0 : QUEUE_PAGE_HIGH; i < n; i++) want[nwant++] = (due_idx_t){due_of(now, i), i};
+    qsort(want, (size_t)nwant, sizeof *want, cmp_due_idx);
+    qentry_t *e;
+    while ((e = queue_get(t))) {
+        int i = idx(e);
+        assert_true(i >= 0 && i < n && !seen[i]);
+        seen[i] = 1;
+        if (i >= QUEUE_PAGE_HIGH || restart_between) assert_int_equal(i, want[k++].i);
+        queue_ack(e);
+    }
+    assert_int_equal(k, nwant);
+    free(seen);
+    free(want);
+}
+
+static void test_delayed_on_disk(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    exchange_t *dx;
+    assert_int_equal(vhost_exchange_declare(fx->v, amqp_cstr("dx"), EX_FANOUT, EXF_DURABLE | EXF_DELAYED, none, &dx),
+                     0);
+    queue_t *t = mkq(fx, "t", none);
+    assert_int_equal(vhost_bind(fx->v, dx, (xdest_t){XDEST_QUEUE, t}, none, none), 0);
+    int64_t now = clock_wall_ms();
+    delay_round(fx, exchange_ext(dx), t, QUEUE_PAGE_HIGH + 20000, now, 0);
+    sync_all(fx);
+    delay_round(fx, exchange_ext(dx), t, 30000, now, 1);
+    close_broker(fx);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -616,6 +703,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
