@@ -260,7 +260,8 @@ typedef struct dlmove {
     qentry_t *e;         /* the original (QE_MOVING in src) */
     char reason[16];     /* "": a delay queue's forward, no x-death */
     int stage;           /* 0: waiting for the original's record, 1: for the copies */
-    dlpart_t *parts;
+    dlpart_t *parts;     /* &part0 for a single copy */
+    dlpart_t part0;
     uint32_t nparts, done;
     int failed;
     pwaiter_t w;
@@ -277,15 +278,58 @@ static dlmove_t *g_moves;
 static xroute_t g_route;
 static int g_depth; /* nesting: a copy that overflows its target dead-letters again */
 
+/* Ended moves kept for the next ones (linked by next): expiries and
+ * delayed messages start one per message, and allocating each was a
+ * visible share of the broker's CPU. */
+#define DL_POOL_MAX 4096
+static dlmove_t *g_pool;
+static uint32_t g_npool;
+
+static dlmove_t *move_new(queue_t *q, qentry_t *e)
+{
+    dlmove_t *mv = g_pool;
+    if (mv) {
+        g_pool = mv->next;
+        g_npool--;
+        memset(mv, 0, sizeof *mv);
+    } else {
+        mv = xcalloc(1, sizeof *mv);
+    }
+    mv->src = q;
+    mv->e = e;
+    return mv;
+}
+
 static void move_free(dlmove_t *mv)
 {
     if (mv->prev) mv->prev->next = mv->next;
     else g_moves = mv->next;
     if (mv->next) mv->next->prev = mv->prev;
     for (uint32_t i = mv->done; i < mv->nparts; i++) queue_unpin(mv->parts[i].q);
-    free(mv->parts);
+    if (mv->parts != &mv->part0) free(mv->parts);
     free(mv->to);
-    free(mv);
+    if (g_npool < DL_POOL_MAX) {
+        mv->next = g_pool;
+        g_pool = mv;
+        g_npool++;
+    } else {
+        free(mv);
+    }
+}
+
+/* A stored copy in t to wait for (t pinned until the move is past it). */
+static void add_part(dlmove_t *mv, queue_t *t, uint32_t epoch, int64_t target)
+{
+    queue_pin(t);
+    if (!mv->nparts) {
+        mv->parts = &mv->part0;
+    } else if (mv->parts == &mv->part0) {
+        mv->parts = xmalloc(2 * sizeof *mv->parts);
+        mv->parts[0] = mv->part0;
+    } else {
+        mv->parts = xrealloc(mv->parts, (mv->nparts + 1) * sizeof *mv->parts);
+    }
+    mv->parts[mv->nparts++] = (dlpart_t){t, epoch, target};
 }
 
 /* Routes c through exchange xname into its targets; mv (if not NULL) gets
@@ -333,9 +377,7 @@ routed:
         int64_t target = 0;
         int rc = queue_publish(t, c, &epoch, &target);
         if (rc == QP_WAIT && mv) {
-            queue_pin(t);
-            mv->parts = xrealloc(mv->parts, (mv->nparts + 1) * sizeof *mv->parts);
-            mv->parts[mv->nparts++] = (dlpart_t){t, epoch, target};
+            add_part(mv, t, epoch, target);
         } else if (rc < 0 && mv) {
             mv->failed = 1;
         }
@@ -407,9 +449,7 @@ static void redrive_publish(dlmove_t *mv)
     int64_t target = 0;
     int rc = queue_publish(t, c, &epoch, &target);
     if (rc == QP_WAIT) {
-        queue_pin(t);
-        mv->parts = xrealloc(mv->parts, sizeof *mv->parts);
-        mv->parts[mv->nparts++] = (dlpart_t){t, epoch, target};
+        add_part(mv, t, epoch, target);
     } else if (rc == QP_REJECTED) {
         mv->refused = 1;
     } else if (rc < 0) {
@@ -521,18 +561,14 @@ static void move_start(dlmove_t *mv);
 
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason)
 {
-    dlmove_t *mv = xcalloc(1, sizeof *mv);
-    mv->src = q;
-    mv->e = e;
+    dlmove_t *mv = move_new(q, e);
     snprintf(mv->reason, sizeof mv->reason, "%s", reason);
     move_start(mv);
 }
 
 void deadletter_redrive(queue_t *q, qentry_t *e, amqp_bytes_t to, void (*done)(void *ctx, int result), void *ctx)
 {
-    dlmove_t *mv = xcalloc(1, sizeof *mv);
-    mv->src = q;
-    mv->e = e;
+    dlmove_t *mv = move_new(q, e);
     mv->to = xmalloc(to.len + 1);
     if (to.len) memcpy(mv->to, to.p, to.len);
     mv->to_len = to.len;
@@ -591,4 +627,10 @@ void deadletter_shutdown(void)
         if (on_end) on_end(end_ctx, -1);
     }
     xroute_destroy(&g_route);
+    while (g_pool) {
+        dlmove_t *mv = g_pool;
+        g_pool = mv->next;
+        free(mv);
+    }
+    g_npool = 0;
 }
