@@ -443,6 +443,7 @@ typedef struct {
     size_t cap;
     wbuf_t batch;  /* the batch being built: a fresh buffer per flush grew by
                     * copying and faulted its pages in every time */
+    wbuf_t val;    /* a state record's value */
 } flush_scratch_t;
 
 static flush_scratch_t g_scratch;
@@ -454,6 +455,7 @@ void queue_scratch_free(void)
     free(g_scratch.vals);
     free(g_scratch.rpos);
     wbuf_destroy(&g_scratch.batch);
+    wbuf_destroy(&g_scratch.val);
     memset(&g_scratch, 0, sizeof g_scratch);
     free(g_claims);
     g_claims = NULL;
@@ -604,8 +606,7 @@ static void flush_state(queue_t *q, wbuf_t *vals, wbuf_t *w)
 
 void queue_flush_all(broker_t *b)
 {
-    wbuf_t *w = &g_scratch.batch, vals;
-    wbuf_init(&vals);
+    wbuf_t *w = &g_scratch.batch, *vals = &g_scratch.val;
     while (b->dirty_queues) {
         queue_t *q = b->dirty_queues;
         b->dirty_queues = q->dirty_next;
@@ -617,13 +618,13 @@ void queue_flush_all(broker_t *b)
         }
         int paged = q->npaged != 0;
         if (q->npend) flush_data(q, w);
-        flush_state(q, &vals, w);
+        flush_state(q, vals, w);
         /* Paged records just became readable: consumers waiting on an
          * empty in-memory list can be served now. */
         if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);
     }
-    wbuf_destroy(&vals);
     if (w->cap > QUEUE_FLUSH_KEEP_BYTES) wbuf_destroy(w); /* after an unusually large batch */
+    if (vals->cap > QUEUE_FLUSH_KEEP_BYTES) wbuf_destroy(vals);
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */
