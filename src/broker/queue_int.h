@@ -235,6 +235,11 @@ int64_t queue_delay_floor(const queue_t *q); /* lowest offset waiting, INT64_MAX
 size_t queue_delay_drop(queue_t *q, const int64_t *offsets, size_t n);
 void queue_delay_scratch_free(void);
 
+/* queue_flush.c (queue_flush_all is in queue.h) */
+/* Appends a state record key -> val now. */
+void queue_state_append(queue_t *q, const char *key, const void *val, size_t len);
+void queue_flush_scratch_free(void);
+
 /* queue_store.c */
 void queue_store_free(queue_t *q); /* pending-write arrays */
 void queue_rec_headers(const batch_rec_t *rec, qrec_hdrs_t *h);

@@ -1,7 +1,7 @@
 /*
- * The logs behind a durable queue (formats in queue.h): recovery, the
- * coalesced writes of each loop turn, snapshots of the delivery state,
- * segment drops, and the dead-letter claims found at start-up.
+ * The logs behind a durable queue (formats in queue.h): recovery, snapshots
+ * of the delivery state, segment drops, and the dead-letter claims found
+ * at start-up. The coalesced writes of each loop turn are in queue_flush.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -429,202 +429,13 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
     if (dropped) LOG_I("queue %s: %zu message(s) were dead-lettered before a crash", q->name, dropped);
 }
 
-/* ---- the coalesced writes ---- */
-
-/* Scratch arrays for building a batch, kept across flushes (the loop is
- * single-threaded): zeroing fresh ones per flush was a visible cost. */
-#define QUEUE_REC_HEADERS 6 /* x, p, e, t, o, T */
-#define QUEUE_FLUSH_KEEP_BYTES (16 << 20) /* a batch buffer larger than this is not kept */
-typedef struct {
-    batch_record_t *recs;
-    batch_header_kv_t *hdrs;
-    uint8_t *vals; /* 32 bytes per record: e (8), t (8), o (16) */
-    uint32_t *rpos; /* cap + 1: where each record starts in the batch */
-    size_t cap;
-    wbuf_t batch;  /* the batch being built: a fresh buffer per flush grew by
-                    * copying and faulted its pages in every time */
-    wbuf_t val;    /* a state record's value */
-} flush_scratch_t;
-
-static flush_scratch_t g_scratch;
-
 void queue_scratch_free(void)
 {
-    free(g_scratch.recs);
-    free(g_scratch.hdrs);
-    free(g_scratch.vals);
-    free(g_scratch.rpos);
-    wbuf_destroy(&g_scratch.batch);
-    wbuf_destroy(&g_scratch.val);
-    memset(&g_scratch, 0, sizeof g_scratch);
+    queue_flush_scratch_free();
     free(g_claims);
     g_claims = NULL;
     g_nclaims = g_capclaims = 0;
     queue_delay_scratch_free();
-}
-
-/* The delayed messages of the batch just written at (base, pos) wait on
- * disk: each is remembered with where its record is, so that it is read
- * back alone when due. */
-static void push_delayed(queue_t *q, int64_t base, int64_t pos)
-{
-    for (size_t i = 0; i < q->npend; i++) {
-        if (!q->pend[i].delayed) continue;
-        int64_t at = q->pend[i].m->ready_at_ms, rp = pos + g_scratch.rpos[i];
-        uint32_t len = g_scratch.rpos[i + 1] - g_scratch.rpos[i];
-        int known = pos >= 0 && rp + len < (int64_t)QDELAY_NOPOS;
-        queue_delay_push(q, at, base + (int64_t)i, known ? (uint32_t)rp : QDELAY_NOPOS, len);
-        queue_wake_at(q, at);
-    }
-}
-
-static void flush_data(queue_t *q, wbuf_t *w)
-{
-    size_t n = q->npend;
-    if (g_scratch.cap < n) {
-        size_t cap = g_scratch.cap ? g_scratch.cap : 256;
-        while (cap < n) cap *= 2;
-        g_scratch.recs = xrealloc(g_scratch.recs, cap * sizeof *g_scratch.recs);
-        g_scratch.hdrs = xrealloc(g_scratch.hdrs, cap * QUEUE_REC_HEADERS * sizeof *g_scratch.hdrs);
-        g_scratch.vals = xrealloc(g_scratch.vals, cap * 32);
-        g_scratch.rpos = xrealloc(g_scratch.rpos, (cap + 1) * sizeof *g_scratch.rpos);
-        g_scratch.cap = cap;
-    }
-    batch_record_t *recs = g_scratch.recs;
-    int64_t base_ts = q->pend[0].m->ts_ms;
-    for (size_t i = 0; i < n; i++) {
-        qmsg_t *m = q->pend[i].m;
-        qentry_t *e = q->pend[i].e;
-        batch_header_kv_t *h = g_scratch.hdrs + i * QUEUE_REC_HEADERS;
-        uint8_t *val = g_scratch.vals + i * 32;
-        size_t nh = 0;
-        amqp_bytes_t ex = qmsg_exchange(m), props = qmsg_props(m);
-        h[nh++] = (batch_header_kv_t){"x", 1, ex.p, (int32_t)ex.len};
-        h[nh++] = (batch_header_kv_t){"p", 1, props.p, (int32_t)props.len};
-        int64_t exp = e ? e->expires_ms : q->pend[i].expires_ms;
-        if (exp) {
-            wbuf_put_be64(val, (uint64_t)exp);
-            h[nh++] = (batch_header_kv_t){"e", 1, val, 8};
-        }
-        if (q->pend[i].transient) h[nh++] = (batch_header_kv_t){"T", 1, "", 0};
-        if (m->ready_at_ms) {
-            wbuf_put_be64(val + 8, (uint64_t)m->ready_at_ms);
-            h[nh++] = (batch_header_kv_t){"t", 1, val + 8, 8};
-        }
-        if (m->origin_off >= 0) {
-            wbuf_put_be64(val + 16, m->origin_qid);
-            wbuf_put_be64(val + 24, (uint64_t)m->origin_off);
-            h[nh++] = (batch_header_kv_t){"o", 1, val + 16, 16};
-        }
-        amqp_bytes_t key = qmsg_key(m);
-        recs[i].key = key.p;
-        recs[i].key_len = (int32_t)key.len;
-        recs[i].value = qmsg_body(m);
-        recs[i].value_len = (int32_t)m->body_len;
-        recs[i].timestamp_delta = m->ts_ms > base_ts ? m->ts_ms - base_ts : 0;
-        recs[i].headers = h;
-        recs[i].header_count = nh;
-    }
-    wbuf_reset(w);
-    batch_build_spans(w, base_ts, recs, n, g_scratch.rpos);
-    append_result_t res;
-    int64_t expect = plog_end_offset(q->data->log);
-    int rc = partition_append(q->b, q->data, w->p, w->len, &res);
-    if (rc == 0 && q->fwd.p) push_delayed(q, res.base_offset, plog_last_batch_pos(q->data->log));
-    if (rc < 0) {
-        LOG_E("queue %s: cannot store %zu message(s): %s", q->name, n, herald_strerror(rc));
-        /* Those messages stay in memory, not durable; acks and returns
-         * recorded for their offsets must not reach the state log (the
-         * offsets will be reused). Their publishers' confirms fail through
-         * the waiters. */
-        for (size_t i = 0; i < n; i++)
-            if (q->pend[i].e) q->pend[i].e->offset = -1;
-            else if (queue_page_remove(q, expect + (int64_t)i, q->pend[i].m->body_len))
-                LOG_E("queue %s: a message that was to stay on disk is lost", q->name);
-        q->fail_at[q->epoch % 16] = expect;
-        q->epoch++;
-        size_t k = 0;
-        for (size_t i = 0; i < q->nacks; i++)
-            if (q->acks[i] < expect) q->acks[k++] = q->acks[i];
-        q->nacks = k;
-        k = 0;
-        for (size_t i = 0; i < q->nrets; i++)
-            if (q->rets[i].offset < expect) q->rets[k++] = q->rets[i];
-        q->nrets = k;
-        partition_hw_advanced(q->data, rc);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (q->pend[i].e) q->pend[i].e->pend_slot = 0;
-        qmsg_unref(q->pend[i].m);
-    }
-    q->npend = 0;
-}
-
-static void each_live(const queue_t *q, void (*fn)(void *, const qentry_t *), void *ctx);
-
-static void state_append(queue_t *q, const char *key, const void *val, size_t len)
-{
-    int64_t target;
-    int rc = internal_append(q->b, q->state, key, 1, val, (int32_t)len, &target);
-    if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
-}
-
-/* Appends the turn's delivery-state records (acks "a", returns "r", the
- * delivered mark "d") as one batch: one write instead of one per kind (a
- * queue whose consumers nack has all three in most turns). vals holds the
- * values, w the batch; both are the caller's scratch. */
-static void flush_state(queue_t *q, wbuf_t *vals, wbuf_t *w)
-{
-    static const char keys[3] = {'a', 'r', 'd'};
-    size_t at[4] = {0};
-    wbuf_reset(vals);
-    for (size_t i = 0; i < q->nacks; i++) wbuf_i64(vals, q->acks[i]);
-    at[1] = vals->len;
-    for (size_t i = 0; i < q->nrets; i++) {
-        wbuf_i64(vals, q->rets[i].offset);
-        wbuf_i64(vals, q->rets[i].returns);
-        wbuf_i64(vals, q->rets[i].ready_at_ms);
-    }
-    at[2] = vals->len;
-    if (q->dmark_dirty) wbuf_i64(vals, q->dmark);
-    at[3] = vals->len;
-    q->nacks = q->nrets = 0;
-    q->dmark_dirty = 0;
-    batch_record_t recs[3];
-    size_t n = 0;
-    for (int k = 0; k < 3; k++) {
-        if (at[k + 1] == at[k]) continue;
-        recs[n++] = (batch_record_t){&keys[k], 1, vals->p + at[k], (int32_t)(at[k + 1] - at[k]), 0, NULL, 0};
-    }
-    if (!n) return;
-    wbuf_reset(w);
-    batch_build(w, clock_wall_ms(), recs, n);
-    append_result_t res;
-    int rc = partition_append(q->b, q->state, w->p, w->len, &res);
-    if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
-}
-
-void queue_flush_all(broker_t *b)
-{
-    wbuf_t *w = &g_scratch.batch, *vals = &g_scratch.val;
-    while (b->dirty_queues) {
-        queue_t *q = b->dirty_queues;
-        b->dirty_queues = q->dirty_next;
-        q->dirty = 0;
-        q->dirty_next = NULL;
-        if (!queue_is_stored(q)) {
-            q->npend = q->nacks = q->nrets = 0;
-            continue;
-        }
-        int paged = q->npaged != 0;
-        if (q->npend) flush_data(q, w);
-        flush_state(q, vals, w);
-        /* Paged records just became readable: consumers waiting on an
-         * empty in-memory list can be served now. */
-        if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);
-    }
-    if (w->cap > QUEUE_FLUSH_KEEP_BYTES) wbuf_destroy(w); /* after an unusually large batch */
-    if (vals->cap > QUEUE_FLUSH_KEEP_BYTES) wbuf_destroy(vals);
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */
@@ -824,7 +635,7 @@ void queue_store_close_begin(queue_t *q)
         queue_flush_all(q->b);
         uint8_t v[8];
         wbuf_put_be64(v, (uint64_t)-1);
-        state_append(q, "D", v, 8);
+        queue_state_append(q, "D", v, 8);
     }
     queue_flush_all(q->b);
 }

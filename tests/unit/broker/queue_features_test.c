@@ -599,6 +599,52 @@ static void test_dedup_window_survives_restart(void **state)
     close_broker(fx);
 }
 
+/* ---- coalesced writes (queue_flush.c) ---- */
+
+/* A loop turn's publishes are written in batches of at most 4,096 records;
+ * when one batch fails, the ones before it stay stored and confirmed, that
+ * one and the rest fail, and the queue goes on. */
+static void test_flush_splits_batches(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = mkq(fx, "split", none);
+    enum { N = 10000 };
+    uint32_t *epoch = calloc(N, sizeof *epoch);
+    int64_t *target = calloc(N, sizeof *target);
+    for (int i = 0; i < N; i++) {
+        qmsg_t *m = msg(i, -1, NULL);
+        assert_int_equal(queue_publish(q, m, &epoch[i], &target[i]), QP_WAIT);
+        qmsg_unref(m);
+    }
+    st_fail(ENOSPC, 1, 1); /* the first batch is written, the second is not */
+    io_ops.pwrite = st_fail_pwrite;
+    queue_flush_all(fx->b);
+    io_ops_reset();
+    assert_int_equal(sync_all_rc(fx->b, &fx->loop), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(queue_publish_state(q, epoch[i], target[i]), i < 4096 ? 1 : HE_STORAGE);
+    /* the log stays usable: a new publish is stored */
+    qmsg_t *m = msg(N, -1, NULL);
+    assert_int_equal(queue_publish(q, m, &epoch[0], &target[0]), QP_WAIT);
+    qmsg_unref(m);
+    sync_all(fx);
+    assert_int_equal(queue_publish_state(q, epoch[0], target[0]), 1);
+    restart(fx); /* the stored ones come back in order (the failed ones were never stored) */
+    q = findq(fx, "split");
+    assert_int_equal(queue_ready_count(q), 4097);
+    for (int i = 0; i < 4096; i++) {
+        qentry_t *e = queue_get(q);
+        assert_int_equal(idx(e), i);
+        queue_ack(e);
+    }
+    qentry_t *e = queue_get(q);
+    assert_int_equal(idx(e), N);
+    queue_ack(e);
+    free(epoch);
+    free(target);
+    close_broker(fx);
+}
+
 /* ---- delayed messages on disk (queue_delay.c) ---- */
 
 /* Due time of delayed message i: the first QUEUE_PAGE_HIGH wait in memory;
@@ -704,6 +750,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
