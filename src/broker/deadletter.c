@@ -199,8 +199,13 @@ static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d, int
     ftable_end(h, a);
 }
 
+/* Scratch for a copy's headers and properties, kept across copies (the
+ * copy owns what was built in them once qmsg_new returned; growing fresh
+ * buffers for each copy was a visible share of malloc in ttl-expire). */
+static wbuf_t g_hbuf, g_pbuf;
+
 /* The dead-letter copy of m leaving q for reason. */
-static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_bytes_t *headers_out, wbuf_t *props_w)
+static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_bytes_t *headers_out)
 {
     amqp_props_t p;
     if (amqp_props_decode(qmsg_props(m), &p) < 0) memset(&p, 0, sizeof p);
@@ -210,15 +215,14 @@ static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_b
     amqp_bytes_t old_headers = (p.flags & PROP_HEADERS) ? p.headers : (amqp_bytes_t){NULL, 0};
     fvalue_t cc;
     if (old_headers.p && ftable_get(old_headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) d.cc = cc.v.array;
-    wbuf_t h;
-    wbuf_init(&h);
-    build_headers(&h, old_headers, &d, q->opt.dlrk.p != NULL);
-    amqp_bytes_t props = props_replace(&p, &h, PROP_EXPIRATION, props_w);
+    wbuf_reset(&g_hbuf);
+    wbuf_reset(&g_pbuf);
+    build_headers(&g_hbuf, old_headers, &d, q->opt.dlrk.p != NULL);
+    amqp_bytes_t props = props_replace(&p, &g_hbuf, PROP_EXPIRATION, &g_pbuf);
     amqp_bytes_t key = q->opt.dlrk.p ? q->opt.dlrk : qmsg_key(m);
     qmsg_t *c = qmsg_new(q->opt.dlx, key, props, m->body_len);
     if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
     c->persistent = m->persistent;
-    wbuf_destroy(&h);
     /* The headers for routing (a headers exchange as DLX) are in c. */
     amqp_props_t cp;
     *headers_out = amqp_props_decode(qmsg_props(c), &cp) == 0 && (cp.flags & PROP_HEADERS) ? cp.headers
@@ -341,8 +345,8 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
     if (!ex || g_depth > 8) return; /* a missing exchange drops the message, as RabbitMQ */
     /* Routed by its key and, as RabbitMQ does, by the keys of a CC header
      * (kept only when no dead-letter routing key replaced them). */
-    size_t n = 0, cap = 0;
-    queue_t **targets = NULL;
+    queue_t *first[8], **targets = first; /* on the heap only past 8 */
+    size_t n = 0, cap = 8;
     fvalue_t cc;
     ftable_iter_t ci = {{NULL, 0}};
     if (ftable_get(headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) ci.rest = cc.v.array;
@@ -354,7 +358,12 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
             size_t k = 0;
             while (k < n && targets[k] != g_route.q[i]) k++;
             if (k < n) continue;
-            if (n == cap) targets = xrealloc(targets, (cap = cap ? cap * 2 : 8) * sizeof *targets);
+            if (n == cap) {
+                queue_t **more = xmalloc((cap *= 2) * sizeof *targets);
+                memcpy(more, targets, n * sizeof *targets);
+                if (targets != first) free(targets);
+                targets = more;
+            }
             targets[n++] = g_route.q[i];
         }
         fvalue_t kv;
@@ -365,7 +374,7 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
     }
 routed:
     if (!n) {
-        free(targets);
+        if (targets != first) free(targets);
         return;
     }
     g_depth++;
@@ -383,7 +392,7 @@ routed:
         }
     }
     g_depth--;
-    free(targets);
+    if (targets != first) free(targets);
 }
 
 static void on_move_wait(pwaiter_t *w, int status);
@@ -469,12 +478,10 @@ static void move_publish_now(dlmove_t *mv)
     }
     queue_t *q = mv->src;
     qentry_t *e = mv->e;
-    wbuf_t pw;
-    wbuf_init(&pw);
     amqp_bytes_t headers, xname = q->opt.dlx;
     qmsg_t *c;
     if (mv->reason[0]) {
-        c = make_copy(q, e->m, mv->reason, &headers, &pw);
+        c = make_copy(q, e->m, mv->reason, &headers);
     } else { /* a delay queue's message, routed as published */
         const qmsg_t *m = e->m;
         c = qmsg_new(qmsg_exchange(m), qmsg_key(m), qmsg_props(m), m->body_len);
@@ -491,7 +498,6 @@ static void move_publish_now(dlmove_t *mv)
     }
     if (!q->deleted) route_copy(q, xname, c, headers, mv);
     qmsg_unref(c);
-    wbuf_destroy(&pw);
     move_advance(mv);
 }
 
@@ -596,13 +602,10 @@ static void move_start(dlmove_t *mv)
 
 void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason)
 {
-    wbuf_t pw;
-    wbuf_init(&pw);
     amqp_bytes_t headers;
-    qmsg_t *c = make_copy(q, m, reason, &headers, &pw);
+    qmsg_t *c = make_copy(q, m, reason, &headers);
     route_copy(q, q->opt.dlx, c, headers, NULL);
     qmsg_unref(c);
-    wbuf_destroy(&pw);
 }
 
 void deadletter_shutdown(void)
@@ -627,6 +630,8 @@ void deadletter_shutdown(void)
         if (on_end) on_end(end_ctx, -1);
     }
     xroute_destroy(&g_route);
+    wbuf_destroy(&g_hbuf);
+    wbuf_destroy(&g_pbuf);
     while (g_pool) {
         dlmove_t *mv = g_pool;
         g_pool = mv->next;
