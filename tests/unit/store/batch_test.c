@@ -121,16 +121,18 @@ static void test_malformed_header(void **state)
     }
 }
 
+/* Three records: a key and value, nulls with two headers, an empty key. */
+static const batch_header_kv_t hdrs[2] = {{"a", 1, "xyz", 3}, {"nul", 3, NULL, -1}};
+static const batch_record_t recs[3] = {
+    {.key = "k0", .key_len = 2, .value = "v0", .value_len = 2, .timestamp_delta = 0},
+    {.key = NULL, .key_len = -1, .value = NULL, .value_len = -1, .timestamp_delta = 5, .headers = hdrs,
+     .header_count = 2},
+    {.key = "", .key_len = 0, .value = "value2", .value_len = 6, .timestamp_delta = 3},
+};
+
 static void test_iterate_with_headers(void **state)
 {
     (void)state;
-    batch_header_kv_t hdrs[2] = {{"a", 1, "xyz", 3}, {"nul", 3, NULL, -1}};
-    batch_record_t recs[3] = {
-        {.key = "k0", .key_len = 2, .value = "v0", .value_len = 2, .timestamp_delta = 0},
-        {.key = NULL, .key_len = -1, .value = NULL, .value_len = -1, .timestamp_delta = 5, .headers = hdrs,
-         .header_count = 2},
-        {.key = "", .key_len = 0, .value = "value2", .value_len = 6, .timestamp_delta = 3},
-    };
     wbuf_t w;
     wbuf_init(&w);
     batch_build(&w, 500, recs, 3);
@@ -219,13 +221,6 @@ static void test_iterate_malformed(void **state)
 static void test_record_spans(void **state)
 {
     (void)state;
-    batch_header_kv_t hdrs[2] = {{"a", 1, "xyz", 3}, {"nul", 3, NULL, -1}};
-    batch_record_t recs[3] = {
-        {.key = "k0", .key_len = 2, .value = "v0", .value_len = 2, .timestamp_delta = 0},
-        {.key = NULL, .key_len = -1, .value = NULL, .value_len = -1, .timestamp_delta = 5, .headers = hdrs,
-         .header_count = 2},
-        {.key = "", .key_len = 0, .value = "value2", .value_len = 6, .timestamp_delta = 3},
-    };
     wbuf_t w, plain;
     wbuf_init(&w);
     wbuf_init(&plain);
