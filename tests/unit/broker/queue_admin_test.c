@@ -18,28 +18,14 @@
 #include "broker/queue_int.h"
 #include "vhost_fixture.h"
 
-static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args)
-{
-    queue_t *q = NULL;
-    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), QF_DURABLE, args, NULL, &q), 0);
-    return q;
-}
+static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args) { return fx_queue(fx, name, QF_DURABLE, args, NULL); }
 
-/* Message i: routing key "k<i>", persistent, priority prio (-1 none), an
- * x-death entry naming died_in (NULL none), body i % 100 as two digits. */
+/* Message i (fx_msg) with priority prio (-1 none), an x-death entry naming
+ * died_in (NULL none), body i % 100 as two digits. */
 static qmsg_t *msg(int i, int prio, const char *died_in)
 {
-    amqp_props_t p;
-    memset(&p, 0, sizeof p);
-    p.flags = PROP_DELIVERY_MODE;
-    p.delivery_mode = 2;
-    wbuf_t h, raw;
+    wbuf_t h;
     wbuf_init(&h);
-    wbuf_init(&raw);
-    if (prio >= 0) {
-        p.flags |= PROP_PRIORITY;
-        p.priority = (uint8_t)prio;
-    }
     if (died_in) {
         ftable_put_name(&h, "x-death");
         size_t a = ftable_put_array_begin(&h);
@@ -52,28 +38,15 @@ static qmsg_t *msg(int i, int prio, const char *died_in)
         ftable_put_longstr(&h, "older", 5);
         ftable_end(&h, t);
         ftable_end(&h, a);
-        p.flags |= PROP_HEADERS;
-        p.headers = (amqp_bytes_t){h.p, (uint32_t)h.len};
     }
-    amqp_props_encode(&raw, &p);
-    char key[16];
-    snprintf(key, sizeof key, "k%d", i);
-    qmsg_t *m = qmsg_new(none, amqp_cstr(key), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, 2);
     char body[16];
     snprintf(body, sizeof body, "%02d", i % 100);
-    memcpy(qmsg_body(m), body, 2);
-    m->persistent = 1;
+    qmsg_t *m = fx_msg(i, prio, (amqp_bytes_t){h.p, (uint32_t)h.len}, body, 2);
     wbuf_destroy(&h);
-    wbuf_destroy(&raw);
     return m;
 }
 
-static int key_idx(amqp_bytes_t k)
-{
-    int v = 0;
-    for (uint32_t i = 1; i < k.len; i++) v = v * 10 + (k.p[i] - '0');
-    return v;
-}
+
 
 /* A redriven message's key is its new queue's name: the body names it. */
 static int body_idx(qmsg_t *m) { return (qmsg_body(m)[0] - '0') * 10 + (qmsg_body(m)[1] - '0'); }
@@ -94,7 +67,7 @@ typedef struct {
 static void on_peek(void *ctx, const queue_peek_msg_t *m)
 {
     seen_t *s = ctx;
-    int i = key_idx(m->key);
+    int i = fx_key_idx(m->key);
     if (s->n < 64) s->order[s->n] = i;
     else if (i != s->n) s->bad++; /* FIFO: message n is at position n */
     if (m->body_len != 2 || (m->body[0] - '0') * 10 + (m->body[1] - '0') != i % 100) s->bad++;
@@ -143,7 +116,7 @@ static void test_peek_priorities(void **state)
     for (int i = 0; i < 5; i++) assert_int_equal(s.order[i], want[i]);
     for (int i = 0; i < 5; i++) { /* the same order as deliveries */
         qentry_t *e = queue_get(q);
-        assert_int_equal(key_idx(qmsg_key(e->m)), want[i]);
+        assert_int_equal(fx_key_idx(qmsg_key(e->m)), want[i]);
         queue_ack(e);
     }
     wbuf_destroy(&w);
@@ -229,7 +202,7 @@ static void test_redrive(void **state)
     assert_int_equal(queue_ready_count(dlq), 3);
     for (int i = 10; i < 13; i++) {
         qentry_t *x = queue_get(dlq);
-        assert_int_equal(key_idx(qmsg_key(x->m)), i);
+        assert_int_equal(fx_key_idx(qmsg_key(x->m)), i);
         queue_ack(x);
     }
     close_broker(fx);

@@ -43,14 +43,7 @@ static amqp_bytes_t args_of(wbuf_t *w, int n, ...)
     return (amqp_bytes_t){w->p, (uint32_t)w->len};
 }
 
-static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args)
-{
-    queue_t *q = NULL;
-    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), QF_DURABLE, args, NULL, &q), 0);
-    return q;
-}
-
-static queue_t *findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
+static queue_t *mkq(fx_t *fx, const char *name, amqp_bytes_t args) { return fx_queue(fx, name, QF_DURABLE, args, NULL); }
 
 /* A queue "dst" and a queue "src" that dead-letters into it (through the
  * default exchange), with x-delivery-limit when limit >= 0. Returns src. */
@@ -69,43 +62,22 @@ static queue_t *mk_src_dst(fx_t *fx, int64_t limit, queue_t **dst)
     return src;
 }
 
-/* Message i: routing key "k<i>", persistent, optional priority / header. */
+/* Message i (fx_msg), with priority prio (-1 none) and an
+ * x-deduplication-header when dedup is not NULL. */
 static qmsg_t *msg(int i, int prio, const char *dedup)
 {
-    amqp_props_t p;
-    memset(&p, 0, sizeof p);
-    p.flags = PROP_DELIVERY_MODE;
-    p.delivery_mode = 2;
-    wbuf_t h, raw;
+    wbuf_t h;
     wbuf_init(&h);
-    wbuf_init(&raw);
-    if (prio >= 0) {
-        p.flags |= PROP_PRIORITY;
-        p.priority = (uint8_t)prio;
-    }
     if (dedup) {
         ftable_put_name(&h, "x-deduplication-header");
         ftable_put_longstr(&h, dedup, strlen(dedup));
-        p.flags |= PROP_HEADERS;
-        p.headers = (amqp_bytes_t){h.p, (uint32_t)h.len};
     }
-    amqp_props_encode(&raw, &p);
-    char key[16];
-    snprintf(key, sizeof key, "k%d", i);
-    qmsg_t *m = qmsg_new(none, amqp_cstr(key), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, 0);
-    m->persistent = 1;
+    qmsg_t *m = fx_msg(i, prio, (amqp_bytes_t){h.p, (uint32_t)h.len}, NULL, 0);
     wbuf_destroy(&h);
-    wbuf_destroy(&raw);
     return m;
 }
 
-static int idx(const qentry_t *e)
-{
-    amqp_bytes_t k = qmsg_key(e->m);
-    int v = 0;
-    for (uint32_t i = 1; i < k.len; i++) v = v * 10 + (k.p[i] - '0');
-    return v;
-}
+static int idx(const qentry_t *e) { return fx_key_idx(qmsg_key(e->m)); }
 
 /* The index of a dead-letter copy's original: its x-death routing key. */
 static int dead_idx(const qentry_t *e)
@@ -119,9 +91,7 @@ static int dead_idx(const qentry_t *e)
     assert_int_equal(ftable_get(v.v.table, "routing-keys", &v), 1);
     it = (ftable_iter_t){v.v.array};
     assert_true(farray_next(&it, &v) && v.type == FV_LONGSTR);
-    int n = 0;
-    for (uint32_t i = 1; i < v.v.str.len; i++) n = n * 10 + (v.v.str.p[i] - '0');
-    return n;
+    return fx_key_idx((amqp_bytes_t){v.v.str.p, v.v.str.len});
 }
 
 static int publish(queue_t *q, qmsg_t *m)
@@ -195,7 +165,7 @@ static void test_returns_and_retry_times_survive_a_restart(void **state)
     assert_int_equal(queue_delayed_count(q), 1);
     sync_all(fx);
     restart(fx); /* (SIGKILL in the middle of retries: 24_amqp_retry_delay_test.py) */
-    q = findq(fx, "retry");
+    q = fx_findq(fx, "retry");
     assert_int_equal(queue_delayed_count(q), 1); /* still waiting its hour */
     assert_int_equal(queue_ready_count(q), 1);
     e = queue_get(q);
@@ -250,7 +220,7 @@ static void test_state_records_of_a_turn_are_one_write(void **state)
     assert_int_equal(plog_end_offset(q->state->log), end + 3); /* "a", "r", "d" */
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "st");
+    q = fx_findq(fx, "st");
     assert_int_equal(queue_ready_count(q), 2);
     qentry_t *e = queue_get(q);
     assert_int_equal(idx(e), 1);
@@ -280,7 +250,7 @@ static void test_priorities_and_redelivered_after_clean_stop(void **state)
     queue_requeue(&e, 1);
     sync_all(fx);
     restart(fx); /* clean: only message 1 was handed out */
-    q = findq(fx, "prio");
+    q = fx_findq(fx, "prio");
     int want[] = {1, 5, 2, 3, 0, 4};
     for (int i = 0; i < 6; i++) {
         e = queue_get(q);
@@ -309,7 +279,7 @@ static void test_deep_backlog_pages(void **state)
     assert_true(q->nready <= QUEUE_PAGE_HIGH);
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "deep");
+    q = fx_findq(fx, "deep");
     assert_int_equal(queue_ready_count(q), n);
     assert_true(q->nready <= QUEUE_PAGE_HIGH); /* recovery pages too */
     for (int i = 0; i < n; i++) {
@@ -320,7 +290,7 @@ static void test_deep_backlog_pages(void **state)
         if (i == n / 2) {
             sync_all(fx);
             restart(fx); /* half drained, part of it paged */
-            q = findq(fx, "deep");
+            q = fx_findq(fx, "deep");
             assert_int_equal(queue_ready_count(q), n - i - 1);
         }
     }
@@ -346,8 +316,8 @@ static void test_claim_removes_original(void **state)
     publish(dst, c);
     sync_all(fx);
     restart(fx);
-    src = findq(fx, "src");
-    dst = findq(fx, "dst");
+    src = fx_findq(fx, "src");
+    dst = fx_findq(fx, "dst");
     assert_int_equal(queue_ready_count(src), 2);
     assert_int_equal(queue_ready_count(dst), 1);
     qentry_t *e = queue_get(src);
@@ -358,8 +328,8 @@ static void test_claim_removes_original(void **state)
     queue_ack(e);
     sync_all(fx);
     restart(fx); /* the claim stays harmless once its original is gone */
-    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
-    assert_int_equal(queue_ready_count(findq(fx, "dst")), 1);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "src")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dst")), 1);
     close_broker(fx);
 }
 
@@ -381,8 +351,8 @@ static void test_delete_target_with_move_in_flight(void **state)
     vhost_queue_delete(fx->v, dst);
     sync_all(fx);
     restart(fx); /* the message went with the queue it was moved to */
-    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
-    assert_null(findq(fx, "dst"));
+    assert_int_equal(queue_ready_count(fx_findq(fx, "src")), 0);
+    assert_null(fx_findq(fx, "dst"));
     close_broker(fx);
 }
 
@@ -398,8 +368,8 @@ static void test_reject_cut_short_by_stop_keeps_message(void **state)
     queue_reject(queue_get(src));
     assert_int_equal(src->nmoving, 1);
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "dst")), 0);
-    src = findq(fx, "src");
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dst")), 0);
+    src = fx_findq(fx, "src");
     assert_int_equal(queue_ready_count(src), 1);
     qentry_t *e = queue_get(src);
     assert_int_equal(idx(e), 1);
@@ -448,8 +418,8 @@ static void test_rejects_are_dead_lettered_in_one_batch(void **state)
     assert_int_equal(src->nmoving, 0); /* the originals left once the copies were durable */
     sync_all(fx);
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "src")), 0);
-    assert_int_equal(queue_ready_count(findq(fx, "dst")), 4);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "src")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dst")), 4);
     close_broker(fx);
 }
 
@@ -466,8 +436,8 @@ static void test_held_rejects_stay_at_shutdown(void **state)
     queue_reject(queue_get(src));
     queue_reject(queue_get(src));
     restart(fx); /* before the batch timer */
-    src = findq(fx, "src");
-    assert_int_equal(queue_ready_count(findq(fx, "dst")), 0);
+    src = fx_findq(fx, "src");
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dst")), 0);
     assert_int_equal(queue_ready_count(src), 2);
     qentry_t *e = queue_get(src);
     assert_int_equal(idx(e), 1);
@@ -475,7 +445,7 @@ static void test_held_rejects_stay_at_shutdown(void **state)
     queue_ack(e);
     /* The batch timer works again after the restart. */
     queue_reject(queue_get(src));
-    wait_ready(fx, findq(fx, "dst"), 1);
+    wait_ready(fx, fx_findq(fx, "dst"), 1);
     close_broker(fx);
 }
 
@@ -495,7 +465,7 @@ static void test_delete_publishes_held_rejects(void **state)
     assert_int_equal(queue_ready_count(dst), 1);
     sync_all(fx);
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "dst")), 1);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dst")), 1);
     close_broker(fx);
 }
 
@@ -590,7 +560,7 @@ static void test_dedup_window_survives_restart(void **state)
     assert_int_equal(publish(q, msg(3, -1, "a")), QP_DONE); /* the window outlives consumption */
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "dd");
+    q = fx_findq(fx, "dd");
     assert_int_equal(publish(q, msg(4, -1, "a")), QP_DONE);
     assert_int_equal(publish(q, msg(5, -1, "b")), QP_WAIT);
     assert_int_equal(publish(q, msg(6, -1, "c")), QP_WAIT); /* a window of 2: "a" is forgotten */
@@ -630,7 +600,7 @@ static void test_flush_splits_batches(void **state)
     sync_all(fx);
     assert_int_equal(queue_publish_state(q, epoch[0], target[0]), 1);
     restart(fx); /* the stored ones come back in order (the failed ones were never stored) */
-    q = findq(fx, "split");
+    q = fx_findq(fx, "split");
     assert_int_equal(queue_ready_count(q), 4097);
     for (int i = 0; i < 4096; i++) {
         qentry_t *e = queue_get(q);
@@ -685,7 +655,7 @@ static void delay_round(fx_t *fx, queue_t *dq, queue_t *t, int n, int64_t now, i
         restart(fx); /* every one now waits on disk, its position unknown */
         exchange_t *dx = xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx"));
         dq = exchange_ext(dx);
-        t = findq(fx, "t");
+        t = fx_findq(fx, "t");
         assert_int_equal(queue_delayed_count(dq), n);
     }
     int runs = 0;

@@ -57,15 +57,6 @@ static int queues_dir_entries(const char *data)
     return n;
 }
 
-static queue_t *mkq(fx_t *fx, const char *name, unsigned flags, amqp_bytes_t args, void *owner)
-{
-    queue_t *q = NULL;
-    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), flags, args, owner, &q), 0);
-    assert_non_null(q);
-    return q;
-}
-
-static queue_t *findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
 
 /* ---- messages: message i is fully determined by i ----
  * exchange "" or "ex1"/"ex2", routing key "k<i>", 2..8 property bytes, a
@@ -105,9 +96,7 @@ static int msg_index(const qmsg_t *m)
 {
     amqp_bytes_t k = qmsg_key(m);
     if (k.len < 2 || k.p[0] != 'k') return -1;
-    int v = 0;
-    for (uint32_t i = 1; i < k.len; i++) v = v * 10 + (k.p[i] - '0');
-    return v;
+    return fx_key_idx(k);
 }
 
 static void assert_bytes_equal(amqp_bytes_t a, amqp_bytes_t b)
@@ -270,7 +259,7 @@ static void test_round_robin_credit_and_get(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "rr", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "rr", QF_DURABLE, none, NULL);
     tcons_t a, b, c;
     tc_init(&a, 2);
     tc_init(&b, 2);
@@ -351,8 +340,8 @@ static void test_requeue_keeps_original_order(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "rq", 0, none, NULL);
-    queue_t *q2 = mkq(fx, "rq2", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "rq", 0, none, NULL);
+    queue_t *q2 = fx_queue(fx, "rq2", QF_DURABLE, none, NULL);
     for (int i = 0; i < 6; i++) publish(q, i, 1);
     qentry_t *e[8];
     for (int i = 0; i < 4; i++) e[i] = queue_get(q);
@@ -409,9 +398,9 @@ static void test_restart_recovers_unacked_persistent(void **state)
     fx_t *fx = *state;
     open_broker(fx);
     int64_t t0 = clock_wall_ms();
-    queue_t *q = mkq(fx, "dq", QF_DURABLE, none, NULL);
-    queue_t *nd = mkq(fx, "nd", 0, none, NULL);
-    queue_t *fresh = mkq(fx, "fresh", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "dq", QF_DURABLE, none, NULL);
+    queue_t *nd = fx_queue(fx, "nd", 0, none, NULL);
+    queue_t *fresh = fx_queue(fx, "fresh", QF_DURABLE, none, NULL);
     pub_t last = {0, 0, 0};
     for (int i = 0; i < 10; i++) {
         pub_t p = publish(q, i, i % 2 == 0); /* evens persistent */
@@ -447,8 +436,8 @@ static void test_restart_recovers_unacked_persistent(void **state)
     int64_t t1 = clock_wall_ms();
     restart(fx);
 
-    assert_null(findq(fx, "nd"));
-    q = findq(fx, "dq");
+    assert_null(fx_findq(fx, "nd"));
+    q = fx_findq(fx, "dq");
     assert_non_null(q);
     assert_int_equal(queue_flags(q), QF_DURABLE);
     assert_int_equal(queue_ready_count(q), 4);
@@ -471,7 +460,7 @@ static void test_restart_recovers_unacked_persistent(void **state)
     queue_requeue(es, (size_t)n);
 
     /* Nothing was ever handed out of "fresh": not redelivered. */
-    fresh = findq(fx, "fresh");
+    fresh = fx_findq(fx, "fresh");
     assert_non_null(fresh);
     n = take_all(fresh, es, idx, redel, 16);
     assert_ints(idx, n, (int[]){200, 201, 202, 203, 204}, 5);
@@ -484,8 +473,8 @@ static void test_restart_recovers_unacked_persistent(void **state)
 
     /* A second restart: the acks of "fresh" hold, "dq" is unchanged. */
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "fresh")), 0);
-    assert_int_equal(queue_ready_count(findq(fx, "dq")), 4);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "fresh")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "dq")), 4);
     close_broker(fx);
 }
 
@@ -497,7 +486,7 @@ static void test_restart_redelivered_mark(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "mark", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "mark", QF_DURABLE, none, NULL);
     for (int i = 0; i < 300; i++) publish_msg(q, tiny_new(i));
     sync_all(fx);
     qentry_t *e[6];
@@ -509,7 +498,7 @@ static void test_restart_redelivered_mark(void **state)
     queue_requeue(&e[5], 1);
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "mark");
+    q = fx_findq(fx, "mark");
     static qentry_t *es[400];
     static int idx[400];
     static uint8_t redel[400];
@@ -522,7 +511,7 @@ static void test_restart_redelivered_mark(void **state)
     /* Handed out again (up to 299) and requeued: all redelivered next time. */
     queue_requeue(es, (size_t)n);
     restart(fx);
-    q = findq(fx, "mark");
+    q = fx_findq(fx, "mark");
     n = take_all(q, es, idx, redel, 400);
     assert_int_equal(n, 295);
     for (int i = 0; i < n; i++) assert_int_equal(redel[i], 1);
@@ -621,7 +610,7 @@ static void test_crash_with_torn_tail_keeps_prefix(void **state)
     st_truncate(logdir, seg, size - 5);
 
     open_broker(fx);
-    queue_t *q = findq(fx, "cq");
+    queue_t *q = fx_findq(fx, "cq");
     assert_non_null(q);
     qentry_t *es[32];
     int idx[32];
@@ -642,7 +631,7 @@ static void test_crash_with_torn_tail_keeps_prefix(void **state)
     sync_all(fx);
     assert_int_equal(queue_publish_state(q, p.epoch, p.target), 1);
     restart(fx);
-    q = findq(fx, "cq");
+    q = fx_findq(fx, "cq");
     n = take_all(q, es, idx, redel, 32);
     assert_int_equal(n, 12);
     assert_int_equal(idx[11], 14);
@@ -670,7 +659,7 @@ static void test_stale_ack_after_torn_tail(void **state)
     st_truncate(logdir, seg, size - 5); /* 5's record is torn; its ack survives */
 
     open_broker(fx);
-    queue_t *q = findq(fx, "cq");
+    queue_t *q = fx_findq(fx, "cq");
     qentry_t *es[16];
     int idx[16];
     int n = take_all(q, es, idx, NULL, 16);
@@ -681,7 +670,7 @@ static void test_stale_ack_after_torn_tail(void **state)
     sync_all(fx);
     assert_int_equal(queue_publish_state(q, p.epoch, p.target), 1); /* confirmed */
     restart(fx);
-    q = findq(fx, "cq");
+    q = fx_findq(fx, "cq");
     n = take_all(q, es, idx, NULL, 16);
     assert_ints(idx, n, (int[]){0, 1, 2, 3, 4, 100}, 6);
     queue_requeue(es, (size_t)n);
@@ -698,7 +687,7 @@ static int snap_live(int i) { return i >= 5000 && i % 997 == 0; }
  * (8 MiB), and requeues the live ones. */
 static queue_t *snap_prepare(fx_t *fx)
 {
-    queue_t *q = mkq(fx, "snap", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "snap", QF_DURABLE, none, NULL);
     for (int i = 0; i < SNAP_N; i++) {
         publish_msg(q, tiny_new(i));
         if (i % 8192 == 8191) queue_flush_all(fx->b);
@@ -780,7 +769,7 @@ static void test_snapshot_and_trim_keep_live_set(void **state)
 
     /* Acked messages above the data log start are hidden by the snapshot
      * alone now (their ack records are gone). */
-    q = findq(fx, "snap");
+    q = fx_findq(fx, "snap");
     static qentry_t *es[SNAP_N / 997 + 1];
     static int idx[SNAP_N / 997 + 1];
     int n = take_all(q, es, idx, NULL, SNAP_N / 997 + 1);
@@ -829,7 +818,7 @@ static void test_purge(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "pq", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "pq", QF_DURABLE, none, NULL);
     for (int i = 0; i < 7; i++) publish(q, i, i < 5);
     qentry_t *held = queue_get(q);
     assert_int_equal(queue_purge(q), 6);
@@ -841,7 +830,7 @@ static void test_purge(void **state)
     sync_all(fx);
     restart(fx);
     /* Purged ones are gone; the held one was not acked: it comes back. */
-    q = findq(fx, "pq");
+    q = fx_findq(fx, "pq");
     qentry_t *es[8];
     int idx[8];
     int n = take_all(q, es, idx, NULL, 8);
@@ -849,7 +838,7 @@ static void test_purge(void **state)
     queue_ack(es[0]);
     sync_all(fx);
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "pq")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "pq")), 0);
     close_broker(fx);
 }
 
@@ -857,7 +846,7 @@ static void test_delete_cancels_and_frees(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "del", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "del", QF_DURABLE, none, NULL);
     uint64_t id = queue_id(q);
     char logdir[4096], statedir[4096];
     qdir_path(logdir, sizeof logdir, fx->dir, id, "log");
@@ -876,14 +865,14 @@ static void test_delete_cancels_and_frees(void **state)
     pub_t p = publish(q, 4, 1); /* pending: never flushed */
     assert_int_equal(p.rc, 1);
     queue_pin(q);                 /* a publisher confirm waits on it */
-    queue_t *other = mkq(fx, "other", QF_DURABLE, none, NULL);
+    queue_t *other = fx_queue(fx, "other", QF_DURABLE, none, NULL);
     publish(other, 9, 1);         /* the other queue's pending write stays */
 
     assert_int_equal(vhost_queue_delete(fx->v, q), 3);
     assert_int_equal(a.ncancelled, 1);
     assert_int_equal(b.ncancelled, 1);
     assert_null(a.c.q);
-    assert_null(findq(fx, "del"));
+    assert_null(fx_findq(fx, "del"));
     /* Still valid: entries are held and a pin is taken. */
     assert_true(queue_is_deleted(q));
     assert_int_equal(queue_publish_state(q, p.epoch, p.target), 1); /* nothing left to wait for */
@@ -895,7 +884,7 @@ static void test_delete_cancels_and_frees(void **state)
     sync_all(fx);
 
     /* Same name again: a new, empty queue. */
-    queue_t *q2 = mkq(fx, "del", QF_DURABLE, none, NULL);
+    queue_t *q2 = fx_queue(fx, "del", QF_DURABLE, none, NULL);
     assert_true(queue_id(q2) != id);
     assert_int_equal(queue_ready_count(q2), 0);
     sync_all(fx);
@@ -903,8 +892,8 @@ static void test_delete_cancels_and_frees(void **state)
     assert_false(path_exists(logdir));
     assert_false(path_exists(statedir));
     assert_int_equal(queues_dir_entries(fx->dir), 4); /* "del" and "other", 2 each */
-    assert_int_equal(queue_ready_count(findq(fx, "del")), 0);
-    assert_int_equal(queue_ready_count(findq(fx, "other")), 1);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "del")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "other")), 1);
     close_broker(fx);
 }
 
@@ -921,7 +910,7 @@ static void test_delete_with_ack_in_cancel_callback(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "dc", 0, none, NULL);
+    queue_t *q = fx_queue(fx, "dc", 0, none, NULL);
     tcons_t a;
     tc_init(&a, 2);
     a.c.cancelled = ack_on_cancel;
@@ -938,7 +927,7 @@ static void test_message_ttl(void **state)
     open_broker(fx);
     wbuf_t w;
     wbuf_init(&w);
-    queue_t *q = mkq(fx, "ttl", QF_DURABLE, args_i64(&w, "x-message-ttl", 60000), NULL);
+    queue_t *q = fx_queue(fx, "ttl", QF_DURABLE, args_i64(&w, "x-message-ttl", 60000), NULL);
     wbuf_destroy(&w);
     int64_t now = clock_wall_ms();
     publish(q, 0, 1);
@@ -957,7 +946,7 @@ static void test_message_ttl(void **state)
     sync_all(fx);
     restart(fx);
     /* The expiry is stored: 0 and 3 come back and still expire. */
-    q = findq(fx, "ttl");
+    q = fx_findq(fx, "ttl");
     assert_int_equal(queue_ready_count(q), 2);
     (void)queue_run_due(q, now + 30000);
     assert_int_equal(queue_ready_count(q), 2);
@@ -965,7 +954,7 @@ static void test_message_ttl(void **state)
     assert_int_equal(queue_ready_count(q), 0);
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "ttl");
+    q = fx_findq(fx, "ttl");
     assert_int_equal(queue_ready_count(q), 0);
 
     /* Already expired on arrival: neither delivered nor got. */
@@ -988,7 +977,7 @@ static void test_message_ttl(void **state)
     assert_int_equal(queue_ready_count(q), 0);
     sync_all(fx);
     restart(fx);
-    assert_int_equal(queue_ready_count(findq(fx, "ttl")), 0);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "ttl")), 0);
     close_broker(fx);
 }
 
@@ -998,8 +987,8 @@ static void test_failed_append(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "fq", QF_DURABLE, none, NULL);
-    queue_t *ok = mkq(fx, "fok", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "fq", QF_DURABLE, none, NULL);
+    queue_t *ok = fx_queue(fx, "fok", QF_DURABLE, none, NULL);
     sync_all(fx);
     pub_t p0 = publish(q, 0, 1), p1 = publish(q, 1, 1);
     publish(q, 2, 0);
@@ -1041,7 +1030,7 @@ static void test_failed_append(void **state)
 
     /* 3 and 4 come back; the lost ones do not; the early ack of 0 did not
      * reach the state log (it would hide 3, which took offset 0). */
-    q = findq(fx, "fq");
+    q = fx_findq(fx, "fq");
     qentry_t *es[8];
     int idx[8];
     int n = take_all(q, es, idx, NULL, 8);
@@ -1049,7 +1038,7 @@ static void test_failed_append(void **state)
     check_msg(es[0]->m, 3);
     check_msg(es[1]->m, 4);
     queue_requeue(es, (size_t)n);
-    assert_int_equal(queue_ready_count(findq(fx, "fok")), 1);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "fok")), 1);
     close_broker(fx);
 }
 
@@ -1057,7 +1046,7 @@ static void test_failed_sync(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "sq", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "sq", QF_DURABLE, none, NULL);
     publish(q, 0, 1);
     sync_all(fx); /* no round in flight when the shim changes */
     io_match_queue_log(q, "log");
@@ -1080,7 +1069,7 @@ static void test_failed_sync(void **state)
     restart(fx);
     /* 0 was durable; 2 never reached the log. (1 was written but its sync
      * failed: it may or may not come back.) */
-    q = findq(fx, "sq");
+    q = fx_findq(fx, "sq");
     qentry_t *es[8];
     int idx[8];
     int n = take_all(q, es, idx, NULL, 8);
@@ -1112,7 +1101,7 @@ static void test_wait_fires_when_durable_and_on_delete(void **state)
 {
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *q = mkq(fx, "wq", QF_DURABLE, none, NULL);
+    queue_t *q = fx_queue(fx, "wq", QF_DURABLE, none, NULL);
     twait_t a = {.w = {.cb = on_wait}, .q = q};
     a.p = publish(q, 0, 1);
     assert_int_equal(queue_wait(q, &a.w, a.p.target), 0);

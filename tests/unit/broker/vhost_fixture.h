@@ -1,17 +1,20 @@
 /*
- * Test fixture shared by queue_test.c and vhost_test.c: a temp data
+ * Test fixture shared by the broker's queue and vhost tests: a temp data
  * directory, a loop and a real broker, restarted on the same directory;
  * sync_all() appends pending queue records and runs the loop until every
- * log (the catalog included) is durable.
+ * log (the catalog included) is durable; queues and messages made the same
+ * way in every test (fx_queue, fx_msg: message i has routing key "k<i>").
  */
 #ifndef HERALD_TEST_VHOST_FIXTURE_H
 #define HERALD_TEST_VHOST_FIXTURE_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../store/store_test.h"
+#include "amqp/props.h"
 #include "broker/internal.h"
 #include "broker/queue.h"
 #include "broker/vhost.h"
@@ -102,5 +105,54 @@ static inline void qdir_path(char *out, size_t n, const char *data, uint64_t id,
 }
 
 static inline int path_exists(const char *p) { return access(p, F_OK) == 0; }
+
+/* ---- queues and messages ---- */
+
+static inline queue_t *fx_queue(fx_t *fx, const char *name, unsigned flags, amqp_bytes_t args, void *owner)
+{
+    queue_t *q = NULL;
+    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), flags, args, owner, &q), 0);
+    assert_non_null(q);
+    return q;
+}
+
+static inline queue_t *fx_findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
+
+/* Message i: routing key "k<i>", no exchange, persistent (delivery mode 2),
+ * priority prio (-1 none), the field table headers (none: no headers), a
+ * copy of the blen bytes at body. */
+static inline qmsg_t *fx_msg(int i, int prio, amqp_bytes_t headers, const void *body, size_t blen)
+{
+    amqp_props_t p;
+    memset(&p, 0, sizeof p);
+    p.flags = PROP_DELIVERY_MODE;
+    p.delivery_mode = 2;
+    if (prio >= 0) {
+        p.flags |= PROP_PRIORITY;
+        p.priority = (uint8_t)prio;
+    }
+    if (headers.len) {
+        p.flags |= PROP_HEADERS;
+        p.headers = headers;
+    }
+    wbuf_t raw;
+    wbuf_init(&raw);
+    amqp_props_encode(&raw, &p);
+    char key[16];
+    snprintf(key, sizeof key, "k%d", i);
+    qmsg_t *m = qmsg_new(none, amqp_cstr(key), (amqp_bytes_t){raw.p, (uint32_t)raw.len}, blen);
+    if (blen) memcpy(qmsg_body(m), body, blen);
+    m->persistent = 1;
+    wbuf_destroy(&raw);
+    return m;
+}
+
+/* i of a routing key "k<i>". */
+static inline int fx_key_idx(amqp_bytes_t k)
+{
+    int v = 0;
+    for (uint32_t i = 1; i < k.len; i++) v = v * 10 + (k.p[i] - '0');
+    return v;
+}
 
 #endif

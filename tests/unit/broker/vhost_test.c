@@ -40,15 +40,6 @@ static int queues_dir_entries(const char *data)
     return n;
 }
 
-static queue_t *mkq(fx_t *fx, const char *name, unsigned flags, amqp_bytes_t args, void *owner)
-{
-    queue_t *q = NULL;
-    assert_int_equal(vhost_queue_create(fx->v, amqp_cstr(name), flags, args, owner, &q), 0);
-    assert_non_null(q);
-    return q;
-}
-
-static queue_t *findq(fx_t *fx, const char *name) { return vhost_queue_find(fx->v, amqp_cstr(name)); }
 
 /* A persistent message with routing key "k<i>" and no body. */
 static void publish(queue_t *q, int i, int persistent)
@@ -126,8 +117,8 @@ static void test_vhost_replay(void **state)
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("tx"), EX_TOPIC, 0, none, &tx), 0);
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("dx2"), EX_FANOUT, EXF_DURABLE, none, &dx2), 0);
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("dx"), EX_DIRECT, EXF_DURABLE, none, &dx), 1);
-    queue_t *dq = mkq(fx, "dq", QF_DURABLE, none, NULL);
-    queue_t *nq = mkq(fx, "nq", 0, none, NULL);
+    queue_t *dq = fx_queue(fx, "dq", QF_DURABLE, none, NULL);
+    queue_t *nq = fx_queue(fx, "nq", 0, none, NULL);
     xdest_t to_dq = {XDEST_QUEUE, dq}, to_nq = {XDEST_QUEUE, nq}, to_dx2 = {XDEST_EXCHANGE, dx2};
     assert_int_equal(vhost_bind(v, dx, to_dq, amqp_cstr("k1"), bargs), 0);
     assert_int_equal(vhost_bind(v, dx, to_nq, amqp_cstr("k2"), none), 0);
@@ -143,12 +134,12 @@ static void test_vhost_replay(void **state)
 
     dx = findx(fx, "dx");
     dx2 = findx(fx, "dx2");
-    dq = findq(fx, "dq");
+    dq = fx_findq(fx, "dq");
     assert_non_null(dx);
     assert_non_null(dx2);
     assert_non_null(dq);
     assert_null(findx(fx, "tx"));
-    assert_null(findq(fx, "nq"));
+    assert_null(fx_findq(fx, "nq"));
     assert_int_equal(exchange_type(dx), EX_DIRECT);
     assert_int_equal(exchange_flags(dx), EXF_DURABLE);
     assert_bytes_equal(exchange_args(dx), xargs);
@@ -182,7 +173,7 @@ static void test_vhost_deleted_bindings_stay_deleted(void **state)
     exchange_t *dx, *dx3;
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("dx"), EX_DIRECT, EXF_DURABLE, none, &dx), 0);
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("dx3"), EX_DIRECT, EXF_DURABLE, none, &dx3), 0);
-    queue_t *dq = mkq(fx, "dq", QF_DURABLE, none, NULL);
+    queue_t *dq = fx_queue(fx, "dq", QF_DURABLE, none, NULL);
     assert_int_equal(vhost_bind(v, dx, (xdest_t){XDEST_QUEUE, dq}, amqp_cstr("k"), none), 0);
     assert_int_equal(vhost_bind(v, dx3, (xdest_t){XDEST_QUEUE, dq}, amqp_cstr("z"), none), 0);
     assert_int_equal(vhost_bind(v, dx, (xdest_t){XDEST_EXCHANGE, dx3}, amqp_cstr("e"), none), 0);
@@ -191,7 +182,7 @@ static void test_vhost_deleted_bindings_stay_deleted(void **state)
      * comes back too. */
     assert_int_equal(vhost_queue_delete(v, dq), 1);
     assert_int_equal(count_bindings(dx), 1); /* only dx -> dx3 */
-    dq = mkq(fx, "dq", QF_DURABLE, none, NULL);
+    dq = fx_queue(fx, "dq", QF_DURABLE, none, NULL);
     assert_int_equal(vhost_exchange_delete(v, dx3, 0), 0);
     assert_int_equal(count_bindings(dx), 0);
     assert_int_equal(vhost_exchange_declare(v, amqp_cstr("dx3"), EX_DIRECT, EXF_DURABLE, none, &dx3), 0);
@@ -199,7 +190,7 @@ static void test_vhost_deleted_bindings_stay_deleted(void **state)
     restart(fx);
     dx = findx(fx, "dx");
     dx3 = findx(fx, "dx3");
-    dq = findq(fx, "dq");
+    dq = fx_findq(fx, "dq");
     assert_non_null(dx);
     assert_non_null(dx3);
     assert_non_null(dq);
@@ -219,13 +210,13 @@ static void test_vhost_builtin_exchange_binding_survives(void **state)
      * durable queue) were not written to the catalog. */
     fx_t *fx = *state;
     open_broker(fx);
-    queue_t *dq = mkq(fx, "dq", QF_DURABLE, none, NULL);
+    queue_t *dq = fx_queue(fx, "dq", QF_DURABLE, none, NULL);
     exchange_t *amq = findx(fx, "amq.topic");
     assert_non_null(amq);
     assert_int_equal(vhost_bind(fx->v, amq, (xdest_t){XDEST_QUEUE, dq}, amqp_cstr("a.#"), none), 0);
     sync_all(fx);
     restart(fx);
-    dq = findq(fx, "dq");
+    dq = fx_findq(fx, "dq");
     assert_route(fx->v, findx(fx, "amq.topic"), "a.b", dq);
     close_broker(fx);
 }
@@ -235,10 +226,10 @@ static void test_vhost_exclusive_queues(void **state)
     fx_t *fx = *state;
     open_broker(fx);
     int owner1, owner2;
-    queue_t *e1 = mkq(fx, "e1", QF_DURABLE | QF_EXCLUSIVE, none, &owner1);
-    queue_t *e2 = mkq(fx, "e2", QF_EXCLUSIVE, none, &owner1);
-    queue_t *e3 = mkq(fx, "e3", QF_DURABLE | QF_EXCLUSIVE, none, &owner2);
-    queue_t *sh = mkq(fx, "shared", QF_DURABLE, none, &owner1);
+    queue_t *e1 = fx_queue(fx, "e1", QF_DURABLE | QF_EXCLUSIVE, none, &owner1);
+    queue_t *e2 = fx_queue(fx, "e2", QF_EXCLUSIVE, none, &owner1);
+    queue_t *e3 = fx_queue(fx, "e3", QF_DURABLE | QF_EXCLUSIVE, none, &owner2);
+    queue_t *sh = fx_queue(fx, "shared", QF_DURABLE, none, &owner1);
     assert_ptr_equal(queue_owner(e1), &owner1);
     assert_ptr_equal(queue_owner(e2), &owner1);
     exchange_t *dx;
@@ -252,17 +243,17 @@ static void test_vhost_exclusive_queues(void **state)
     qdir_path(e1log, sizeof e1log, fx->dir, queue_id(e1), "log");
 
     vhost_owner_gone(fx->v, &owner1);
-    assert_null(findq(fx, "e1"));
-    assert_null(findq(fx, "e2"));
-    assert_ptr_equal(findq(fx, "e3"), e3);
-    assert_ptr_equal(findq(fx, "shared"), sh);
+    assert_null(fx_findq(fx, "e1"));
+    assert_null(fx_findq(fx, "e2"));
+    assert_ptr_equal(fx_findq(fx, "e3"), e3);
+    assert_ptr_equal(fx_findq(fx, "shared"), sh);
     sync_all(fx);
     restart(fx);
     /* Exclusive queues are never in the catalog; their logs are swept. */
     assert_false(path_exists(e1log));
-    assert_null(findq(fx, "e3"));
-    assert_null(findq(fx, "e1"));
-    sh = findq(fx, "shared");
+    assert_null(fx_findq(fx, "e3"));
+    assert_null(fx_findq(fx, "e1"));
+    sh = fx_findq(fx, "shared");
     assert_non_null(sh);
     assert_int_equal(queue_ready_count(sh), 1);
     assert_int_equal(count_bindings(findx(fx, "dx")), 0);
@@ -281,9 +272,9 @@ static void test_x_expires_by_vhost_timer(void **state)
     wbuf_t w;
     wbuf_init(&w);
     amqp_bytes_t args = args_i64(&w, "x-expires", 1);
-    mkq(fx, "xd", QF_DURABLE, args, NULL);
-    mkq(fx, "xn", 0, args, NULL);
-    queue_t *kept = mkq(fx, "xk", QF_DURABLE, args, NULL);
+    fx_queue(fx, "xd", QF_DURABLE, args, NULL);
+    fx_queue(fx, "xn", 0, args, NULL);
+    queue_t *kept = fx_queue(fx, "xk", QF_DURABLE, args, NULL);
     wbuf_destroy(&w);
     qconsumer_t c = {.can_take = never_take, .deliver = no_deliver};
     queue_consumer_add(kept, &c);
@@ -291,17 +282,17 @@ static void test_x_expires_by_vhost_timer(void **state)
     uv_timer_init(&fx->loop, &keep);
     uv_timer_start(&keep, on_keepalive, 50, 50);
     int64_t until = clock_mono_ms() + 3000;
-    while ((findq(fx, "xd") || findq(fx, "xn")) && clock_mono_ms() < until) uv_run(&fx->loop, UV_RUN_ONCE);
+    while ((fx_findq(fx, "xd") || fx_findq(fx, "xn")) && clock_mono_ms() < until) uv_run(&fx->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&keep, NULL);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
-    assert_null(findq(fx, "xd"));
-    assert_null(findq(fx, "xn"));
-    assert_non_null(findq(fx, "xk")); /* it has a consumer */
+    assert_null(fx_findq(fx, "xd"));
+    assert_null(fx_findq(fx, "xn"));
+    assert_non_null(fx_findq(fx, "xk")); /* it has a consumer */
     queue_consumer_remove(kept, &c);
     sync_all(fx);
     restart(fx);
-    assert_null(findq(fx, "xd"));
-    assert_non_null(findq(fx, "xk"));
+    assert_null(fx_findq(fx, "xd"));
+    assert_non_null(fx_findq(fx, "xk"));
     assert_int_equal(queues_dir_entries(fx->dir), 2);
     close_broker(fx);
 }
@@ -328,12 +319,12 @@ static void test_create_fails_cleanly(void **state)
     queue_t *q = NULL;
     assert_true(vhost_queue_create(fx->v, amqp_cstr("bad"), QF_DURABLE, none, NULL, &q) < 0);
     io_ops_reset();
-    assert_null(findq(fx, "bad"));
-    q = mkq(fx, "bad", QF_DURABLE, none, NULL);
+    assert_null(fx_findq(fx, "bad"));
+    q = fx_queue(fx, "bad", QF_DURABLE, none, NULL);
     publish(q, 1, 1);
     sync_all(fx);
     restart(fx);
-    q = findq(fx, "bad");
+    q = fx_findq(fx, "bad");
     assert_non_null(q);
     assert_int_equal(queue_ready_count(q), 1);
     assert_int_equal(queues_dir_entries(fx->dir), 2); /* the failed attempt's directories are gone */
