@@ -197,6 +197,20 @@ static int missing(cli_t *c, int n)
     }
 }
 
+int cli_each_line(cli_t *c, void *ctx, int (*fn)(cli_t *c, void *ctx, const char *line, size_t n))
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = CLI_OK;
+    while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
+        if (n && line[n - 1] == '\n') n--;
+        rc = fn(c, ctx, line, (size_t)n);
+    }
+    free(line);
+    return rc;
+}
+
 int cli_parse(cli_t *c, int argc, char **argv, const cli_opt_t *opts, const char **pos, int npos)
 {
     int got = 0, only_pos = 0;

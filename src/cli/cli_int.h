@@ -78,6 +78,10 @@ int cli_usage_error(cli_t *c, const char *fmt, ...) __attribute__((format(printf
  * there is none or k is empty. *k is a malloc'd copy, *v points into s. */
 int cli_split_kv(cli_t *c, const char *opt, const char *s, char **k, const char **v);
 
+/* Calls fn(c, ctx, line, length) for each line of standard input (without
+ * its newline) until fn returns nonzero. Returns that, or CLI_OK. */
+int cli_each_line(cli_t *c, void *ctx, int (*fn)(cli_t *c, void *ctx, const char *line, size_t n));
+
 /* {"k": v, ...} from the KEY=VALUE options in l; typed: a VALUE that
  * parses as JSON (1000, true, "7", {...}) is that JSON, else (and always
  * when not typed) the text as a string. NULL after a usage error. */
@@ -164,5 +168,7 @@ const char *cli_jyes(const json_t *o, const char *key);
 /* A JSON value shown in one cell: strings bare, others compact JSON
  * (malloc'd, caller frees). */
 char *cli_jshow(const json_t *v);
+/* A cell holding cli_jshow(v); an empty object or array shows as nothing. */
+void cli_table_cell_json(cli_table_t *t, const json_t *v);
 
 #endif

@@ -34,15 +34,12 @@ static void show_exchanges(const json_t *v)
     size_t i;
     const json_t *e;
     json_array_foreach(v, i, e) {
-        const json_t *args = json_object_get(e, "arguments");
-        char *a = json_object_size(args) ? cli_jshow(args) : xstrdup("");
         cli_table_cell(t, exchange_label(cli_jstr(e, "name")));
         cli_table_cell(t, cli_jstr(e, "type"));
         cli_table_cell(t, cli_jyes(e, "durable"));
         cli_table_cell(t, cli_jyes(e, "auto_delete"));
         cli_table_cell(t, cli_jyes(e, "internal"));
-        cli_table_cell(t, a);
-        free(a);
+        cli_table_cell_json(t, json_object_get(e, "arguments"));
     }
     cli_table_print(t, stdout);
     cli_table_free(t);
@@ -107,14 +104,11 @@ static void show_bindings(const json_t *v)
     size_t i;
     const json_t *e;
     json_array_foreach(v, i, e) {
-        const json_t *args = json_object_get(e, "arguments");
-        char *a = json_object_size(args) ? cli_jshow(args) : xstrdup("");
         cli_table_cell(t, exchange_label(cli_jstr(e, "source")));
         cli_table_cell(t, cli_jstr(e, "destination"));
         cli_table_cell(t, cli_jstr(e, "destination_type"));
         cli_table_cell(t, cli_jstr(e, "routing_key"));
-        cli_table_cell(t, a);
-        free(a);
+        cli_table_cell_json(t, json_object_get(e, "arguments"));
     }
     cli_table_print(t, stdout);
     cli_table_free(t);
@@ -216,8 +210,9 @@ typedef struct {
 } publish_t;
 
 /* Publishes one payload; returns an exit status. */
-static int publish_one(cli_t *c, publish_t *p, const char *payload, size_t n)
+static int publish_one(cli_t *c, void *arg, const char *payload, size_t n)
 {
+    publish_t *p = arg;
     json_t *body = json_pack("{s:s, s:O}", "routing_key", p->key, "properties", p->props), *v = NULL;
     hjson_set_bytes(body, "payload", "payload_encoding", payload, n);
     int rc = cli_call(c, "POST", p->path, body, &v);
@@ -228,20 +223,6 @@ static int publish_one(cli_t *c, publish_t *p, const char *payload, size_t n)
     if (!rc && !json_is_true(json_object_get(v, "routed"))) p->unrouted++;
     json_decref(v);
     json_decref(body);
-    return rc;
-}
-
-static int publish_lines(cli_t *c, publish_t *p)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int rc = CLI_OK;
-    while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
-        if (n && line[n - 1] == '\n') n--;
-        rc = publish_one(c, p, line, (size_t)n);
-    }
-    free(line);
     return rc;
 }
 
@@ -265,7 +246,7 @@ static int cmd_publish(cli_t *c, int argc, char **argv)
     if (headers.n) json_object_set(p.props, "headers", h);
     if (persistent) json_object_set_new(p.props, "delivery_mode", json_integer(2));
     if (ctype) json_object_set_new(p.props, "content_type", json_string(ctype));
-    rc = body ? publish_one(c, &p, body, strlen(body)) : publish_lines(c, &p);
+    rc = body ? publish_one(c, &p, body, strlen(body)) : cli_each_line(c, &p, publish_one);
     if (p.unrouted)
         fprintf(stderr, "herald: %ld message%s published but routed to no queue (exchange %s, key '%s')\n",
                 p.unrouted, p.unrouted == 1 ? "" : "s", exchange_label(pos[0]), pos[1]);

@@ -53,8 +53,9 @@ static int produce_flush(cli_t *c, produce_t *p)
     return rc;
 }
 
-static int produce_add(cli_t *c, produce_t *p, const char *value, size_t n)
+static int produce_add(cli_t *c, void *arg, const char *value, size_t n)
 {
+    produce_t *p = arg;
     json_t *r = json_object();
     hjson_set_bytes(r, "value", "value_encoding", value, n);
     if (p->key) json_object_set_new(r, "key", json_string(p->key));
@@ -64,20 +65,6 @@ static int produce_add(cli_t *c, produce_t *p, const char *value, size_t n)
     if (json_array_size(p->records) >= CLI_PRODUCE_BATCH || p->bytes >= CLI_PRODUCE_BATCH_BYTES)
         return produce_flush(c, p);
     return CLI_OK;
-}
-
-static int produce_lines(cli_t *c, produce_t *p)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int rc = CLI_OK;
-    while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
-        if (n && line[n - 1] == '\n') n--;
-        rc = produce_add(c, p, line, (size_t)n);
-    }
-    free(line);
-    return rc ? rc : produce_flush(c, p);
 }
 
 static int cmd_produce(cli_t *c, int argc, char **argv)
@@ -95,12 +82,8 @@ static int cmd_produce(cli_t *c, int argc, char **argv)
     char *e = cli_escape(topic);
     p.path = xasprintf("/api/topics/%s/records", e);
     p.records = json_array();
-    if (value) {
-        rc = produce_add(c, &p, value, strlen(value));
-        if (!rc) rc = produce_flush(c, &p);
-    } else {
-        rc = produce_lines(c, &p);
-    }
+    rc = value ? produce_add(c, &p, value, strlen(value)) : cli_each_line(c, &p, produce_add);
+    if (!rc) rc = produce_flush(c, &p);
     json_decref(p.records);
     free(p.path);
     free(e);

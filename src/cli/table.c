@@ -247,3 +247,14 @@ char *cli_jshow(const json_t *v)
     free(s);
     return copy;
 }
+
+void cli_table_cell_json(cli_table_t *t, const json_t *v)
+{
+    if ((json_is_object(v) && !json_object_size(v)) || (json_is_array(v) && !json_array_size(v))) {
+        cli_table_cell(t, "");
+        return;
+    }
+    char *s = cli_jshow(v);
+    cli_table_cell(t, s);
+    free(s);
+}
