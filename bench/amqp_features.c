@@ -22,7 +22,8 @@
  *               consumes the queue: every message expires into the DLQ;
  *   delayed     an x-delayed-message exchange (x-delayed-type direct), x-delay
  *               uniform in 0..--delay-max ms; lateness = delivery - due;
- *   backlog     publish with nobody consuming, then consume (two results).
+ *   backlog     publish with nobody consuming, then consume (two results);
+ *   backlog-priority  the same into priority's queue, with its priorities.
  * --scenario takes a comma-separated list; --repeat runs it that many times.
  *
  * Output, one line per scenario (and phase) and run:
@@ -64,9 +65,12 @@ static struct {
 } o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1, 1,
        1000000, 3600000, 1000, 2000, 0};
 
-enum { S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_DLX_IDLE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG };
-static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "dlx-idle", "priority",
-                                         "ttl", "ttl-expire", "delayed", "backlog", NULL};
+enum {
+    S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_DLX_IDLE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG,
+    S_BACKLOG_PRIO
+};
+static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "dlx-idle", "priority", "ttl",
+                                         "ttl-expire", "delayed", "backlog", "backlog-priority", NULL};
 
 #define MAGIC 0x68657261626e6368ull
 #define HDR 24 /* body: magic, sequence number, due time (CLOCK_REALTIME ns) */
@@ -686,17 +690,19 @@ static void run_scenario(bench_conn_t *admin, int scen, const char *base, int ru
     run_free();
 }
 
-/* A deep queue: publish everything with nobody consuming, then consume. */
-static void run_backlog(bench_conn_t *admin, const char *base, int run)
+/* A deep queue (scen S_PLAIN or S_PRIORITY): publish everything with
+ * nobody consuming, then consume. */
+static void run_backlog(bench_conn_t *admin, const char *base, int run, int scen)
 {
+    const char *name = scen == S_PRIORITY ? "backlog-priority" : "backlog";
     topo_t t;
-    topo_create(admin, &t, S_PLAIN, base);
-    run_alloc(S_PLAIN);
+    topo_create(admin, &t, scen, base);
+    run_alloc(scen);
     pub_t P;
-    pub_init(&P, S_PLAIN, "", t.q, o.count);
+    pub_init(&P, scen, "", t.q, o.count);
     res_t r;
     uint64_t t0;
-    measure_begin(&r, "backlog", "publish", run, &t0);
+    measure_begin(&r, name, "publish", run, &t0);
     pub_run(&P, t0 + (uint64_t)o.timeout_s * 1000000000ull);
     measure_end(&r, t0);
     r.msgs = o.count;
@@ -704,12 +710,12 @@ static void run_backlog(bench_conn_t *admin, const char *base, int run)
     report(&r);
     pub_destroy(&P);
     sleep(2);
-    fprintf(stderr, "amqp_features: backlog: broker RSS %ld kB with the queue full, 2 s after the last confirm\n",
-            bench_proc_status_kb(o.pid, "VmRSS"));
+    fprintf(stderr, "amqp_features: %s: broker RSS %ld kB with the queue full, 2 s after the last confirm\n",
+            name, bench_proc_status_kb(o.pid, "VmRSS"));
 
     sub_t S = {.queue = t.q};
     bench_conn_open(&S.conn, "consumer", o.host, o.port, o.timeout_s);
-    measure_begin(&r, "backlog", "consume", run, &t0);
+    measure_begin(&r, name, "consume", run, &t0);
     S.deadline = t0 + (uint64_t)o.timeout_s * 1000000000ull;
     sub_start(&S);
     sub_run(&S);
@@ -728,7 +734,7 @@ static void run_backlog(bench_conn_t *admin, const char *base, int run)
 static void usage(void)
 {
     fprintf(stderr, "usage: amqp_features --scenario plain,dlx-retry,dlx-requeue,dlx-idle,priority,ttl,ttl-expire,"
-                    "delayed,backlog\n"
+                    "delayed,backlog,backlog-priority\n"
                     "       [--host H] [--port P] [--count N] [--size B] [--window N] [--prefetch N]\n"
                     "       [--ack-every N] [--nack-pct P] [--reject-pct P] [--backoff SPEC] [--ttl MS]\n"
                     "       [--expire-ttl MS] [--delay-max MS] [--warmup N] [--broker-pid PID] [--label NAME]\n"
@@ -803,8 +809,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             snprintf(base, sizeof base, "amqp-features-%d-%ld-%s-%d", (int)getpid(), (long)time(NULL),
                      scen_names[list[i]], run);
-            if (list[i] == S_BACKLOG)
-                run_backlog(&admin, base, run);
+            if (list[i] == S_BACKLOG || list[i] == S_BACKLOG_PRIO)
+                run_backlog(&admin, base, run, list[i] == S_BACKLOG ? S_PLAIN : S_PRIORITY);
             else
                 run_scenario(&admin, list[i], base, run);
         }

@@ -219,13 +219,15 @@ void queue_mark_dirty(queue_t *q)
     q->b->dirty_queues = q;
 }
 
-uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m)
+uint8_t queue_prio_of_props(const queue_t *q, amqp_bytes_t props)
 {
     if (!q->opt.max_prio) return 0;
     amqp_props_t p;
-    if (amqp_props_decode(qmsg_props(m), &p) < 0 || !(p.flags & PROP_PRIORITY)) return 0;
+    if (amqp_props_decode(props, &p) < 0 || !(p.flags & PROP_PRIORITY)) return 0;
     return (uint8_t)(p.priority > q->opt.max_prio ? q->opt.max_prio : p.priority);
 }
+
+uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m) { return queue_prio_of_props(q, qmsg_props(m)); }
 
 /* ---- heaps of entries on a time ---- */
 
@@ -346,6 +348,7 @@ static void level_insert(queue_t *q, qentry_t *e, qentry_t **pos)
         else l->head = e;
         l->tail = e;
     }
+    l->n++;
     if (pos) *pos = e;
 }
 
@@ -366,6 +369,7 @@ static void ready_remove(queue_t *q, qentry_t *e)
     else l->head = e->next;
     if (e->next) e->next->prev = e->prev;
     else l->tail = e->prev;
+    l->n--;
     e->prev = e->next = NULL;
     if (e->hidx) heap_remove(&q->expiring, e);
     e->state = 0;
@@ -375,7 +379,7 @@ static void ready_remove(queue_t *q, qentry_t *e)
 
 static qentry_t *ready_first(queue_t *q)
 {
-    if (q->npaged && q->nready < QUEUE_PAGE_LOW) queue_page_in(q, QUEUE_PAGE_BATCH); /* read back from disk */
+    queue_page_refill(q); /* read back from disk what comes next */
     for (;;) {
         if (q->lv[q->top].head) return q->lv[q->top].head;
         if (q->top == 0) return NULL;
@@ -797,12 +801,13 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         int wait = queue_store_publish_paged(q, m, 0, 1, epoch, target, &offset);
         if (wait >= 0) return wait;
     }
-    if (!m->ready_at_ms && queue_page_out(q)) { /* a deep backlog: the message stays on disk */
+    uint8_t prio = queue_prio_of(q, m);
+    if (!m->ready_at_ms && queue_page_out(q, prio)) { /* a deep backlog: the message stays on disk */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, expiry_of(q, m), 0, epoch, target, &offset);
         if (wait >= 0) {
             if (q->dedup) queue_dedup_add(q, qmsg_props(m), offset, m->ts_ms);
-            queue_page_add(q, offset, m->body_len);
+            queue_page_add(q, offset, prio, m->body_len);
             enforce_limit(q);
             wake_at(q, expiry_of(q, m)); /* read back to expire when its time comes */
             return wait;
@@ -867,9 +872,13 @@ uint32_t queue_purge(queue_t *q)
         n++;
     }
     if (q->npaged) { /* the backlog on disk goes by ranges */
-        queue_record_removed_ranges(q, &q->paged);
+        qranges_t live = {0};
+        queue_page_live(q, &live);
+        queue_record_removed_ranges(q, &live);
+        qranges_free(&live);
         n += (uint32_t)q->npaged;
-        q->paged.n = 0;
+        queue_page_free(q);
+        for (uint32_t l = 0; l < q->nlv; l++) q->lv[l].npaged = 0;
         q->npaged = q->paged_bytes = 0;
     }
     q->counters.dropped += n;

@@ -49,6 +49,7 @@ static int peek_paged_range(queue_t *q, int64_t from, int64_t to, size_t *left, 
                     if (rec.offset < off) continue;
                     next = rec.offset + 1;
                     if (rec.offset >= to) break;
+                    if (!queue_page_holds(q, rec.offset)) continue; /* taken back by its level */
                     qrec_hdrs_t h;
                     queue_rec_headers(&rec, &h);
                     queue_peek_msg_t pm = {h.ex,
@@ -75,7 +76,7 @@ int queue_peek(queue_t *q, size_t limit, void (*fn)(void *ctx, const queue_peek_
     for (uint32_t l = q->nlv; l-- > 0 && left;)
         for (const qentry_t *e = q->lv[l].head; e && left; e = e->next, left--) peek_entry(e, fn, ctx);
     int rc = 0;
-    if (left && q->npaged && q->data) { /* paged records follow the ready list (one level only) */
+    if (left && q->npaged && q->data) { /* paged records follow the ready lists, in arrival order */
         wbuf_t buf;
         wbuf_init(&buf);
         for (size_t i = 0; i < q->paged.n && left && rc == 0; i++)

@@ -99,7 +99,22 @@ typedef struct {
 
 typedef struct {
     qentry_t *head, *tail; /* sorted by seq */
+    uint32_t n;            /* entries in the list */
+    uint64_t npaged;       /* this level's messages on disk (priority queues) */
+    int64_t scan;          /* no paged record of this level lies below this offset */
 } qlevel_t;
+
+/* Priority queues that page: the level of each paged record, one byte per
+ * data-log offset from base on (QPMAP_NONE: not paged, or taken back), in
+ * chunks of QPMAP_CHUNK offsets; chunks wholly below the first paged
+ * record are freed. */
+#define QPMAP_CHUNK 65536
+#define QPMAP_NONE 0xff
+typedef struct {
+    uint8_t **chunk; /* chunk[i] covers [base + i * QPMAP_CHUNK, base + (i + 1) * QPMAP_CHUNK); NULL: all NONE */
+    size_t n;
+    int64_t base;    /* a multiple of QPMAP_CHUNK */
+} qpmap_t;
 
 typedef struct qdedup qdedup_t; /* queue_dedup.c */
 typedef struct qdkey qdkey_t;
@@ -129,7 +144,10 @@ struct queue {
     uint32_t args_len;
     qopts_t opt;
     qdedup_t *dedup;         /* x-message-deduplication, NULL off */
-    qranges_t paged;         /* live ready records not in memory, after the ready list in order */
+    qranges_t paged;         /* ready records not in memory, after the ready list in order; in a
+                              * priority queue it may also hold records taken back (see pmap) */
+    qpmap_t pmap;            /* priority queues: the level of each paged record */
+    uint32_t ptop;           /* priority queues: no level above this one has records on disk */
     uint64_t npaged, paged_bytes; /* their count and body bytes */
     int64_t page_dmark;      /* paged records at or below this come back redelivered (recovery) */
     qdheap_t dpaged;         /* delay queue: stored messages waiting on disk, by due time */
@@ -192,6 +210,7 @@ void queue_entry_release(qentry_t *e);
 void queue_entry_free(qentry_t *e);
 /* The priority level a message's properties ask for in q. */
 uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m);
+uint8_t queue_prio_of_props(const queue_t *q, amqp_bytes_t props);
 /* Frees a deleted queue once nothing refers to it. */
 void queue_maybe_free(queue_t *q);
 /* A move of e (QE_MOVING) ended: ok (1), its copies are durable (e leaves
@@ -216,11 +235,21 @@ int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);
  * plog_read returned), in offset order. */
 void queue_each_record(const uint8_t *p, size_t len, void (*fn)(void *ctx, const batch_rec_t *rec), void *ctx);
 int queue_pageable(const queue_t *q);
-int queue_page_out(const queue_t *q); /* 1: a new publish stays on disk */
-void queue_page_add(queue_t *q, int64_t offset, uint64_t body_len);
+int queue_page_out(const queue_t *q, uint8_t prio); /* 1: a new publish of that level stays on disk */
+void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len);
 int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */
-/* Reads up to max paged messages back into the ready list. Returns how many. */
+/* Reads up to max paged messages back into the ready lists, oldest first
+ * whatever their level. Returns how many. */
 size_t queue_page_in(queue_t *q, size_t max);
+/* Before a delivery: reads back what the ready lists need next (FIFO:
+ * the next batch once the list runs low; priority: the highest level with
+ * records on disk, once that level is the top one and runs low). */
+void queue_page_refill(queue_t *q);
+/* Adds the ranges of the records still on disk to out (not normalized). */
+void queue_page_live(const queue_t *q, qranges_t *out);
+/* 1 if the record at offset, inside q->paged, is still on disk. */
+int queue_page_holds(const queue_t *q, int64_t offset);
+void queue_page_free(queue_t *q);
 /* queue_delay.c. Delay queues: a stored message waits on disk until at (wall ms); its
  * record is the span [pos, pos + len) of its segment (QDELAY_NOPOS: unknown). */
 void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len);

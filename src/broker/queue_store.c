@@ -319,8 +319,9 @@ static void data_record(void *ctx, const batch_rec_t *rec)
         queue_delay_push(q, h.ready_at, o, QDELAY_NOPOS, 0);
         return;
     }
-    if (!has_ret && !h.ready_at && queue_page_out(q)) { /* a deep backlog stays on disk */
-        queue_page_add(q, o, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);
+    uint8_t prio = queue_prio_of_props(q, h.props);
+    if (!has_ret && !h.ready_at && queue_page_out(q, prio)) { /* a deep backlog stays on disk */
+        queue_page_add(q, o, prio, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);
         return;
     }
     qentry_t *e = queue_entry_from_record(q, rec, &h);
@@ -502,7 +503,7 @@ static void write_snapshot(queue_t *q)
     qranges_t live = {0};
     snap_ctx_t sc = {&v, &live};
     each_live(q, snap_put, &sc);
-    for (size_t i = 0; i < q->paged.n; i++) qranges_add(&live, q->paged.v[i].from, q->paged.v[i].to);
+    queue_page_live(q, &live);
     for (uint32_t i = 0; i < q->dpaged.n; i++) qranges_add(&live, q->dpaged.v[i].offset, q->dpaged.v[i].offset + 1);
     qranges_normalize(&live);
     wbuf_i64(&v, (int64_t)live.n);
@@ -576,7 +577,7 @@ int queue_wait(queue_t *q, pwaiter_t *w, int64_t target)
 
 void queue_store_free(queue_t *q)
 {
-    qranges_free(&q->paged);
+    queue_page_free(q);
     free(q->pend);
     free(q->acks);
     free(q->rets);

@@ -116,3 +116,58 @@ def test_deep_backlog_purge_ttl_and_length_limit(env, amqp_broker):
     assert ready_count(conn, lim) == N - 1000
     got = consume_all(conn, lim, N - 1000)
     assert got == list(range(1000, N))  # drop-head dropped the oldest
+
+
+def consume_acking(conn, q, n, timeout=60):
+    """Consumes, acks exactly the first n deliveries and returns their numbers."""
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=2000)
+    got = []
+
+    def on(c, m, p, b):
+        if len(got) < n:
+            got.append(int(b[:8]))
+            if len(got) % 1000 == 0 or len(got) == n:
+                c.basic_ack(m.delivery_tag, multiple=True)
+
+    ch.basic_consume(q, on)
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    return got
+
+
+def prio_of(i):
+    return (i * 7 + i // 3) % 10
+
+
+def test_deep_priority_backlog_is_paged_and_strict_across_kill(env, amqp_broker):
+    """A priority queue past 65,536 ready messages keeps the rest on disk per level and
+    still delivers strictly by priority, FIFO within a level, after SIGKILL."""
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q("deep-prio")
+    ch.queue_declare(q, durable=True, arguments={"x-max-priority": 9})
+    pub = conn.channel()
+    for i in range(N - 1):
+        pub.basic_publish("", q, b"%08d" % i + b"." * 92, pika.BasicProperties(delivery_mode=2, priority=prio_of(i)))
+    pub.confirm_delivery()
+    pub.basic_publish("", q, b"%08d" % (N - 1) + b"." * 92,
+                      pika.BasicProperties(delivery_mode=2, priority=prio_of(N - 1)))
+    pub.close()
+    assert ready_count(conn, q) == N
+    amqp_broker.kill()
+    amqp_broker.start()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    assert ready_count(conn, q) == N
+    want = sorted(range(N), key=lambda i: (-prio_of(i), i))
+    half = consume_acking(conn, q, N // 2)
+    assert half == want[:N // 2]
+    conn.close()  # the deliveries past the acked half go back
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    # what was delivered past the acked half comes back first within its level
+    rest = consume_all(conn, q, N - N // 2)
+    assert sorted(rest, key=lambda i: (-prio_of(i), i)) == want[N // 2:]
+    assert ready_count(conn, q) == 0
