@@ -8,7 +8,11 @@
  * carries a claim (record header "o" = source queue id, offset); the
  * source records the removal only after every copy is durable. If a crash
  * comes between the two, the claim found at start-up removes the original
- * (queue_drop_claimed), so the message is in exactly one place.
+ * (queue_drop_claimed), so the message is in exactly one place. A stream
+ * (a Kafka topic) is not replayed at start-up, so a copy into one waits
+ * for an intent in the source's state log ("m", queue.h) to be durable;
+ * the intents of originals still live at start-up say where in which
+ * stream to look for claims (stream_scan_claims).
  *
  * Deaths that consumers cause (a reject or nack without requeue, a return
  * past the delivery limit) come in a trickle while the queue is busy. Each
@@ -39,6 +43,7 @@
 #include "base/mem.h"
 #include "broker/deadletter.h"
 #include "broker/queue_int.h"
+#include "broker/stream.h"
 #include "broker/vhost.h"
 
 /* ---- property rewriting ---- */
@@ -263,7 +268,7 @@ typedef struct dlmove {
     queue_t *src;
     qentry_t *e;         /* the original (QE_MOVING in src) */
     char reason[16];     /* "": a delay queue's forward, no x-death */
-    int stage;           /* 0: waiting for the original's record, 1: for the copies */
+    int stage;           /* 0: waiting for the original's record, 1: for the copies, 2: for the intent */
     dlpart_t *parts;     /* &part0 for a single copy */
     dlpart_t part0;
     uint32_t nparts, done;
@@ -276,6 +281,12 @@ typedef struct dlmove {
     void (*on_end)(void *ctx, int result);
     void *end_ctx;
     struct dlmove *held_next; /* in g_held: copies to publish with the next batch */
+    /* Copies into streams, published once the intent is durable. */
+    queue_t **streams;   /* pinned until published */
+    uint32_t nstreams;
+    qmsg_t *copy;        /* one reference while they wait */
+    uint8_t *intent;     /* the intent record's value (owned), kept for snapshots; NULL none */
+    uint32_t intent_len;
 } dlmove_t;
 
 static dlmove_t *g_moves;
@@ -311,6 +322,10 @@ static void move_free(dlmove_t *mv)
     if (mv->next) mv->next->prev = mv->prev;
     for (uint32_t i = mv->done; i < mv->nparts; i++) queue_unpin(mv->parts[i].q);
     if (mv->parts != &mv->part0) free(mv->parts);
+    for (uint32_t i = 0; i < mv->nstreams; i++) queue_unpin(mv->streams[i]);
+    free(mv->streams);
+    if (mv->copy) qmsg_unref(mv->copy);
+    free(mv->intent);
     free(mv->to);
     if (g_npool < DL_POOL_MAX) {
         mv->next = g_pool;
@@ -382,6 +397,12 @@ routed:
         queue_t *t = targets[i];
         int forwarded = mv && !mv->reason[0]; /* from a delay queue: no death, no cycle */
         if (!forwarded && forms_cycle(headers, t)) continue;
+        if (mv && c->origin_off >= 0 && (queue_flags(t) & QF_STREAM)) { /* after the intent */
+            queue_pin(t);
+            mv->streams = xrealloc(mv->streams, (mv->nstreams + 1) * sizeof *mv->streams);
+            mv->streams[mv->nstreams++] = t;
+            continue;
+        }
         uint32_t epoch = 0;
         int64_t target = 0;
         int rc = queue_publish(t, c, &epoch, &target);
@@ -468,6 +489,55 @@ static void redrive_publish(dlmove_t *mv)
     move_advance(mv);
 }
 
+/* The intent is durable (ok) or cannot be: publish the copies into the
+ * streams, or fail the move (the original stays; copies stored elsewhere
+ * claim it back at the next start). */
+static void publish_streams(dlmove_t *mv, int ok)
+{
+    mv->stage = 1;
+    if (!ok) mv->failed = 1;
+    for (uint32_t i = 0; i < mv->nstreams; i++) {
+        queue_t *t = mv->streams[i];
+        uint32_t epoch = 0;
+        int64_t target = 0;
+        int rc = ok && !queue_is_deleted(t) ? queue_publish(t, mv->copy, &epoch, &target) : QP_DONE;
+        if (rc == QP_WAIT) add_part(mv, t, epoch, target);
+        else if (rc < 0) mv->failed = 1;
+        queue_unpin(t);
+    }
+    mv->nstreams = 0;
+    qmsg_unref(mv->copy);
+    mv->copy = NULL;
+    move_advance(mv);
+}
+
+/* Records in the source's state log where the copies into streams will
+ * be, then waits for that record to be durable. */
+static void write_intent(dlmove_t *mv)
+{
+    queue_t *q = mv->src;
+    mv->intent_len = 24 * mv->nstreams;
+    mv->intent = xmalloc(mv->intent_len);
+    for (uint32_t i = 0; i < mv->nstreams; i++) {
+        wbuf_put_be64(mv->intent + 24 * i, (uint64_t)mv->e->offset);
+        wbuf_put_be64(mv->intent + 24 * i + 8, queue_id(mv->streams[i]));
+        wbuf_put_be64(mv->intent + 24 * i + 16, (uint64_t)stream_next_offset(mv->streams[i]));
+    }
+    queue_state_append(q, "m", mv->intent, mv->intent_len); /* appended now, not at the turn's flush */
+    mv->stage = 2;
+    mv->w.cb = on_move_wait;
+    mv->w.ctx = mv;
+    mv->w.target = partition_end_offset(q->state);
+    if (!q->state->failed && partition_wait(q->state, &mv->w) == 0) return;
+    publish_streams(mv, !q->state->failed);
+}
+
+void deadletter_restate_intents(queue_t *q)
+{
+    for (dlmove_t *mv = g_moves; mv; mv = mv->next)
+        if (mv->src == q && mv->intent) queue_state_append(q, "m", mv->intent, mv->intent_len);
+}
+
 /* The original is durable (or will never be): publish the copies. */
 static void move_publish_now(dlmove_t *mv)
 {
@@ -497,6 +567,11 @@ static void move_publish_now(dlmove_t *mv)
         c->origin_off = e->offset;
     }
     if (!q->deleted) route_copy(q, xname, c, headers, mv);
+    if (mv->nstreams) {
+        mv->copy = c;
+        write_intent(mv);
+        return;
+    }
     qmsg_unref(c);
     move_advance(mv);
 }
@@ -558,6 +633,7 @@ static void on_move_wait(pwaiter_t *w, int status)
     (void)status;
     dlmove_t *mv = w->ctx;
     if (mv->stage == 0) move_publish(mv);
+    else if (mv->stage == 2) publish_streams(mv, status >= 0 && mv->src->state && !mv->src->state->failed);
     else move_advance(mv);
 }
 

@@ -45,5 +45,8 @@ amqp_bytes_t deadletter_props_with_count(amqp_bytes_t props, uint32_t count, wbu
 /* Ends the moves in flight (shutdown): their originals stay parked in
  * their queues, which are closed next. */
 void deadletter_shutdown(void);
+/* Appends again the intents of q's moves into streams still in flight
+ * (after a state snapshot, which lets older records go). */
+void deadletter_restate_intents(queue_t *q);
 
 #endif

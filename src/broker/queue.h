@@ -273,6 +273,21 @@ size_t queue_take_claims(qclaim_t **out);
 /* Removes (records as gone) the live entries at these offsets (ascending). */
 void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n);
 
+/* Moves into a stream (a Kafka topic) cannot rely on the target's replay,
+ * which reads no stream: before such a copy is published, the source
+ * queue's state log records an intent ("m": offset, stream queue id, the
+ * stream's next offset then), durably. At start-up the intents whose
+ * original is still live name where in which stream a copy may be; the
+ * claims found there from that offset on (stream_scan_claims) remove the
+ * originals as above. */
+typedef struct {
+    uint64_t stream_qid;
+    int64_t from;
+} qintent_t;
+/* The intents of live originals queue_open met since the last call
+ * (*out malloc'd, NULL when none). */
+size_t queue_take_intents(qintent_t **out);
+
 /* Appends the coalesced records (messages, acks) of every queue with
  * pending writes. Called once per loop turn (a uv_prepare in the vhost). */
 void queue_flush_all(broker_t *b);

@@ -159,6 +159,11 @@ typedef struct {
     retvec_t rets;          /* in log order; the last for an offset wins */
     int64_t snap_end;       /* -1: no snapshot */
     int64_t dmark;
+    struct {
+        int64_t offset, from;
+        uint64_t stream_qid;
+    } *intents;              /* "m" records, in log order */
+    size_t nintents, capintents;
 } qstate_t;
 
 static void state_record(void *ctx, const batch_rec_t *rec)
@@ -179,6 +184,18 @@ static void state_record(void *ctx, const batch_rec_t *rec)
         for (size_t i = 0; i + 24 <= n; i += 24)
             retvec_push(&st->rets, (qret_t){(int64_t)buf_get_be64(v + i), (int64_t)buf_get_be64(v + i + 8),
                                             (int64_t)buf_get_be64(v + i + 16)});
+        break;
+    case 'm': /* a move into a stream: (offset, stream queue id, stream offset) triples */
+        for (size_t i = 0; i + 24 <= n; i += 24) {
+            if (st->nintents == st->capintents) {
+                st->capintents = st->capintents ? st->capintents * 2 : 16;
+                st->intents = xrealloc(st->intents, st->capintents * sizeof *st->intents);
+            }
+            st->intents[st->nintents].offset = (int64_t)buf_get_be64(v + i);
+            st->intents[st->nintents].stream_qid = buf_get_be64(v + i + 8);
+            st->intents[st->nintents].from = (int64_t)buf_get_be64(v + i + 16);
+            st->nintents++;
+        }
         break;
     case 'd':
         if (n == 8) {
@@ -225,6 +242,19 @@ static int cmp_ret(const void *a, const void *b)
     if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
     /* Returns of one offset only grow: the latest record has the most. */
     return x->returns < y->returns ? -1 : x->returns > y->returns;
+}
+
+/* Intents of moves into streams whose originals are live (queue_take_intents). */
+static qintent_t *g_intents;
+static size_t g_nintents, g_capintents;
+
+size_t queue_take_intents(qintent_t **out)
+{
+    *out = g_intents;
+    size_t n = g_nintents;
+    g_intents = NULL;
+    g_nintents = g_capintents = 0;
+    return n;
 }
 
 /* Claims met while opening queues (queue_take_claims hands them over). */
@@ -363,6 +393,21 @@ static int sync_state_now(queue_t *q)
     return rc;
 }
 
+/* The intents whose original the replay left live go to g_intents. */
+static void keep_live_intents(const qstate_t *st)
+{
+    for (size_t i = 0; i < st->nintents; i++) {
+        int64_t o = st->intents[i].offset;
+        if (st->snap_end >= 0 && o < st->snap_end && !qranges_has(&st->live, o)) continue;
+        if (i64vec_has(&st->acked, o) || qranges_has(&st->acked_ranges, o)) continue;
+        if (g_nintents == g_capintents) {
+            g_capintents = g_capintents ? g_capintents * 2 : 16;
+            g_intents = xrealloc(g_intents, g_capintents * sizeof *g_intents);
+        }
+        g_intents[g_nintents++] = (qintent_t){st->intents[i].stream_qid, st->intents[i].from};
+    }
+}
+
 int queue_open(queue_t *q)
 {
     int rc;
@@ -378,7 +423,9 @@ int queue_open(queue_t *q)
         data_ctx_t dc = {q, &st, 0, clock_wall_ms(), 0};
         rc = partition_scan(q->data, data_record, &dc);
         if (dc.recovered) LOG_I("queue %s: recovered %u message(s)", q->name, dc.recovered);
+        keep_live_intents(&st);
     }
+    free(st.intents);
     q->dmark = st.dmark;
     q->delivered_max = st.dmark;
     /* Records paged at recovery: the mark (written ahead) covers them, not
@@ -436,6 +483,9 @@ void queue_scratch_free(void)
     free(g_claims);
     g_claims = NULL;
     g_nclaims = g_capclaims = 0;
+    free(g_intents);
+    g_intents = NULL;
+    g_nintents = g_capintents = 0;
     queue_delay_scratch_free();
 }
 
@@ -522,6 +572,7 @@ static void write_snapshot(queue_t *q)
         return;
     }
     q->snap_offset = target - 1;
+    deadletter_restate_intents(q); /* after the snapshot: it may let the older records go */
     q->snap_size = partition_size_bytes(q->state);
 }
 

@@ -329,6 +329,40 @@ int stream_wait(queue_t *q, pwaiter_t *w, int64_t target)
     return partition_wait(p, w);
 }
 
+int64_t stream_next_offset(const queue_t *q)
+{
+    stream_t *s = find(q);
+    partition_t *p = spart(s);
+    return p ? partition_end_offset(p) + (int64_t)s->npend : 0;
+}
+
+size_t stream_scan_claims(queue_t *q, int64_t from, qclaim_t **v, size_t *n, size_t *cap)
+{
+    partition_t *p = spart(find(q));
+    if (!p) return 0;
+    size_t found = 0;
+    lcursor_t c;
+    lcursor_init(&c, from);
+    batch_rec_t rec;
+    while (lcursor_next(&c, p, &rec, "stream claims") > 0) {
+        batch_rec_t r = rec;
+        batch_header_kv_t kv;
+        while (batch_rec_next_header(&r, &kv) > 0) {
+            if (kv.key_len != (int32_t)strlen(STREAM_HDR_CLAIM) || memcmp(kv.key, STREAM_HDR_CLAIM, (size_t)kv.key_len) ||
+                kv.value_len != 16)
+                continue;
+            if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 64;
+                *v = xrealloc(*v, *cap * sizeof **v);
+            }
+            (*v)[(*n)++] = (qclaim_t){buf_get_be64(kv.value), (int64_t)buf_get_be64(kv.value + 8)};
+            found++;
+        }
+    }
+    lcursor_destroy(&c);
+    return found;
+}
+
 uint32_t stream_message_count(const queue_t *q)
 {
     partition_t *p = spart(find(q));

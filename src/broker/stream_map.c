@@ -101,6 +101,12 @@ static void add_text(refs_t *r, const char *name, const void *val, size_t vlen)
  * the end. */
 static void collect(refs_t *r, const qmsg_t *m)
 {
+    if (m->origin_off >= 0 && m->origin_qid) { /* a dead-letter copy's claim (stream.h) */
+        uint8_t claim[16];
+        wbuf_put_be64(claim, m->origin_qid);
+        wbuf_put_be64(claim + 8, (uint64_t)m->origin_off);
+        add_text(r, STREAM_HDR_CLAIM, claim, sizeof claim);
+    }
     amqp_props_t props;
     if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
     if (props.flags & PROP_HEADERS) {

@@ -24,6 +24,10 @@
  * exchange as "amqp.exchange", and "amqp.properties", the property bytes
  * exactly as published, so AMQP consumers get them back unchanged. */
 void stream_map_batch(wbuf_t *out, qmsg_t *const *ms, size_t n);
+/* A dead-letter copy (qmsg origin_qid / origin_off) also carries its
+ * claim: this header, 16 bytes (queue id, offset; big-endian). It is under
+ * the amqp. prefix, so an AMQP reader never sees it as a header. */
+#define STREAM_HDR_CLAIM "amqp.claim"
 /* The message an AMQP consumer gets for a stored record: with
  * "amqp.properties", those properties; otherwise properties rebuilt from
  * the amqp.* headers, and every other record header as a longstr entry of

@@ -585,8 +585,29 @@ static int cmp_claim(const void *a, const void *b)
 static void resolve_claims(vhost_t *v)
 {
     qclaim_t *c;
-    size_t n = queue_take_claims(&c);
+    size_t n = queue_take_claims(&c), cap = n;
     feed_claims(v->b, c, n); /* queues fed from topics resume after their last stored message */
+    /* Moves into streams that a crash may have cut: the claims in each
+     * such stream from the earliest offset a copy may have (queue.h). */
+    qintent_t *in;
+    size_t nin = queue_take_intents(&in);
+    for (size_t i = 0; i < nin; i++) {
+        if (in[i].stream_qid == 0) continue; /* this stream was scanned already */
+        int64_t from = in[i].from;
+        for (size_t j = i + 1; j < nin; j++)
+            if (in[j].stream_qid == in[i].stream_qid) {
+                if (in[j].from < from) from = in[j].from;
+                in[j].stream_qid = 0;
+            }
+        for (qnode_t *q = v->queues; q; q = q->hh.next)
+            if (queue_id(q->q) == in[i].stream_qid && (queue_flags(q->q) & QF_STREAM)) {
+                size_t k = stream_scan_claims(q->q, from, &c, &n, &cap);
+                amqp_bytes_t name = queue_name(q->q);
+                LOG_I("stream %.*s: %zu dead-letter claim(s) from offset %lld checked after an interrupted move",
+                      (int)name.len, (const char *)name.p, k, (long long)from);
+            }
+    }
+    free(in);
     if (!n) return;
     qsort(c, n, sizeof *c, cmp_claim);
     int64_t *offs = xmalloc(n * sizeof *offs);

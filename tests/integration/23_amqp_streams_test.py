@@ -733,4 +733,55 @@ def test_dead_letters_into_a_stream(env):
     assert bodies(got) == [b"dead"]
     h = got[0][1].headers
     assert h["k"] == "v" and h["x-stream-offset"] == 0
+    assert "amqp.claim" not in h  # the claim stays a record header for Kafka readers
     assert h["x-death"][0]["reason"] == "rejected" and h["x-death"][0]["queue"] == src
+
+
+@herald_only
+def test_dead_letters_into_a_stream_exactly_once_across_kill(broker_factory):
+    """SIGKILL while rejected messages move into a stream: afterwards each message is either
+    still in its queue or in the stream, never both and never neither."""
+    b = broker_factory()
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    n = 3000
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        dlx, src, s = uid("dlx"), uid("src"), uid("s")
+        ch.exchange_declare(dlx, "fanout", durable=True)
+        declare_stream(ch, s)
+        ch.queue_bind(s, dlx)
+        ch.queue_declare(src, durable=True, arguments={"x-dead-letter-exchange": dlx})
+        ch.confirm_delivery()
+        publish(ch, src, n)
+        rejected = []
+        c2 = conn.channel()
+        c2.basic_qos(prefetch_count=200)
+
+        def on(ch_, m, p, body):
+            ch_.basic_reject(m.delivery_tag, requeue=False)
+            rejected.append(body)
+
+        c2.basic_consume(src, on)
+        pump_until(conn, lambda: len(rejected) >= n // 2, timeout=30)
+        b.kill()  # moves in flight: intents, copies and acks at every stage
+        b.start()
+        conn = env.connect()
+        ch = conn.channel()
+        left = ch.queue_declare(src, passive=True).method.message_count
+        assert 0 < left <= n
+        in_queue = []
+        ch.basic_qos(prefetch_count=500)
+        ch.basic_consume(src, lambda ch_, m, p, body: (in_queue.append(body), ch_.basic_ack(m.delivery_tag)))
+        pump_until(conn, lambda: len(in_queue) >= left, timeout=30)
+        assert len(in_queue) == left
+        stored = ch.queue_declare(s, passive=True).method.message_count
+        assert stored == n - left, "a message is in both places, or in neither"
+        recs = kafka_consume(b.bootstrap, s, stored)
+        in_stream = [r.value() for r in recs]
+        assert not set(in_queue) & set(in_stream), "a message is in both places"
+        assert sorted(in_queue + in_stream) == sorted(f"m{i}".encode() for i in range(n))
+        assert all(dict(r.headers()).get("amqp.claim") for r in recs)  # each copy names its original
+    finally:
+        env.cleanup()

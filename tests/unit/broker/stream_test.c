@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include "amqp/ftable.h"
+#include "base/clock.h"
 #include "base/err.h"
+#include "broker/queue_int.h"
 #include "broker/stream.h"
 #include "store/batch.h"
 #include "vhost_fixture.h"
@@ -167,11 +169,145 @@ static void test_delete_queue_deletes_topic_and_adoption(void **state)
     sync_all(fx);
 }
 
+
+/* ---- dead-lettering into a stream is exact across a crash ---- */
+
+/* "src" dead-letters through the default exchange into the stream "s". */
+static queue_t *make_dl_source(fx_t *fx)
+{
+    wbuf_t a;
+    wbuf_init(&a);
+    ftable_put_name(&a, "x-dead-letter-exchange");
+    ftable_put_longstr(&a, "", 0);
+    ftable_put_name(&a, "x-dead-letter-routing-key");
+    ftable_put_longstr(&a, "s", 1);
+    queue_t *q = fx_queue(fx, "src", QF_DURABLE, (amqp_bytes_t){a.p, (uint32_t)a.len}, NULL);
+    wbuf_destroy(&a);
+    return q;
+}
+
+/* A persistent message (only stored originals are moved with claims). */
+static void publish_p(queue_t *q, const char *body)
+{
+    qmsg_t *m = qmsg_new(amqp_cstr(""), queue_name(q), none, strlen(body));
+    memcpy(qmsg_body(m), body, strlen(body));
+    m->persistent = 1;
+    uint32_t epoch;
+    int64_t target;
+    queue_publish(q, m, &epoch, &target);
+    qmsg_unref(m);
+}
+
+/* Stream publishes are appended by a prepare handle: one turn first. */
+static void settle(fx_t *fx)
+{
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sync_all(fx);
+}
+
+static size_t claims_in(queue_t *s, qclaim_t *first)
+{
+    qclaim_t *v = NULL;
+    size_t n = 0, cap = 0;
+    size_t k = stream_scan_claims(s, 0, &v, &n, &cap);
+    if (n && first) *first = v[0];
+    free(v);
+    return k;
+}
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+/* The real path: the copy carries its claim and goes in only after the
+ * source's intent is durable; the move ends with the original gone. */
+static void test_dead_letter_into_stream(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *s = make_stream(fx, "s");
+    queue_t *src = make_dl_source(fx);
+    publish_p(src, "m0");
+    settle(fx);
+    queue_reject(queue_get(src));
+    /* A live loop, as with listeners open: its prepare handles run. */
+    uv_timer_t tick;
+    uv_timer_init(&fx->loop, &tick);
+    uv_timer_start(&tick, on_tick, 1, 1);
+    int64_t deadline = clock_mono_ms() + 5000;
+    while ((queue_ready_count(s) < 1 || src->nmoving) && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    assert_int_equal(queue_ready_count(s), 1);
+    assert_int_equal(src->nmoving, 0);
+    qclaim_t c;
+    assert_int_equal(claims_in(s, &c), 1);
+    assert_int_equal(c.qid, queue_id(src));
+    assert_int_equal(c.offset, 0);
+    settle(fx);
+    restart(fx);
+    src = fx_findq(fx, "src");
+    s = fx_findq(fx, "s");
+    assert_int_equal(queue_ready_count(src), 0);
+    assert_int_equal(queue_ready_count(s), 1);
+    close_broker(fx);
+}
+
+/* The crash windows, written by hand: intent durable and the copy too (the
+ * original must go at start-up), or the intent alone (it must stay). */
+static void crash_window(fx_t *fx, int copy_stored)
+{
+    open_broker(fx);
+    queue_t *s = make_stream(fx, "s");
+    queue_t *src = make_dl_source(fx);
+    publish_p(s, "other"); /* the copy is not the stream's first record */
+    publish_p(src, "m0");
+    publish_p(src, "m1");
+    settle(fx);
+    uint8_t intent[24];
+    wbuf_put_be64(intent, 1);
+    wbuf_put_be64(intent + 8, queue_id(s));
+    wbuf_put_be64(intent + 16, (uint64_t)stream_next_offset(s));
+    queue_state_append(src, "m", intent, sizeof intent);
+    if (copy_stored) {
+        qmsg_t *m = qmsg_new(amqp_cstr(""), amqp_cstr("s"), none, 2);
+        memcpy(qmsg_body(m), "m1", 2);
+        m->origin_qid = queue_id(src);
+        m->origin_off = 1;
+        m->persistent = 1;
+        uint32_t epoch;
+        int64_t target;
+        queue_publish(s, m, &epoch, &target);
+        qmsg_unref(m);
+    }
+    settle(fx);
+    restart(fx);
+    src = fx_findq(fx, "src");
+    s = fx_findq(fx, "s");
+    assert_int_equal(queue_ready_count(s), 1 + copy_stored);
+    assert_int_equal(queue_ready_count(src), 2 - copy_stored);
+    qentry_t *e = queue_get(src);
+    assert_memory_equal(qmsg_body(e->m), "m0", 2); /* the other message is untouched */
+    queue_ack(e);
+    if (!copy_stored) {
+        e = queue_get(src);
+        assert_memory_equal(qmsg_body(e->m), "m1", 2);
+        queue_ack(e);
+    }
+    settle(fx);
+    restart(fx); /* nothing comes back */
+    assert_int_equal(queue_ready_count(fx_findq(fx, "src")), 0);
+    close_broker(fx);
+}
+
+static void test_crash_after_stream_copy_removes_original(void **state) { crash_window(*state, 1); }
+static void test_crash_before_stream_copy_keeps_original(void **state) { crash_window(*state, 0); }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_coalesced_offsets_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_queue_deletes_topic_and_adoption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letter_into_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_after_stream_copy_removes_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_before_stream_copy_keeps_original, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
