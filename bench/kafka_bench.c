@@ -83,6 +83,7 @@ typedef struct bench_result {
     long msgs;
     double secs;
     double cpu_s; /* broker CPU during the phase, -1 unknown */
+    double client_cpu_s; /* this tool's CPU (all its threads, librdkafka's included), -1 unknown */
     int has_lat;
     double p50_ms, p99_ms, p999_ms, max_ms;
     long errors;
@@ -100,6 +101,7 @@ static bench_result_t *bench_result_new(const char *phase)
     memset(r, 0, sizeof *r);
     snprintf(r->phase, sizeof r->phase, "%s", phase);
     r->cpu_s = -1;
+    r->client_cpu_s = -1;
     return r;
 }
 
@@ -121,16 +123,17 @@ static double bench_median(double *v, int n)
 static void bench_print_table(void)
 {
     printf("| phase | runs | messages | msgs/s (median) | msgs/s (min–max) | MB/s | p50 ms | p99 ms "
-           "| p99.9 ms | max ms | broker CPU-s per 1M |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "| p99.9 ms | max ms | broker CPU-s per 1M | client CPU-s per 1M | broker busy |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n_results; i++) {
         int seen = 0;
         for (int j = 0; j < i; j++)
             seen |= !strcmp(results[j].phase, results[i].phase);
         if (seen)
             continue;
-        double rate[BENCH_MAX_RESULTS], cpum[BENCH_MAX_RESULTS], lat[4][BENCH_MAX_RESULTS];
-        int n = 0, ncpu = 0, nlat = 0;
+        double rate[BENCH_MAX_RESULTS], cpum[BENCH_MAX_RESULTS], ccpum[BENCH_MAX_RESULTS], busy[BENCH_MAX_RESULTS],
+            lat[4][BENCH_MAX_RESULTS];
+        int n = 0, ncpu = 0, nccpu = 0, nlat = 0;
         long msgs = 0, errors = 0;
         for (int j = i; j < n_results; j++) {
             bench_result_t *r = &results[j];
@@ -139,8 +142,12 @@ static void bench_print_table(void)
             rate[n++] = r->secs > 0 ? (double)r->msgs / r->secs : 0;
             msgs = r->msgs;
             errors += r->errors;
-            if (r->cpu_s >= 0 && r->msgs > 0)
+            if (r->cpu_s >= 0 && r->msgs > 0 && r->secs > 0) {
+                busy[ncpu] = 100 * r->cpu_s / r->secs; /* % of one core */
                 cpum[ncpu++] = r->cpu_s / ((double)r->msgs / 1e6);
+            }
+            if (r->client_cpu_s >= 0 && r->msgs > 0)
+                ccpum[nccpu++] = r->client_cpu_s / ((double)r->msgs / 1e6);
             if (r->has_lat) {
                 lat[0][nlat] = r->p50_ms;
                 lat[1][nlat] = r->p99_ms;
@@ -150,20 +157,27 @@ static void bench_print_table(void)
             }
         }
         double med = bench_median(rate, n); /* sorts rate */
-        char l[4][32], c[32];
+        char l[4][32], c[32], cc[32], bz[32];
         for (int k = 0; k < 4; k++) {
             if (nlat)
                 snprintf(l[k], 32, "%.2f", bench_median(lat[k], nlat));
             else
                 snprintf(l[k], 32, "–");
         }
-        if (ncpu)
+        if (ncpu) {
             snprintf(c, sizeof c, "%.3f", bench_median(cpum, ncpu));
-        else
+            snprintf(bz, sizeof bz, "%.0f %%", bench_median(busy, ncpu));
+        } else {
             snprintf(c, sizeof c, "–");
-        printf("| %s%s | %d | %ld | %.0f | %.0f–%.0f | %.1f | %s | %s | %s | %s | %s |\n",
+            snprintf(bz, sizeof bz, "–");
+        }
+        if (nccpu)
+            snprintf(cc, sizeof cc, "%.3f", bench_median(ccpum, nccpu));
+        else
+            snprintf(cc, sizeof cc, "–");
+        printf("| %s%s | %d | %ld | %.0f | %.0f–%.0f | %.1f | %s | %s | %s | %s | %s | %s | %s |\n",
                results[i].phase, errors ? " (ERRORS)" : "", n, msgs, med, rate[0], rate[n - 1],
-               med * opts.size / 1e6, l[0], l[1], l[2], l[3], c);
+               med * opts.size / 1e6, l[0], l[1], l[2], l[3], c, cc, bz);
     }
     fflush(stdout);
 }
@@ -227,7 +241,7 @@ static void bench_produce(const char *topic, const char *acks, const char *phase
     dr.delivered = 0;
 
     bench_result_t *r = bench_result_new(phase);
-    double cpu0 = bench_proc_cpu_s(opts.pid);
+    double cpu0 = bench_proc_cpu_s(opts.pid), ccpu0 = bench_proc_cpu_s((int)getpid());
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + (uint64_t)opts.deadline_s * 1000000000ull;
     long sent = 0;
@@ -249,13 +263,15 @@ static void bench_produce(const char *topic, const char *acks, const char *phase
     while (dr.delivered + dr.failed < sent && bench_now_ns() < deadline)
         rd_kafka_poll(rk, 10);
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_proc_cpu_s(opts.pid);
+    double cpu1 = bench_proc_cpu_s(opts.pid), ccpu1 = bench_proc_cpu_s((int)getpid());
 
     r->msgs = dr.delivered;
     r->errors = dr.failed + (sent - dr.delivered - dr.failed);
     r->secs = (double)(t1 - t0) / 1e9;
     if (cpu0 >= 0 && cpu1 >= 0)
         r->cpu_s = cpu1 - cpu0;
+    if (ccpu0 >= 0 && ccpu1 >= 0)
+        r->client_cpu_s = ccpu1 - ccpu0;
     if (r->errors)
         fprintf(stderr, "kafka_bench: %s: %ld of %ld not delivered (first error: %s)\n", phase,
                 r->errors, sent, rd_kafka_err2str(dr.first_err));
@@ -312,7 +328,7 @@ static void bench_consume(const char *topic, long skip, long want, const char *p
     enum { BATCH = 10000 };
     rd_kafka_message_t **batch = calloc(BATCH, sizeof *batch);
 
-    double cpu0 = bench_proc_cpu_s(opts.pid);
+    double cpu0 = bench_proc_cpu_s(opts.pid), ccpu0 = bench_proc_cpu_s((int)getpid());
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + (uint64_t)opts.deadline_s * 1000000000ull;
     long got = 0, errs = 0;
@@ -330,13 +346,15 @@ static void bench_consume(const char *topic, long skip, long want, const char *p
         }
     }
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_proc_cpu_s(opts.pid);
+    double cpu1 = bench_proc_cpu_s(opts.pid), ccpu1 = bench_proc_cpu_s((int)getpid());
 
     r->msgs = got > skip ? got - skip : 0;
     r->errors = (skip + want - got) + errs;
     r->secs = (double)(t1 - t0) / 1e9;
     if (cpu0 >= 0 && cpu1 >= 0)
         r->cpu_s = cpu1 - cpu0;
+    if (ccpu0 >= 0 && ccpu1 >= 0)
+        r->client_cpu_s = ccpu1 - ccpu0;
     fprintf(stderr, "kafka_bench: %s: %ld msgs in %.2f s, broker CPU %.2f s\n", phase, r->msgs,
             r->secs, r->cpu_s);
 
@@ -426,7 +444,7 @@ static void bench_latency(const char *topic, const char *phase)
         bench_die("%s: consumer did not see the warm-up message", phase);
 
     bench_result_t *r = bench_result_new(phase);
-    double cpu0 = bench_proc_cpu_s(opts.pid);
+    double cpu0 = bench_proc_cpu_s(opts.pid), ccpu0 = bench_proc_cpu_s((int)getpid());
     uint64_t t0 = bench_now_ns();
     uint64_t deadline = t0 + ((uint64_t)opts.seconds + 30) * 1000000000ull;
     long sent = 0;
@@ -463,7 +481,7 @@ static void bench_latency(const char *topic, const char *phase)
     while (L.received < sent && bench_now_ns() < deadline)
         usleep(1000);
     uint64_t t1 = bench_now_ns();
-    double cpu1 = bench_proc_cpu_s(opts.pid);
+    double cpu1 = bench_proc_cpu_s(opts.pid), ccpu1 = bench_proc_cpu_s((int)getpid());
     L.stop = 1;
     pthread_join(th, NULL);
 
@@ -478,6 +496,8 @@ static void bench_latency(const char *topic, const char *phase)
     r->errors = (sent - n) + dr.failed + L.errors + (total - sent);
     if (cpu0 >= 0 && cpu1 >= 0)
         r->cpu_s = cpu1 - cpu0;
+    if (ccpu0 >= 0 && ccpu1 >= 0)
+        r->client_cpu_s = ccpu1 - ccpu0;
     if (n > 0) {
         r->has_lat = 1;
         r->p50_ms = (double)L.lat_ns[(long)(0.50 * (double)(n - 1))] / 1e6;
@@ -568,6 +588,7 @@ int main(int argc, char **argv)
                 b->msgs = p->msgs < c->msgs ? p->msgs : c->msgs;
                 b->secs = p->secs + c->secs;
                 b->cpu_s = p->cpu_s + c->cpu_s;
+                b->client_cpu_s = p->client_cpu_s >= 0 && c->client_cpu_s >= 0 ? p->client_cpu_s + c->client_cpu_s : -1;
                 b->errors = p->errors + c->errors;
             }
             snprintf(label, sizeof label, "latency %ld/s acks=all linger %sms", opts.rate,
