@@ -233,13 +233,19 @@ uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m) { return queue_prio_of_
 
 static int64_t hkey(const qheap_t *h, const qentry_t *e) { return h->expiry ? e->expires_ms : e->ready_at_ms; }
 
+/* Only the expiry heap records each entry's index (hidx): entries leave it
+ * from the middle whenever they are delivered. The delay heap loses its
+ * top but at start-up, and writing hidx into every entry a sift passed
+ * was a cache miss per level (heap_remove was 11 % of the broker's CPU
+ * with 200,000 delayed messages in memory). */
 static void heap_set(qheap_t *h, uint32_t i, qhslot_t x)
 {
     h->v[i] = x;
-    x.e->hidx = i + 1;
+    if (h->expiry) x.e->hidx = i + 1;
 }
 
-static void heap_up(qheap_t *h, uint32_t i)
+/* Returns where the slot at i came to rest. */
+static uint32_t heap_up(qheap_t *h, uint32_t i)
 {
     qhslot_t x = h->v[i];
     while (i > 0) {
@@ -249,6 +255,7 @@ static void heap_up(qheap_t *h, uint32_t i)
         i = p;
     }
     heap_set(h, i, x);
+    return i;
 }
 
 static void heap_down(qheap_t *h, uint32_t i)
@@ -272,21 +279,42 @@ static void heap_push(qheap_t *h, qentry_t *e)
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
     h->v[h->n++] = (qhslot_t){hkey(h, e), e};
+    h->bytes += queue_entry_mem(e);
     heap_up(h, h->n - 1);
 }
 
 static void heap_remove(qheap_t *h, qentry_t *e)
 {
-    uint32_t i = e->hidx - 1;
+    uint32_t i = 0;
+    if (h->expiry) i = e->hidx - 1;
+    else
+        while (h->v[i].e != e) i++; /* the delay heap: its top, but for start-up drops */
     e->hidx = 0;
+    h->bytes -= queue_entry_mem(e);
     qhslot_t last = h->v[--h->n];
     if (i == h->n) return;
     heap_set(h, i, last);
-    heap_up(h, i);
-    heap_down(h, last.e->hidx - 1);
+    heap_down(h, heap_up(h, i));
 }
 
 static qentry_t *heap_top(const qheap_t *h) { return h->n ? h->v[0].e : NULL; }
+
+/* The delay heap: pops up to max entries due at now into out, in due
+ * order, reading only the heap's slots (the caller takes their bytes
+ * off h->bytes once it touches them). */
+static size_t heap_pop_due(qheap_t *h, int64_t now, qentry_t **out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && h->n && h->v[0].key <= now) {
+        out[n++] = h->v[0].e;
+        qhslot_t last = h->v[--h->n];
+        if (h->n) {
+            h->v[0] = last;
+            heap_down(h, 0);
+        }
+    }
+    return n;
+}
 
 /* ---- where entries are ---- */
 
@@ -432,10 +460,44 @@ void queue_unplace(queue_t *q, qentry_t *e)
     e->state = 0;
 }
 
+/* Freed entries kept for the next ones (linked by next): with hundreds of
+ * thousands of messages live (a delay queue) a malloc and free per entry
+ * went the slow way through the allocator's bins (16 % of the broker's
+ * CPU in the delayed benchmark, with the messages' own). */
+#define QUEUE_ENTRY_POOL_MAX 16384
+static qentry_t *g_entry_pool;
+static uint32_t g_entry_npool;
+
+qentry_t *queue_entry_alloc(void)
+{
+    qentry_t *e = g_entry_pool;
+    if (!e) return xcalloc(1, sizeof *e);
+    g_entry_pool = e->next;
+    g_entry_npool--;
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
 void queue_entry_free(qentry_t *e)
 {
     qmsg_unref(e->m);
-    free(e);
+    if (g_entry_npool >= QUEUE_ENTRY_POOL_MAX) {
+        free(e);
+        return;
+    }
+    e->next = g_entry_pool;
+    g_entry_pool = e;
+    g_entry_npool++;
+}
+
+void queue_entry_pool_free(void)
+{
+    while (g_entry_pool) {
+        qentry_t *e = g_entry_pool;
+        g_entry_pool = e->next;
+        free(e);
+    }
+    g_entry_npool = 0;
 }
 
 /* Dead-letters e (taken out of every list) with reason, or drops it when
@@ -494,7 +556,7 @@ static int64_t expiry_of(const queue_t *q, const qmsg_t *m)
 
 static qentry_t *entry_new(queue_t *q, qmsg_t *m)
 {
-    qentry_t *e = xcalloc(1, sizeof *e);
+    qentry_t *e = queue_entry_alloc();
     e->q = q;
     e->m = m;
     e->seq = q->next_seq++;
@@ -793,10 +855,12 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         return QP_REJECTED;
     }
     q->counters.published++;
-    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) && q->delayed.n >= QUEUE_PAGE_HIGH) {
-        /* Past a window of delayed messages in memory, one waits on disk:
+    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) &&
+        q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
+        /* Past the memory budget of delayed messages, one waits on disk:
          * 24 bytes of it stay in memory (pushed once its record is written,
-         * with where it is), the record is read back when due. */
+         * with where it is), the record is read back when due, or sooner
+         * once the budget has room (queue_run_due). */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, 0, 1, epoch, target, &offset);
         if (wait >= 0) return wait;
@@ -823,24 +887,47 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     return wait;
 }
 
+/* A delay queue's message read back from disk before it is due: it waits
+ * in memory. */
+static void delay_back(queue_t *q, qentry_t *e) { queue_place(q, e, 0); }
+
 int64_t queue_run_due(queue_t *q, int64_t now_ms)
 {
     q->wake_at = 0;
     if (q->deleted) return 0;
-    qentry_t *e;
-    while ((e = heap_top(&q->delayed)) && e->ready_at_ms <= now_ms) {
-        heap_remove(&q->delayed, e);
-        e->ready_at_ms = 0;
-        if (q->fwd.p) forward(q, e);
-        else ready_add(q, e, NULL);
+    /* The due ones in batches: each entry (and then its message) is
+     * fetched from memory a few ahead of its turn. With 200,000 waiting,
+     * hardly any is still in a cache, and one miss after the other was
+     * 15 % of the broker's CPU in the delayed benchmark. */
+    enum { DUE_BATCH = 256, DUE_AHEAD = 8 };
+    qentry_t *due[DUE_BATCH], *e;
+    size_t n;
+    while ((n = heap_pop_due(&q->delayed, now_ms, due, DUE_BATCH))) {
+        for (size_t i = 0; i < n && i < DUE_AHEAD; i++) __builtin_prefetch(due[i]);
+        for (size_t i = 0; i < n; i++) {
+            if (i + DUE_AHEAD < n) __builtin_prefetch(due[i + DUE_AHEAD]);
+            if (i + DUE_AHEAD / 2 < n) __builtin_prefetch(due[i + DUE_AHEAD / 2]->m);
+            e = due[i];
+            q->delayed.bytes -= queue_entry_mem(e);
+            e->ready_at_ms = 0;
+            if (q->fwd.p) forward(q, e);
+            else ready_add(q, e, NULL);
+        }
     }
     while ((e = heap_top(&q->expiring)) && e->expires_ms <= now_ms) {
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
-    /* Delayed messages on disk; the next time may be the next turn when a
-     * due record is still being appended. */
-    int64_t d = q->dpaged.n ? queue_delay_run(q, now_ms, forward) : 0;
+    /* Delayed messages on disk: the due ones are routed and, while the
+     * memory budget is less than half used, the soonest due up to the
+     * budget come back to memory; the next time may be the next turn when
+     * a due record is still being appended. */
+    int64_t d = 0;
+    if (q->dpaged.n) {
+        uint64_t budget = (uint64_t)broker_config(q->b)->delay_memory_bytes;
+        uint64_t ahead = q->delayed.bytes < budget / QUEUE_DELAY_LOW_DIV ? budget - q->delayed.bytes : 0;
+        d = queue_delay_run(q, now_ms, ahead, forward, delay_back);
+    }
     /* A TTL queue with messages on disk reads them back to expire them,
      * with a bounded number of dead-letter moves in flight (each holds its
      * message until its copy is durable). */

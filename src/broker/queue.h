@@ -105,7 +105,7 @@ struct qentry {
     uint32_t deliveries;   /* times handed out (this run) */
     uint32_t returns;      /* times given back unacked (nack/reject with requeue, consumer gone):
                             * the delivery count of x-delivery-limit and x-retry-backoff; durable */
-    uint32_t hidx;         /* internal: 1 + index in the delay or expiry heap, 0 none */
+    uint32_t hidx;         /* internal: 1 + index in the expiry heap, 0 none (the delay heap keeps none) */
     uint32_t pend_slot;    /* internal: 1 + index in the queue's pending writes, 0 none */
     uint8_t redelivered;   /* handed out before (this run or a previous one) */
     uint8_t state;         /* QE_* */

@@ -191,12 +191,15 @@ static void read_scanned(queue_t *q, qdue_t **s, size_t n)
     }
 }
 
-int64_t queue_delay_run(queue_t *q, int64_t now_ms, void (*due)(queue_t *, qentry_t *))
+int64_t queue_delay_run(queue_t *q, int64_t now_ms, uint64_t ahead, void (*due)(queue_t *, qentry_t *),
+                        void (*back)(queue_t *, qentry_t *))
 {
     qdheap_t *h = &q->dpaged;
     if (g_running) return now_ms; /* (cannot happen: due() does not run queues) the next turn */
     size_t m = 0;
-    while (m < QUEUE_DELAY_RUN && h->n && h->v[0].at <= now_ms) { /* due order */
+    uint64_t took = 0; /* estimated memory of the not-yet-due ones taken */
+    while (m < QUEUE_DELAY_RUN && h->n && (h->v[0].at <= now_ms || took < ahead)) { /* due order */
+        if (h->v[0].at > now_ms) took += (h->v[0].len ? h->v[0].len : 256) + sizeof(qentry_t) + sizeof(qmsg_t);
         if (m == g_cap) {
             g_cap = g_cap ? g_cap * 2 : 256;
             g_due = xrealloc(g_due, g_cap * sizeof *g_due);
@@ -218,8 +221,13 @@ int64_t queue_delay_run(queue_t *q, int64_t now_ms, void (*due)(queue_t *, qentr
                   (long long)g_due[i].d.offset);
             continue;
         }
-        e->ready_at_ms = 0;
-        due(q, e);
+        if (g_due[i].d.at <= now_ms) {
+            e->ready_at_ms = 0;
+            due(q, e);
+        } else {
+            e->ready_at_ms = g_due[i].d.at;
+            back(q, e);
+        }
     }
     g_running = 0;
     if (h->n && h->v[0].at <= now_ms) return now_ms; /* more are due: the next turn */

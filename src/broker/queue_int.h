@@ -27,6 +27,10 @@ typedef struct {
 #define QUEUE_PAGE_LOW 16384
 #define QUEUE_PAGE_BATCH 16384
 #define QUEUE_DELAY_RUN 16384 /* delayed messages read back per queue_run_due */
+/* A delay queue whose in-memory delayed messages take less than this
+ * share of its budget (delay.memory.bytes) reads the soonest due from
+ * disk back up to the budget. */
+#define QUEUE_DELAY_LOW_DIV 2
 
 /* Sorted, disjoint [from, to) offset ranges. */
 typedef struct {
@@ -120,7 +124,7 @@ typedef struct qdedup qdedup_t; /* queue_dedup.c */
 typedef struct qdkey qdkey_t;
 
 /* A binary min-heap of entries on a time (delay: ready_at_ms, expiry:
- * expires_ms); qentry.hidx is 1 + the entry's index. The key is kept in
+ * expires_ms); in the expiry heap qentry.hidx is 1 + the entry's index. The key is kept in
  * the slot: sifting compares neighbours in the array instead of chasing
  * one pointer per level (that was 12 % of the broker's CPU in the
  * delayed benchmark). An entry's key does not change while it is in. */
@@ -131,8 +135,17 @@ typedef struct {
 typedef struct {
     qhslot_t *v;
     uint32_t n, cap;
-    int expiry; /* 1: keyed by expires_ms, 0: by ready_at_ms */
+    int expiry;     /* 1: keyed by expires_ms, 0: by ready_at_ms */
+    uint64_t bytes; /* memory of the entries in it (queue_entry_mem), bytes */
 } qheap_t;
+
+/* The memory an entry and its message take (one reference counted as
+ * the whole message), bytes: what a delay queue's budget counts. */
+static inline uint64_t queue_entry_mem(const qentry_t *e)
+{
+    const qmsg_t *m = e->m;
+    return sizeof *e + sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
+}
 
 struct queue {
     broker_t *b;
@@ -208,6 +221,10 @@ void queue_unplace(queue_t *q, qentry_t *e);
 /* e left the queue for good: records its removal, frees it. */
 void queue_entry_release(qentry_t *e);
 void queue_entry_free(qentry_t *e);
+/* A zeroed entry (from a pool of freed ones; queue_entry_free gives it
+ * back); queue_entry_pool_free releases the pool at shutdown. */
+qentry_t *queue_entry_alloc(void);
+void queue_entry_pool_free(void);
 /* The priority level a message's properties ask for in q. */
 uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m);
 uint8_t queue_prio_of_props(const queue_t *q, amqp_bytes_t props);
@@ -253,11 +270,15 @@ void queue_page_free(queue_t *q);
 /* queue_delay.c. Delay queues: a stored message waits on disk until at (wall ms); its
  * record is the span [pos, pos + len) of its segment (QDELAY_NOPOS: unknown). */
 void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len);
-/* Reads back the ones due at now_ms (at most QUEUE_DELAY_RUN of them, in
- * few reads: sorted by position, neighbours read together) and hands each
- * to due() in due order. Returns the next due time (now_ms when more are
+/* Reads back the ones due at now_ms and, soonest first, not yet due ones
+ * while their records (plus entry overhead) add up to less than ahead
+ * bytes (at most QUEUE_DELAY_RUN in all, in few reads: sorted by
+ * position, neighbours read together) and hands each in due order to
+ * due() (ready_at_ms 0) or, not due yet, to back() (ready_at_ms its due
+ * time). Returns the next due time left on disk (now_ms when more are
  * due), 0 none. */
-int64_t queue_delay_run(queue_t *q, int64_t now_ms, void (*due)(queue_t *, qentry_t *));
+int64_t queue_delay_run(queue_t *q, int64_t now_ms, uint64_t ahead, void (*due)(queue_t *, qentry_t *),
+                        void (*back)(queue_t *, qentry_t *));
 int64_t queue_delay_floor(const queue_t *q); /* lowest offset waiting, INT64_MAX none */
 /* Start-up: removes (records as gone) the waiting ones at these ascending
  * offsets (claimed by their copies). Returns how many. */

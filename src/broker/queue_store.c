@@ -307,7 +307,7 @@ qentry_t *queue_entry_from_record(queue_t *q, const batch_rec_t *rec, const qrec
     if (blen) memcpy(qmsg_body(m), rec->value, blen);
     m->persistent = !h->transient;
     m->ts_ms = rec->timestamp;
-    qentry_t *e = xcalloc(1, sizeof *e);
+    qentry_t *e = queue_entry_alloc();
     e->q = q;
     e->m = m;
     e->seq = q->next_seq++;
@@ -487,6 +487,7 @@ void queue_scratch_free(void)
     g_intents = NULL;
     g_nintents = g_capintents = 0;
     queue_delay_scratch_free();
+    queue_entry_pool_free();
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */

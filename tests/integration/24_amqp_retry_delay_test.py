@@ -237,6 +237,40 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     assert got == list(range(200))
 
 
+def test_sigkill_while_delayed_messages_are_routed_loses_and_duplicates_nothing(broker_factory):
+    """A small delay.memory.bytes: some pending messages wait in memory, the
+    rest on disk and come back as the budget frees; SIGKILL while they are
+    being routed (copies claiming their originals in flight). After the
+    restart each is in the target exactly once."""
+    b = broker_factory("--delay-memory-bytes", "64KiB")
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        x, q = env.x("delayed-kill"), env.q("delayed-kill")
+        ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+        ch.queue_declare(q, durable=True)
+        ch.queue_bind(q, x, "k")
+        ch.confirm_delivery()
+        n = 3000
+        t0 = time.monotonic()
+        for i in range(n):
+            ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": 300 + (i * 7919) % 1500}))
+        time.sleep(max(0.0, t0 + 1.0 - time.monotonic()))
+        assert 0 < ready_count(conn, q) < n  # routing in progress
+        b.kill()
+        b.start()
+        conn = reconnect(b)
+        env.conns.append(conn)
+        assert wait_ready_count(conn, q, n, timeout=15) == n
+        time.sleep(0.3)
+        got = sorted(int(body) for _, _, body in drain(conn.channel(), q))
+        assert got == list(range(n))  # each exactly once
+    finally:
+        env.cleanup()
+
+
 # ---- de-duplication ----
 
 def test_dedup_while_in_queue(env, amqp_broker):

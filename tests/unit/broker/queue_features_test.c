@@ -750,12 +750,16 @@ static void test_flush_splits_batches(void **state)
 
 /* ---- delayed messages on disk (queue_delay.c) ---- */
 
-/* Due time of delayed message i: the first QUEUE_PAGE_HIGH wait in memory;
+/* The delay queues of these tests hold DELAY_MEM messages in memory
+ * (delay.memory.bytes set from the size of one). */
+#define DELAY_MEM 3000
+
+/* Due time of delayed message i: the first DELAY_MEM wait in memory;
  * of the rest on disk, every other one shares one time (neighbours read
  * with one pread), the others are scattered (read alone). */
 static int64_t due_of(int64_t now, int i)
 {
-    int j = i - QUEUE_PAGE_HIGH;
+    int j = i - DELAY_MEM;
     if (j < 0) return now + 5000;
     return now + 6000 + (j % 2 ? (int64_t)(j * 7919 % 997) : 500);
 }
@@ -784,6 +788,10 @@ static void delay_round(fx_t *fx, queue_t *dq, queue_t *t, int n, int64_t now, i
     }
     sync_all(fx);
     assert_int_equal(queue_delayed_count(dq), n);
+    if (!restart_between) { /* the budget holds the first DELAY_MEM */
+        assert_int_equal(dq->delayed.n, DELAY_MEM);
+        assert_int_equal(dq->dpaged.n, n - DELAY_MEM);
+    }
     if (restart_between) {
         restart(fx); /* every one now waits on disk, its position unknown */
         exchange_t *dx = xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx"));
@@ -797,20 +805,21 @@ static void delay_round(fx_t *fx, queue_t *dq, queue_t *t, int n, int64_t now, i
         runs++;
     }
     assert_true(runs >= 2); /* at most QUEUE_DELAY_RUN per run */
+    assert_int_equal(dq->delayed.bytes, 0);
     sync_all(fx); /* the copies, then the removals */
     sync_all(fx);
     assert_int_equal(queue_ready_count(t), n);
     char *seen = calloc((size_t)n, 1);
     due_idx_t *want = calloc((size_t)n, sizeof *want);
     int nwant = 0, k = 0;
-    for (int i = restart_between ? 0 : QUEUE_PAGE_HIGH; i < n; i++) want[nwant++] = (due_idx_t){due_of(now, i), i};
+    for (int i = restart_between ? 0 : DELAY_MEM; i < n; i++) want[nwant++] = (due_idx_t){due_of(now, i), i};
     qsort(want, (size_t)nwant, sizeof *want, cmp_due_idx);
     qentry_t *e;
     while ((e = queue_get(t))) {
         int i = idx(e);
         assert_true(i >= 0 && i < n && !seen[i]);
         seen[i] = 1;
-        if (i >= QUEUE_PAGE_HIGH || restart_between) assert_int_equal(i, want[k++].i);
+        if (i >= DELAY_MEM || restart_between) assert_int_equal(i, want[k++].i);
         queue_ack(e);
     }
     assert_int_equal(k, nwant);
@@ -818,20 +827,93 @@ static void delay_round(fx_t *fx, queue_t *dq, queue_t *t, int n, int64_t now, i
     free(want);
 }
 
-static void test_delayed_on_disk(void **state)
+/* A broker whose delay queues hold DELAY_MEM messages like msg()'s in memory. */
+static void open_broker_delay_budget(fx_t *fx)
 {
-    fx_t *fx = *state;
+    fx_delay_memory_bytes = 0;
+    for (int i = 0; i < DELAY_MEM; i++) { /* (keys grow with i) */
+        qentry_t e = {.m = msg(i, -1, NULL)};
+        fx_delay_memory_bytes += (int64_t)queue_entry_mem(&e);
+        qmsg_unref(e.m);
+    }
     open_broker(fx);
+}
+
+static queue_t *delay_setup(fx_t *fx, queue_t **t)
+{
     exchange_t *dx;
     assert_int_equal(vhost_exchange_declare(fx->v, amqp_cstr("dx"), EX_FANOUT, EXF_DURABLE | EXF_DELAYED, none, &dx),
                      0);
-    queue_t *t = mkq(fx, "t", none);
-    assert_int_equal(vhost_bind(fx->v, dx, (xdest_t){XDEST_QUEUE, t}, none, none), 0);
+    *t = mkq(fx, "t", none);
+    assert_int_equal(vhost_bind(fx->v, dx, (xdest_t){XDEST_QUEUE, *t}, none, none), 0);
+    return exchange_ext(dx);
+}
+
+static void test_delayed_on_disk(void **state)
+{
+    fx_t *fx = *state;
+    open_broker_delay_budget(fx);
+    queue_t *t;
+    queue_t *dq = delay_setup(fx, &t);
     int64_t now = clock_wall_ms();
-    delay_round(fx, exchange_ext(dx), t, QUEUE_PAGE_HIGH + 20000, now, 0);
+    delay_round(fx, dq, t, DELAY_MEM + 20000, now, 0);
     sync_all(fx);
-    delay_round(fx, exchange_ext(dx), t, 30000, now, 1);
+    delay_round(fx, exchange_ext(xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx"))), fx_findq(fx, "t"), 30000,
+                now, 1);
     close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
+/* Once the memory budget has room, the soonest due on disk come back to
+ * memory before they are due. */
+static void test_delayed_read_ahead(void **state)
+{
+    fx_t *fx = *state;
+    open_broker_delay_budget(fx);
+    queue_t *t;
+    queue_t *dq = delay_setup(fx, &t);
+    int64_t now = clock_wall_ms();
+    int n = 3 * DELAY_MEM;
+    for (int i = 0; i < n; i++) { /* the first DELAY_MEM due at +1 s, the rest at +2 s, +3 s */
+        qmsg_t *m = msg(i, -1, NULL);
+        m->ready_at_ms = now + 1000 + (i / DELAY_MEM) * 1000;
+        assert_int_equal(publish(dq, m), QP_WAIT);
+    }
+    sync_all(fx);
+    assert_int_equal(dq->delayed.n, DELAY_MEM);
+    assert_int_equal(dq->dpaged.n, n - DELAY_MEM);
+    (void)queue_run_due(dq, now + 500); /* nothing due, the budget full: nothing read */
+    assert_int_equal(dq->delayed.n, DELAY_MEM);
+    (void)queue_run_due(dq, now + 1000); /* the first third routed, the next read ahead */
+    assert_int_equal(queue_delayed_count(dq), n - DELAY_MEM);
+    assert_true(dq->delayed.n >= DELAY_MEM / 2);
+    assert_true(dq->delayed.bytes <= (uint64_t)fx_delay_memory_bytes + 2 * sizeof(qentry_t) * DELAY_MEM);
+    for (uint32_t i = 0; i < dq->delayed.n; i++) /* the soonest: all of the second third */
+        assert_int_equal(dq->delayed.v[i].key, now + 2000);
+    sync_all(fx);
+    sync_all(fx);
+    assert_int_equal(queue_ready_count(t), DELAY_MEM);
+    /* After a restart (SIGKILL: 24_amqp_retry_delay_test.py) every
+     * pending one comes back once, from disk. */
+    restart(fx);
+    dq = exchange_ext(xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx")));
+    t = fx_findq(fx, "t");
+    assert_int_equal(queue_delayed_count(dq), n - DELAY_MEM);
+    while (queue_delayed_count(dq)) (void)queue_run_due(dq, now + 3000);
+    sync_all(fx);
+    sync_all(fx);
+    assert_int_equal(queue_ready_count(t), n);
+    char *seen = calloc((size_t)n, 1);
+    qentry_t *e;
+    while ((e = queue_get(t))) {
+        int i = idx(e);
+        assert_true(i >= 0 && i < n && !seen[i]);
+        seen[i] = 1;
+        queue_ack(e);
+    }
+    free(seen);
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
 }
 
 int main(void)
@@ -855,6 +937,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

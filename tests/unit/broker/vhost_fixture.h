@@ -59,11 +59,15 @@ static inline int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
+/* delay.memory.bytes of the brokers opened next; -1: the default. */
+static int64_t fx_delay_memory_bytes = -1;
+
 static inline broker_t *broker_open_dir(uv_loop_t *loop, const char *dir)
 {
     config_t cfg;
     config_defaults(&cfg);
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
+    if (fx_delay_memory_bytes >= 0) cfg.delay_memory_bytes = fx_delay_memory_bytes;
     int err = 0;
     return broker_new(loop, &cfg, &err);
 }
