@@ -553,10 +553,20 @@ static void move_publish_now(dlmove_t *mv)
     if (mv->reason[0]) {
         c = make_copy(q, e->m, mv->reason, &headers);
     } else { /* a delay queue's message, routed as published */
-        const qmsg_t *m = e->m;
-        c = qmsg_new(qmsg_exchange(m), qmsg_key(m), qmsg_props(m), m->body_len);
-        if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
-        c->persistent = m->persistent;
+        qmsg_t *m = e->m;
+        if (m->refs == 1) {
+            /* Only e holds it (its record is written): it becomes the copy
+             * as a fresh one would be, without a second allocation and
+             * copy of the body. e keeps its own due time. */
+            c = qmsg_ref(m);
+            c->ts_ms = clock_wall_ms();
+            c->expiration_ms = -1;
+            c->ready_at_ms = 0;
+        } else {
+            c = qmsg_new(qmsg_exchange(m), qmsg_key(m), qmsg_props(m), m->body_len);
+            if (m->body_len) memcpy(qmsg_body(c), qmsg_body(m), m->body_len);
+            c->persistent = m->persistent;
+        }
         amqp_props_t p;
         headers = amqp_props_decode(qmsg_props(c), &p) == 0 && (p.flags & PROP_HEADERS) ? p.headers
                                                                                        : (amqp_bytes_t){NULL, 0};
@@ -644,7 +654,9 @@ static void move_start(dlmove_t *mv);
 void deadletter_move(queue_t *q, qentry_t *e, const char *reason)
 {
     dlmove_t *mv = move_new(q, e);
-    snprintf(mv->reason, sizeof mv->reason, "%s", reason);
+    size_t n = strlen(reason); /* (snprintf here was 2 % of the delayed benchmark's CPU) */
+    if (n >= sizeof mv->reason) n = sizeof mv->reason - 1;
+    memcpy(mv->reason, reason, n); /* move_new zeroed the rest */
     move_start(mv);
 }
 
