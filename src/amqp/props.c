@@ -84,6 +84,31 @@ int amqp_props_decode(amqp_bytes_t raw, amqp_props_t *props)
     return 0;
 }
 
+int amqp_props_headers(amqp_bytes_t raw, amqp_bytes_t *headers)
+{
+    rbuf_t r;
+    rbuf_init(&r, raw.p, raw.len);
+    *headers = (amqp_bytes_t){NULL, 0};
+    if (raw.len == 0)
+        return 0; /* no properties */
+    uint16_t flags = rbuf_u16(&r);
+    for (uint16_t more = flags & 1; more && !r.err;)
+        more = rbuf_u16(&r) & 1;
+    if (!(flags & PROP_HEADERS))
+        return r.err ? HE_MALFORMED : 0;
+    amqp_bytes_t skip;
+    if (flags & PROP_CONTENT_TYPE)
+        read_shortstr(&r, &skip);
+    if (flags & PROP_CONTENT_ENCODING)
+        read_shortstr(&r, &skip);
+    uint32_t n = rbuf_u32(&r);
+    const uint8_t *p = rbuf_view(&r, n);
+    if (r.err || (n && !p))
+        return HE_MALFORMED;
+    *headers = (amqp_bytes_t){p, n};
+    return 1;
+}
+
 int amqp_header_decode(const uint8_t *p, size_t len, uint16_t *class_id, uint64_t *body_size,
                        amqp_props_t *props, amqp_bytes_t *raw)
 {

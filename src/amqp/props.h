@@ -57,6 +57,14 @@ int amqp_header_decode(const uint8_t *p, size_t len, uint16_t *class_id, uint64_
  * HE_MALFORMED. */
 int amqp_props_decode(amqp_bytes_t raw, amqp_props_t *props);
 
+/* The headers table of property bytes that amqp_props_decode accepted
+ * before (a stored message's, or amqp_props_encode's): *headers is a view
+ * of its content, found without decoding the other properties or checking
+ * the table again (routing a copy decoded every property twice). Returns 1
+ * (present), 0 (absent: *headers empty) or HE_MALFORMED (the bytes end
+ * early). */
+int amqp_props_headers(amqp_bytes_t raw, amqp_bytes_t *headers);
+
 /* The slot in props of the shortstr property with this flag bit
  * (PROP_CONTENT_TYPE, ...), NULL for the other properties. */
 amqp_bytes_t *amqp_props_str(amqp_props_t *props, uint16_t flag);

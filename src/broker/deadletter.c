@@ -229,9 +229,7 @@ static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_b
     if (m->body_len) memcpy(qmsg_body(c), qmsg_body((qmsg_t *)m), m->body_len);
     c->persistent = m->persistent;
     /* The headers for routing (a headers exchange as DLX) are in c. */
-    amqp_props_t cp;
-    *headers_out = amqp_props_decode(qmsg_props(c), &cp) == 0 && (cp.flags & PROP_HEADERS) ? cp.headers
-                                                                                            : (amqp_bytes_t){NULL, 0};
+    if (amqp_props_headers(qmsg_props(c), headers_out) < 0) *headers_out = (amqp_bytes_t){NULL, 0};
     return c;
 }
 
@@ -567,9 +565,7 @@ static void move_publish_now(dlmove_t *mv)
             if (m->body_len) memcpy(qmsg_body(c), qmsg_body(m), m->body_len);
             c->persistent = m->persistent;
         }
-        amqp_props_t p;
-        headers = amqp_props_decode(qmsg_props(c), &p) == 0 && (p.flags & PROP_HEADERS) ? p.headers
-                                                                                       : (amqp_bytes_t){NULL, 0};
+        if (amqp_props_headers(qmsg_props(c), &headers) < 0) headers = (amqp_bytes_t){NULL, 0};
         xname = q->fwd;
     }
     if (e->offset >= 0 && queue_is_stored(q)) {

@@ -155,6 +155,9 @@ static void test_subsets(void **state)
         assert_int_equal(out.delivery_mode, (in.flags & PROP_DELIVERY_MODE) ? 2 : 0);
         assert_int_equal(out.priority, (in.flags & PROP_PRIORITY) ? 5 : 0);
         assert_int_equal(out.timestamp, (in.flags & PROP_TIMESTAMP) ? 0x655e3f80 : 0);
+        amqp_bytes_t hv;
+        assert_int_equal(amqp_props_headers(enc, &hv), (in.flags & PROP_HEADERS) ? 1 : 0);
+        assert_true(bytes_same(hv, out.headers));
         wbuf_reset(&w2);
         amqp_props_encode(&w2, &out);
         assert_int_equal(w2.len, w.len);
@@ -181,8 +184,17 @@ static void test_truncated(void **state)
         uint8_t *copy = malloc(n ? n : 1);
         assert_non_null(copy);
         memcpy(copy, full + RAW_OFF, n);
-        amqp_bytes_t raw = {copy, (uint32_t)n};
+        amqp_bytes_t raw = {copy, (uint32_t)n}, hv;
         assert_int_equal(amqp_props_decode(raw, &p), HE_MALFORMED);
+        /* amqp_props_headers reads only up to the end of the headers
+         * (29 bytes in): a shorter prefix is malformed, a longer one has them */
+        int rc = amqp_props_headers(raw, &hv);
+        if (n == 0)
+            assert_int_equal(rc, 0);
+        else if (n < 29)
+            assert_int_equal(rc, HE_MALFORMED);
+        else
+            assert_true(rc == 1 && hv.len == 7 && hv.p == copy + 22);
         free(copy);
     }
 }
