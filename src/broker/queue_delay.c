@@ -1,8 +1,9 @@
 /*
  * Delayed messages on disk. A delay queue (x-delayed-message) keeps a
- * stored message past its in-memory window only as (due time, offset,
- * where its record is) in a heap: 24 bytes each, the record is read back
- * when it is due.
+ * stored message past its memory budget (delay.memory.bytes) only as (due
+ * time, offset, where its record is) in a heap: 24 bytes each, the record
+ * is read back when it is due, or sooner, soonest due first, once the
+ * budget has room again (queue_run_due asks for that).
  *
  * Reading back is the cost of this path, so the messages due in one run
  * are read together: sorted by offset, each record is read alone by its
@@ -11,7 +12,8 @@
  * consecutive records due together) share one pread. A record whose
  * position is unknown (recovered after a restart) or does not parse is
  * found by reading the batches from its offset on, one pass for all of
- * them. Then the messages are handed on in due order.
+ * them. Then the messages are handed on in due order: the due ones to be
+ * routed, the others to wait in memory.
  */
 #include <stdlib.h>
 #include <string.h>
