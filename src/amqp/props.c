@@ -109,6 +109,27 @@ int amqp_props_headers(amqp_bytes_t raw, amqp_bytes_t *headers)
     return 1;
 }
 
+int amqp_expiration_parse(amqp_bytes_t s, int64_t *ms)
+{
+    if (!s.len || s.len > 18) return -1;
+    int64_t v = 0;
+    for (uint32_t i = 0; i < s.len; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9') return -1;
+        v = v * 10 + (s.p[i] - '0');
+    }
+    *ms = v;
+    return 0;
+}
+
+int64_t amqp_props_expiration_ms(amqp_bytes_t raw)
+{
+    if (raw.len < 2 || !(((uint16_t)raw.p[0] << 8 | raw.p[1]) & PROP_EXPIRATION)) return -1;
+    amqp_props_t p;
+    int64_t ms;
+    if (amqp_props_decode(raw, &p) < 0 || amqp_expiration_parse(p.expiration, &ms) < 0) return -1;
+    return ms;
+}
+
 int amqp_header_decode(const uint8_t *p, size_t len, uint16_t *class_id, uint64_t *body_size,
                        amqp_props_t *props, amqp_bytes_t *raw)
 {

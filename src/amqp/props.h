@@ -65,6 +65,14 @@ int amqp_props_decode(amqp_bytes_t raw, amqp_props_t *props);
  * early). */
 int amqp_props_headers(amqp_bytes_t raw, amqp_bytes_t *headers);
 
+/* An expiration property's value as milliseconds: decimal digits only,
+ * at most 18 (RabbitMQ's rule). Returns 0 and *ms, or -1 if invalid. */
+int amqp_expiration_parse(amqp_bytes_t s, int64_t *ms);
+/* The per-message TTL of property bytes that amqp_props_decode accepted
+ * before: the expiration in ms, or -1 when absent or invalid. Decodes only
+ * when the expiration flag is set. */
+int64_t amqp_props_expiration_ms(amqp_bytes_t raw);
+
 /* The slot in props of the shortstr property with this flag bit
  * (PROP_CONTENT_TYPE, ...), NULL for the other properties. */
 amqp_bytes_t *amqp_props_str(amqp_props_t *props, uint16_t flag);

@@ -138,18 +138,6 @@ static void on_cf_wait(pwaiter_t *w, int status)
 
 /* ---- publishing ---- */
 
-static int parse_expiration(amqp_bytes_t s, int64_t *ms)
-{
-    if (!s.len || s.len > 18) return -1;
-    int64_t v = 0;
-    for (uint32_t i = 0; i < s.len; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9') return -1;
-        v = v * 10 + (s.p[i] - '0');
-    }
-    *ms = v;
-    return 0;
-}
-
 static void send_return(amqp_channel_t *ch, qmsg_t *m)
 {
     amqp_method_t r = {.id = AMQP_BASIC_RETURN};
@@ -303,7 +291,7 @@ int amqp_publish_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
     }
     int64_t exp = -1;
     if (props.flags & PROP_EXPIRATION) {
-        if (parse_expiration(props.expiration, &exp) < 0) {
+        if (amqp_expiration_parse(props.expiration, &exp) < 0) {
             amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, ch->content_method,
                                "PRECONDITION_FAILED - invalid expiration '%.*s'", (int)props.expiration.len,
                                (const char *)props.expiration.p);

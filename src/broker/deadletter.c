@@ -558,13 +558,16 @@ static void move_publish_now(dlmove_t *mv)
              * copy of the body. e keeps its own due time. */
             c = qmsg_ref(m);
             c->ts_ms = clock_wall_ms();
-            c->expiration_ms = -1;
             c->ready_at_ms = 0;
         } else {
             c = qmsg_new(qmsg_exchange(m), qmsg_key(m), qmsg_props(m), m->body_len);
             if (m->body_len) memcpy(qmsg_body(c), qmsg_body(m), m->body_len);
             c->persistent = m->persistent;
         }
+        /* Its per-message TTL counts in the queues it is routed to, from
+         * now (as the plugin's delayed messages): from the property, since
+         * a message read back from disk has it only there. */
+        c->expiration_ms = amqp_props_expiration_ms(qmsg_props(c));
         if (amqp_props_headers(qmsg_props(c), &headers) < 0) headers = (amqp_bytes_t){NULL, 0};
         xname = q->fwd;
     }

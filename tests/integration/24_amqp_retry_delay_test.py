@@ -203,6 +203,37 @@ def test_delayed_exchange_routes_when_due(env):
     assert ch.basic_get(q)[0] is None
 
 
+def test_delayed_message_keeps_its_ttl_after_routing(env, amqp_broker):
+    """A delayed message's expiration counts in the queue it is routed to, from then on (not
+    while it waits): also when it waited on disk and was read back."""
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x("delayed-ttl"), env.q("delayed-ttl")
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+    ch.queue_declare(q, durable=True)
+    ch.queue_bind(q, x, "k")
+    ch.confirm_delivery()
+    t0 = time.monotonic()
+    ch.basic_publish(x, "k", b"short", persistent(expiration="1500", headers={"x-delay": 1000}))
+    ch.basic_publish(x, "k", b"long", persistent(expiration="60000", headers={"x-delay": 1000}))
+    assert wait_ready_count(conn, q, 2, timeout=5) == 2
+    time.sleep(max(0.0, 1.9 - (time.monotonic() - t0)))
+    assert ready_count(conn, q) == 2  # 1.5 s from routing, not from publishing
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - t0)))
+    assert ready_count(conn, q) == 1  # then "short" expired in the queue
+    m, p, b = get_one(ch, q, auto_ack=True)
+    assert b == b"long" and p.expiration == "60000"
+    if getattr(amqp_broker, "reference", False):
+        return
+    # the same after a restart, with the message read back from disk
+    ch.basic_publish(x, "k", b"short2", persistent(expiration="1000", headers={"x-delay": 1500}))
+    amqp_broker.restart()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    assert wait_ready_count(conn, q, 1, timeout=5) == 1
+    assert wait_ready_count(conn, q, 0, timeout=5) == 0
+
+
 def test_delayed_exchange_needs_a_type(env):
     conn = env.connect()
     with pytest.raises(ChannelClosedByBroker) as e:
