@@ -748,6 +748,16 @@ static int64_t backoff_delay(const queue_t *q, uint32_t returns)
     return d;
 }
 
+/* Past delay.memory.bytes of messages waiting for a retry, a stored one
+ * whose record is written waits on disk (queue_delay.c) instead of in
+ * memory: an outage that nacks everything must not hold the backlog in
+ * memory. */
+static int retry_waits_on_disk(const queue_t *q, const qentry_t *e)
+{
+    return queue_is_stored(q) && !q->fwd.p && e->offset >= 0 && e->m->persistent && !e->pend_slot &&
+           q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes;
+}
+
 /* One return of e (taken out of the held list). Returns 1 if it goes back
  * to the ready list, 0 if it was dead-lettered or delayed. */
 static int give_back(queue_t *q, qentry_t *e, int64_t now)
@@ -760,14 +770,22 @@ static int give_back(queue_t *q, qentry_t *e, int64_t now)
         dead_letter(q, e, "delivery_limit");
         return 0;
     }
-    if (q->opt.nbackoff) {
-        e->ready_at_ms = now + backoff_delay(q, e->returns);
-        if (e->ready_at_ms <= 0) e->ready_at_ms = 1;
-        e->state = QE_DELAYED;
-        heap_push(&q->delayed, e);
+    if (!q->opt.nbackoff) {
+        queue_record_return(q, e);
+        return 1;
     }
-    queue_record_return(q, e);
-    return !q->opt.nbackoff;
+    e->ready_at_ms = now + backoff_delay(q, e->returns);
+    if (e->ready_at_ms <= 0) e->ready_at_ms = 1;
+    queue_record_return(q, e); /* the return record holds the count and the time */
+    if (retry_waits_on_disk(q, e)) {
+        queue_delay_push(q, e->ready_at_ms, e->offset, QDELAY_NOPOS, 0, e->returns);
+        wake_at(q, e->ready_at_ms);
+        queue_entry_free(e);
+        return 0;
+    }
+    e->state = QE_DELAYED;
+    heap_push(&q->delayed, e);
+    return 0;
 }
 
 static void enforce_limit(queue_t *q);
@@ -858,7 +876,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) &&
         q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
         /* Past the memory budget of delayed messages, one waits on disk:
-         * 24 bytes of it stay in memory (pushed once its record is written,
+         * 32 bytes of it stay in memory (pushed once its record is written,
          * with where it is), the record is read back when due, or sooner
          * once the budget has room (queue_run_due). */
         int64_t offset;
@@ -890,6 +908,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 /* A delay queue's message read back from disk before it is due: it waits
  * in memory. */
 static void delay_back(queue_t *q, qentry_t *e) { queue_place(q, e, 0); }
+static void retry_due(queue_t *q, qentry_t *e) { ready_add(q, e, NULL); }
 
 int64_t queue_run_due(queue_t *q, int64_t now_ms)
 {
@@ -926,7 +945,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     if (q->dpaged.n) {
         uint64_t budget = (uint64_t)broker_config(q->b)->delay_memory_bytes;
         uint64_t ahead = q->delayed.bytes < budget / QUEUE_DELAY_LOW_DIV ? budget - q->delayed.bytes : 0;
-        d = queue_delay_run(q, now_ms, ahead, forward, delay_back);
+        d = queue_delay_run(q, now_ms, ahead, q->fwd.p ? forward : retry_due, delay_back);
     }
     /* A TTL queue with messages on disk reads them back to expire them,
      * with a bounded number of dead-letter moves in flight (each holds its
@@ -958,6 +977,10 @@ uint32_t queue_purge(queue_t *q)
         queue_entry_release(e);
         n++;
     }
+    for (uint32_t i = 0; i < q->dpaged.n; i++) /* retry waits on disk */
+        queue_record_removed(q, q->dpaged.v[i].offset);
+    n += q->dpaged.n;
+    q->dpaged.n = 0;
     if (q->npaged) { /* the backlog on disk goes by ranges */
         qranges_t live = {0};
         queue_page_live(q, &live);

@@ -1,9 +1,11 @@
 /*
  * Delayed messages on disk. A delay queue (x-delayed-message) keeps a
  * stored message past its memory budget (delay.memory.bytes) only as (due
- * time, offset, where its record is) in a heap: 24 bytes each, the record
+ * time, offset, where its record is) in a heap: 32 bytes each, the record
  * is read back when it is due, or sooner, soonest due first, once the
- * budget has room again (queue_run_due asks for that).
+ * budget has room again (queue_run_due asks for that). A queue with retry
+ * backoff keeps its returned messages waiting for their next attempt the
+ * same way past the same budget, with their delivery counts.
  *
  * Reading back is the cost of this path, so the messages due in one run
  * are read together: sorted by offset, each record is read alone by its
@@ -59,14 +61,14 @@ static void dheap_down(qdheap_t *h, uint32_t i)
     h->v[i] = x;
 }
 
-void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len)
+void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len, uint32_t returns)
 {
     qdheap_t *h = &q->dpaged;
     if (h->n == h->cap) {
         h->cap = h->cap ? h->cap * 2 : 64;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
-    h->v[h->n++] = (qdelay_t){at, offset, pos, len};
+    h->v[h->n++] = (qdelay_t){at, offset, pos, len, returns};
     dheap_up(h, h->n - 1);
 }
 
@@ -222,6 +224,10 @@ int64_t queue_delay_run(queue_t *q, int64_t now_ms, uint64_t ahead, void (*due)(
             LOG_E("queue %s: cannot read delayed message at offset %lld; it stays on disk", q->name,
                   (long long)g_due[i].d.offset);
             continue;
+        }
+        if (g_due[i].d.returns) { /* a retry wait: its delivery count comes back with it */
+            e->returns = g_due[i].d.returns;
+            e->redelivered = 1;
         }
         if (g_due[i].d.at <= now_ms) {
             e->ready_at_ms = 0;

@@ -44,7 +44,7 @@ static void push_delayed(queue_t *q, size_t a, size_t b, int64_t base, int64_t p
         int64_t at = q->pend[i].m->ready_at_ms, at_pos = pos + rp[0];
         uint32_t len = rp[1] - rp[0];
         int known = pos >= 0 && at_pos + len < (int64_t)QDELAY_NOPOS;
-        queue_delay_push(q, at, base + (int64_t)(i - a), known ? (uint32_t)at_pos : QDELAY_NOPOS, len);
+        queue_delay_push(q, at, base + (int64_t)(i - a), known ? (uint32_t)at_pos : QDELAY_NOPOS, len, 0);
         queue_wake_at(q, at);
     }
 }

@@ -48,11 +48,14 @@ void qranges_free(qranges_t *r);
 
 /* A delayed message kept on disk: its due time, record offset and where
  * the record's bytes are in its segment (pos QDELAY_NOPOS: not known, as
- * after a restart; the record is then found by scanning its batch). */
+ * after a restart; the record is then found by scanning its batch). In a
+ * queue with retry backoff it is a returned message waiting for its next
+ * attempt, and returns is its delivery count (0 in delay queues). */
 #define QDELAY_NOPOS UINT32_MAX
 typedef struct {
     int64_t at, offset;
     uint32_t pos, len; /* bytes [pos, pos + len) of the segment holding offset */
+    uint32_t returns;
 } qdelay_t;
 typedef struct {
     qdelay_t *v;
@@ -267,9 +270,11 @@ void queue_page_live(const queue_t *q, qranges_t *out);
 /* 1 if the record at offset, inside q->paged, is still on disk. */
 int queue_page_holds(const queue_t *q, int64_t offset);
 void queue_page_free(queue_t *q);
-/* queue_delay.c. Delay queues: a stored message waits on disk until at (wall ms); its
- * record is the span [pos, pos + len) of its segment (QDELAY_NOPOS: unknown). */
-void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len);
+/* queue_delay.c. Delay queues, and retry waits past the memory budget: a
+ * stored message waits on disk until at (wall ms); its record is the span
+ * [pos, pos + len) of its segment (QDELAY_NOPOS: unknown); returns is the
+ * delivery count it gets back (0: none). */
+void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint32_t len, uint32_t returns);
 /* Reads back the ones due at now_ms and, soonest first, not yet due ones
  * while their records (plus entry overhead) add up to less than ahead
  * bytes (at most QUEUE_DELAY_RUN in all, in few reads: sorted by

@@ -346,8 +346,19 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     int has_ret = dc->ret_pos < st->rets.n && st->rets.v[dc->ret_pos].offset == o;
     dc->recovered++;
     if (q->fwd.p && h.ready_at && !has_ret) { /* a delayed message keeps waiting on disk */
-        queue_delay_push(q, h.ready_at, o, QDELAY_NOPOS, 0);
+        queue_delay_push(q, h.ready_at, o, QDELAY_NOPOS, 0, 0);
         return;
+    }
+    if (has_ret && !q->fwd.p && q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
+        /* Past the budget, a message waiting for its retry waits on disk
+         * again (as before the restart: queue.c, retry_waits_on_disk). */
+        size_t i = dc->ret_pos;
+        while (i + 1 < st->rets.n && st->rets.v[i + 1].offset == o) i++;
+        uint32_t returns = (uint32_t)(st->rets.v[i].returns & 0xffffffff);
+        if (st->rets.v[i].ready_at_ms > dc->now && returns) {
+            queue_delay_push(q, st->rets.v[i].ready_at_ms, o, QDELAY_NOPOS, 0, returns);
+            return;
+        }
     }
     uint8_t prio = queue_prio_of_props(q, h.props);
     if (!has_ret && !h.ready_at && queue_page_out(q, prio)) { /* a deep backlog stays on disk */
@@ -565,6 +576,13 @@ static void write_snapshot(queue_t *q)
     qranges_free(&live);
     sc.live = NULL;
     each_live(q, snap_put, &sc);
+    for (uint32_t i = 0; i < q->dpaged.n; i++) { /* retry waits on disk keep their count and time */
+        const qdelay_t *d = &q->dpaged.v[i];
+        if (!d->returns) continue;
+        wbuf_i64(&v, d->offset);
+        wbuf_i64(&v, (int64_t)d->returns | QRET_DELIVERED);
+        wbuf_i64(&v, d->at);
+    }
     int64_t target;
     int rc = internal_append(q->b, q->state, "Q", 1, v.p, (int32_t)v.len, &target);
     wbuf_destroy(&v);

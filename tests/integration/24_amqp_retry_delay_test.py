@@ -457,3 +457,60 @@ def test_sigkill_with_full_reject_publish_queue(env, amqp_broker):
         ch.basic_publish("", q, b"more", persistent())
     got = [b for _, _, b in drain(ch, q)]
     assert got == [b"%d" % i for i in range(50)]  # the oldest kept, in order
+
+
+def test_retry_waits_on_disk_past_the_budget_across_sigkill(broker_factory):
+    """An outage: every message is nacked. Past delay.memory.bytes the messages waiting for their
+    retry wait on disk; after a SIGKILL each comes back once, with its delivery count."""
+    b = broker_factory("--delay-memory-bytes", "16KiB")
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    n = 2000
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        q = env.q("outage")
+        ch.queue_declare(q, durable=True, arguments={"x-retry-backoff": "3s"})
+        ch.confirm_delivery()
+        for i in range(n):
+            ch.basic_publish("", q, b"%06d" % i + b"." * 94, persistent())
+        c2 = conn.channel()
+        c2.basic_qos(prefetch_count=500)
+        nacked = []
+
+        def on(ch_, m, p, body):
+            nacked.append(body[:6])
+            ch_.basic_nack(m.delivery_tag, requeue=True)
+
+        tag = c2.basic_consume(q, on)
+        deadline = time.monotonic() + 20
+        while len(nacked) < n and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        c2.basic_cancel(tag)
+        assert len(nacked) == n
+        assert ready_count(conn, q) == 0  # all waiting for the retry
+        time.sleep(0.3)  # the return records reach the disk
+        t_kill = time.monotonic()
+        b.kill()
+        b.start()
+        conn = env.connect()
+        ch = conn.channel()
+        got = []
+        ch.basic_qos(prefetch_count=500)
+
+        def back(ch_, m, p, body):
+            assert m.redelivered and p.headers["x-delivery-count"] == 1
+            got.append(body[:6])
+            ch_.basic_ack(m.delivery_tag)
+
+        ch.basic_consume(q, back)
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        assert time.monotonic() - t_kill >= 2.5  # they waited out the backoff
+        assert sorted(got) == [b"%06d" % i for i in range(n)]
+        conn.process_data_events(time_limit=0.3)
+        assert len(got) == n
+        assert ready_count(conn, q) == 0
+    finally:
+        env.cleanup()

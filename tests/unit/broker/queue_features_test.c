@@ -916,6 +916,72 @@ static void test_delayed_read_ahead(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* ---- messages waiting for a retry wait on disk past the budget ---- */
+
+static void on_tick_noop(uv_timer_t *t) { (void)t; }
+
+/* Runs a live loop (as with listeners open) until q holds n ready messages. */
+static void run_until_ready(fx_t *fx, queue_t *q, uint32_t n, int64_t ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(&fx->loop, &tick);
+    uv_timer_start(&tick, on_tick_noop, 5, 5);
+    int64_t deadline = clock_mono_ms() + ms;
+    while (queue_ready_count(q) < n && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
+static void test_retry_waits_on_disk(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 60 };
+    fx_delay_memory_bytes = 2048; /* a few entries */
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = mkq(fx, "rq", args_of(&w, 1, "x-retry-backoff", 'S', "1500ms"));
+    for (int i = 0; i < N; i++) publish(q, msg(i, -1, NULL));
+    sync_all(fx);
+    qentry_t *held[N];
+    for (int i = 0; i < N; i++) held[i] = queue_get(q);
+    queue_requeue(held, N); /* every one waits 1.5 s for its second attempt */
+    assert_int_equal(queue_ready_count(q), 0);
+    assert_int_equal(queue_delayed_count(q), N);
+    assert_true(q->dpaged.n >= N / 2); /* past the budget: on disk, 32 bytes each */
+    assert_true(q->delayed.bytes <= 2048 + 512);
+    /* A snapshot while they wait on disk keeps their counts and times. */
+    sync_all(fx);
+    q->snap_size = INT64_MIN / 2;
+    queue_maintain(q);
+    assert_true(q->snap_offset >= 0); /* written */
+    sync_all(fx);
+    restart(fx);
+    q = fx_findq(fx, "rq");
+    assert_int_equal(queue_ready_count(q), 0); /* still waiting */
+    assert_int_equal(queue_delayed_count(q), N);
+    assert_true(q->dpaged.n >= N / 2);
+    run_until_ready(fx, q, N, 10000);
+    assert_int_equal(queue_ready_count(q), N);
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(e->returns, 1); /* the delivery count came back from disk */
+        assert_true(e->redelivered);
+        seen[idx(e)]++;
+        queue_ack(e);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    sync_all(fx);
+    restart(fx);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "rq")), 0);
+    assert_int_equal(queue_delayed_count(fx_findq(fx, "rq")), 0);
+    wbuf_destroy(&w);
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -937,6 +1003,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
