@@ -346,6 +346,18 @@ static void level_record(void *ctx, const batch_rec_t *rec)
     take_back(pc, rec);
 }
 
+/* Reads the whole batches from offset off on (up to 1 MiB, before end)
+ * into buf. Returns 1, or 0 after logging why not. */
+static int read_paged(queue_t *q, int64_t off, int64_t end, wbuf_t *buf)
+{
+    wbuf_reset(buf);
+    int64_t n = plog_read(q->data->log, off, end, 1 << 20, buf);
+    if (n > 0) return 1;
+    LOG_E("queue %s: cannot read paged messages at offset %lld (%lld); they stay on disk", q->name, (long long)off,
+          (long long)n);
+    return 0;
+}
+
 size_t queue_page_in(queue_t *q, size_t max)
 {
     if (!q->npaged || !q->data) return 0;
@@ -355,13 +367,7 @@ size_t queue_page_in(queue_t *q, size_t max)
     int64_t end = plog_end_offset(q->data->log); /* pending records are not readable yet */
     while (pc.got < pc.max && q->paged.n && q->paged.v[0].from < end) {
         int64_t off = q->paged.v[0].from;
-        wbuf_reset(&buf);
-        int64_t n = plog_read(q->data->log, off, end, 1 << 20, &buf);
-        if (n <= 0) {
-            LOG_E("queue %s: cannot read paged messages at offset %lld (%lld); they stay on disk", q->name,
-                  (long long)off, (long long)n);
-            break;
-        }
+        if (!read_paged(q, off, end, &buf)) break;
         queue_each_record(buf.p, buf.len, page_record, &pc);
         if (q->paged.n && q->paged.v[0].from == off) { /* nothing moved: a gap the log does not hold */
             LOG_E("queue %s: paged offset %lld is missing from the log", q->name, (long long)off);
@@ -388,13 +394,7 @@ static size_t page_in_level(queue_t *q, uint8_t l, size_t max)
             break;
         }
         lv->scan = off;
-        wbuf_reset(&buf);
-        int64_t n = plog_read(q->data->log, off, end, 1 << 20, &buf);
-        if (n <= 0) {
-            LOG_E("queue %s: cannot read paged messages at offset %lld (%lld); they stay on disk", q->name,
-                  (long long)off, (long long)n);
-            break;
-        }
+        if (!read_paged(q, off, end, &buf)) break;
         pc.next = off;
         queue_each_record(buf.p, buf.len, level_record, &pc);
         if (pmap_get(&q->pmap, off) == l) { /* nothing moved: a gap the log does not hold */

@@ -319,17 +319,29 @@ static int *prio_order(int n)
     return v;
 }
 
-static void test_priority_backlog_pages(void **state)
+/* A broker with "pdeep" (x-max-priority 9) holding PRIO_N messages of
+ * every level, all appended. */
+static queue_t *prio_backlog(fx_t *fx)
 {
-    fx_t *fx = *state;
     open_broker(fx);
     wbuf_t w;
     wbuf_init(&w);
     queue_t *q = mkq(fx, "pdeep", args_of(&w, 1, "x-max-priority", 'l', (int64_t)9));
+    wbuf_destroy(&w);
     for (int i = 0; i < PRIO_N; i++) {
         publish(q, msg(i, prio_of_i(i), NULL));
         if (i % 4096 == 0) queue_flush_all(fx->b);
     }
+    /* Records still being appended cannot be read back: a level on disk
+     * counts from the end of the loop turn that appends it. */
+    queue_flush_all(fx->b);
+    return q;
+}
+
+static void test_priority_backlog_pages(void **state)
+{
+    fx_t *fx = *state;
+    queue_t *q = prio_backlog(fx);
     assert_int_equal(queue_ready_count(q), PRIO_N);
     assert_true(q->npaged >= 30000); /* the rest stays on disk, every level */
     assert_true(q->nready <= QUEUE_PAGE_HIGH);
@@ -392,7 +404,6 @@ static void test_priority_backlog_pages(void **state)
     }
     assert_null(queue_get(q));
     test_free(want);
-    wbuf_destroy(&w);
     close_broker(fx);
 }
 
@@ -400,17 +411,7 @@ static void test_priority_backlog_pages(void **state)
 static void test_priority_backlog_drains_in_order(void **state)
 {
     fx_t *fx = *state;
-    open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *q = mkq(fx, "pdeep", args_of(&w, 1, "x-max-priority", 'l', (int64_t)9));
-    for (int i = 0; i < PRIO_N; i++) {
-        publish(q, msg(i, prio_of_i(i), NULL));
-        if (i % 4096 == 0) queue_flush_all(fx->b);
-    }
-    /* Records still being appended cannot be read back: a level on disk
-     * counts from the end of the loop turn that appends it. */
-    queue_flush_all(fx->b);
+    queue_t *q = prio_backlog(fx);
     int *want = prio_order(PRIO_N);
     for (int k = 0; k < PRIO_N; k++) {
         qentry_t *e = queue_get(q);
@@ -427,7 +428,6 @@ static void test_priority_backlog_drains_in_order(void **state)
     assert_null(queue_get(q));
     assert_int_equal(q->npaged, 0);
     test_free(want);
-    wbuf_destroy(&w);
     close_broker(fx);
 }
 
@@ -918,24 +918,13 @@ static void test_delayed_read_ahead(void **state)
 
 /* ---- messages waiting for a retry wait on disk past the budget ---- */
 
-static void on_tick_noop(uv_timer_t *t) { (void)t; }
-
-/* Runs a live loop (as with listeners open) until q holds n ready messages. */
-static void run_until_ready(fx_t *fx, queue_t *q, uint32_t n, int64_t ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(&fx->loop, &tick);
-    uv_timer_start(&tick, on_tick_noop, 5, 5);
-    int64_t deadline = clock_mono_ms() + ms;
-    while (queue_ready_count(q) < n && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&fx->loop, UV_RUN_NOWAIT);
-}
+enum { RETRY_N = 60 };
+static int all_ready(void *ctx) { return queue_ready_count(ctx) >= RETRY_N; }
 
 static void test_retry_waits_on_disk(void **state)
 {
     fx_t *fx = *state;
-    enum { N = 60 };
+    enum { N = RETRY_N };
     fx_delay_memory_bytes = 2048; /* a few entries */
     open_broker(fx);
     wbuf_t w;
@@ -961,7 +950,7 @@ static void test_retry_waits_on_disk(void **state)
     assert_int_equal(queue_ready_count(q), 0); /* still waiting */
     assert_int_equal(queue_delayed_count(q), N);
     assert_true(q->dpaged.n >= N / 2);
-    run_until_ready(fx, q, N, 10000);
+    fx_run_until(fx, all_ready, q, 10000);
     assert_int_equal(queue_ready_count(q), N);
     int seen[N] = {0};
     for (int i = 0; i < N; i++) {

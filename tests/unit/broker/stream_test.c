@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include "amqp/ftable.h"
-#include "base/clock.h"
 #include "base/err.h"
 #include "broker/queue_int.h"
 #include "broker/stream.h"
@@ -215,7 +214,12 @@ static size_t claims_in(queue_t *s, qclaim_t *first)
     return k;
 }
 
-static void on_tick(uv_timer_t *t) { (void)t; }
+/* The stream holds the copy and the source's move ended. */
+static int moved_into_stream(void *ctx)
+{
+    queue_t **q = ctx;
+    return queue_ready_count(q[0]) >= 1 && !q[1]->nmoving;
+}
 
 /* The real path: the copy carries its claim and goes in only after the
  * source's intent is durable; the move ends with the original gone. */
@@ -228,13 +232,8 @@ static void test_dead_letter_into_stream(void **state)
     publish_p(src, "m0");
     settle(fx);
     queue_reject(queue_get(src));
-    /* A live loop, as with listeners open: its prepare handles run. */
-    uv_timer_t tick;
-    uv_timer_init(&fx->loop, &tick);
-    uv_timer_start(&tick, on_tick, 1, 1);
-    int64_t deadline = clock_mono_ms() + 5000;
-    while ((queue_ready_count(s) < 1 || src->nmoving) && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
+    queue_t *both[2] = {s, src};
+    fx_run_until(fx, moved_into_stream, both, 5000);
     assert_int_equal(queue_ready_count(s), 1);
     assert_int_equal(src->nmoving, 0);
     qclaim_t c;

@@ -17,6 +17,7 @@
 #include "amqp/props.h"
 #include "broker/internal.h"
 #include "broker/queue.h"
+#include "base/clock.h"
 #include "broker/vhost.h"
 
 static const amqp_bytes_t none = {NULL, 0};
@@ -102,6 +103,21 @@ static inline int sync_all_rc(broker_t *b, uv_loop_t *loop)
 }
 
 static inline void sync_all(fx_t *fx) { assert_int_equal(sync_all_rc(fx->b, &fx->loop), 0); }
+
+static inline void fx_on_tick(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop as a serving broker's runs (a listener keeps it alive, so
+ * prepare handles and timers fire) until done(ctx) or ms pass. */
+static inline void fx_run_until(fx_t *fx, int (*done)(void *ctx), void *ctx, int64_t ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(&fx->loop, &tick);
+    uv_timer_start(&tick, fx_on_tick, 5, 5);
+    int64_t deadline = clock_mono_ms() + ms;
+    while (!done(ctx) && clock_mono_ms() < deadline) uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
 
 static inline void qdir_path(char *out, size_t n, const char *data, uint64_t id, const char *suffix)
 {
