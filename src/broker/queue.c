@@ -905,9 +905,10 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     return wait;
 }
 
-/* A delay queue's message read back from disk before it is due: it waits
- * in memory. */
+/* A message read back from disk before it is due (a delay queue's, or a
+ * retry wait's): it waits in memory. */
 static void delay_back(queue_t *q, qentry_t *e) { queue_place(q, e, 0); }
+/* A retry wait read back from disk when due: ready again. */
 static void retry_due(queue_t *q, qentry_t *e) { ready_add(q, e, NULL); }
 
 int64_t queue_run_due(queue_t *q, int64_t now_ms)
