@@ -282,7 +282,9 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n);
  * originals as above. */
 typedef struct {
     uint64_t stream_qid;
-    int64_t from;
+    int64_t from;      /* the copy, if any, is at this stream offset or later */
+    uint64_t qid;      /* the source queue and the original's offset: the claim to look for */
+    int64_t offset;
 } qintent_t;
 /* The intents of live originals queue_open met since the last call
  * (*out malloc'd, NULL when none). */

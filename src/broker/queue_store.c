@@ -405,7 +405,7 @@ static int sync_state_now(queue_t *q)
 }
 
 /* The intents whose original the replay left live go to g_intents. */
-static void keep_live_intents(const qstate_t *st)
+static void keep_live_intents(const queue_t *q, const qstate_t *st)
 {
     for (size_t i = 0; i < st->nintents; i++) {
         int64_t o = st->intents[i].offset;
@@ -415,7 +415,7 @@ static void keep_live_intents(const qstate_t *st)
             g_capintents = g_capintents ? g_capintents * 2 : 16;
             g_intents = xrealloc(g_intents, g_capintents * sizeof *g_intents);
         }
-        g_intents[g_nintents++] = (qintent_t){st->intents[i].stream_qid, st->intents[i].from};
+        g_intents[g_nintents++] = (qintent_t){st->intents[i].stream_qid, st->intents[i].from, queue_id(q), o};
     }
 }
 
@@ -434,7 +434,7 @@ int queue_open(queue_t *q)
         data_ctx_t dc = {q, &st, 0, clock_wall_ms(), 0};
         rc = partition_scan(q->data, data_record, &dc);
         if (dc.recovered) LOG_I("queue %s: recovered %u message(s)", q->name, dc.recovered);
-        keep_live_intents(&st);
+        keep_live_intents(q, &st);
     }
     free(st.intents);
     q->dmark = st.dmark;

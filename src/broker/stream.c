@@ -336,11 +336,23 @@ int64_t stream_next_offset(const queue_t *q)
     return p ? partition_end_offset(p) + (int64_t)s->npend : 0;
 }
 
-size_t stream_scan_claims(queue_t *q, int64_t from, qclaim_t **v, size_t *n, size_t *cap)
+/* The intent among in[0, nin) that the claim (qid, off) in the record at
+ * rec_off answers, or NULL. */
+static const qintent_t *expected(const qintent_t *in, size_t nin, uint64_t qid, int64_t off, int64_t rec_off)
+{
+    for (size_t i = 0; i < nin; i++)
+        if (in[i].qid == qid && in[i].offset == off && rec_off >= in[i].from) return &in[i];
+    return NULL;
+}
+
+size_t stream_scan_claims(queue_t *q, const qintent_t *in, size_t nin, qclaim_t **v, size_t *n, size_t *cap)
 {
     partition_t *p = spart(find(q));
-    if (!p) return 0;
-    size_t found = 0;
+    if (!p || !nin) return 0;
+    int64_t from = in[0].from;
+    for (size_t i = 1; i < nin; i++)
+        if (in[i].from < from) from = in[i].from;
+    size_t found = 0, name_len = strlen(STREAM_HDR_CLAIM);
     lcursor_t c;
     lcursor_init(&c, from);
     batch_rec_t rec;
@@ -348,14 +360,16 @@ size_t stream_scan_claims(queue_t *q, int64_t from, qclaim_t **v, size_t *n, siz
         batch_rec_t r = rec;
         batch_header_kv_t kv;
         while (batch_rec_next_header(&r, &kv) > 0) {
-            if (kv.key_len != (int32_t)strlen(STREAM_HDR_CLAIM) || memcmp(kv.key, STREAM_HDR_CLAIM, (size_t)kv.key_len) ||
-                kv.value_len != 16)
+            if ((size_t)kv.key_len != name_len || memcmp(kv.key, STREAM_HDR_CLAIM, name_len) || kv.value_len != 16)
                 continue;
+            uint64_t qid = buf_get_be64(kv.value);
+            int64_t off = (int64_t)buf_get_be64(kv.value + 8);
+            if (!expected(in, nin, qid, off, rec.offset)) continue;
             if (*n == *cap) {
                 *cap = *cap ? *cap * 2 : 64;
                 *v = xrealloc(*v, *cap * sizeof **v);
             }
-            (*v)[(*n)++] = (qclaim_t){buf_get_be64(kv.value), (int64_t)buf_get_be64(kv.value + 8)};
+            (*v)[(*n)++] = (qclaim_t){qid, off};
             found++;
         }
     }

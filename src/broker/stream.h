@@ -81,9 +81,13 @@ int stream_publish_state(queue_t *q, uint32_t epoch, int64_t target);
 int stream_wait(queue_t *q, pwaiter_t *w, int64_t target);
 /* The offset the next publish into q will get. */
 int64_t stream_next_offset(const queue_t *q);
-/* Start-up: appends to (*v, *n, *cap) the claims (STREAM_HDR_CLAIM) of
- * q's records from offset from on; returns how many. Reads the log. */
-size_t stream_scan_claims(queue_t *q, int64_t from, qclaim_t **v, size_t *n, size_t *cap);
+/* Start-up: appends to (*v, *n, *cap) the claims (STREAM_HDR_CLAIM) in
+ * q's records that one of the intents (all for q) expects: the same source
+ * queue and offset, at or past the intent's offset. Any other claim is
+ * ignored: a Kafka producer or an AMQP header can write that header too,
+ * and must not remove messages from queues. Returns how many. Reads the
+ * log from the intents' lowest offset on. */
+size_t stream_scan_claims(queue_t *q, const qintent_t *in, size_t nin, qclaim_t **v, size_t *n, size_t *cap);
 /* Messages in the stream (high watermark - start; declare-ok's count). */
 uint32_t stream_message_count(const queue_t *q);
 /* Credit may have come back: every reader delivers what fits. */

@@ -580,6 +580,12 @@ static int cmp_claim(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+static int cmp_intent(const void *a, const void *b)
+{
+    const qintent_t *x = a, *y = b;
+    return x->stream_qid < y->stream_qid ? -1 : x->stream_qid > y->stream_qid;
+}
+
 /* Dead-letter copies found in the data logs remove their originals that
  * a crash left in the source queues (deadletter.c). */
 static void resolve_claims(vhost_t *v)
@@ -588,23 +594,18 @@ static void resolve_claims(vhost_t *v)
     size_t n = queue_take_claims(&c), cap = n;
     feed_claims(v->b, c, n); /* queues fed from topics resume after their last stored message */
     /* Moves into streams that a crash may have cut: the claims in each
-     * such stream from the earliest offset a copy may have (queue.h). */
+     * such stream that answer its intents (queue.h), by stream. */
     qintent_t *in;
     size_t nin = queue_take_intents(&in);
-    for (size_t i = 0; i < nin; i++) {
-        if (in[i].stream_qid == 0) continue; /* this stream was scanned already */
-        int64_t from = in[i].from;
-        for (size_t j = i + 1; j < nin; j++)
-            if (in[j].stream_qid == in[i].stream_qid) {
-                if (in[j].from < from) from = in[j].from;
-                in[j].stream_qid = 0;
-            }
+    if (nin) qsort(in, nin, sizeof *in, cmp_intent);
+    for (size_t i = 0, j; i < nin; i = j) {
+        for (j = i + 1; j < nin && in[j].stream_qid == in[i].stream_qid; j++) {}
         for (qnode_t *q = v->queues; q; q = q->hh.next)
             if (queue_id(q->q) == in[i].stream_qid && (queue_flags(q->q) & QF_STREAM)) {
-                size_t k = stream_scan_claims(q->q, from, &c, &n, &cap);
+                size_t k = stream_scan_claims(q->q, in + i, j - i, &c, &n, &cap);
                 amqp_bytes_t name = queue_name(q->q);
-                LOG_I("stream %.*s: %zu dead-letter claim(s) from offset %lld checked after an interrupted move",
-                      (int)name.len, (const char *)name.p, k, (long long)from);
+                LOG_I("stream %.*s: %zu of %zu interrupted dead-letter move(s) found stored", (int)name.len,
+                      (const char *)name.p, k, j - i);
             }
     }
     free(in);
