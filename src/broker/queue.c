@@ -1027,10 +1027,13 @@ void queue_maybe_free(queue_t *q)
 static void drop_all(queue_t *q)
 {
     qentry_t *e;
-    while ((e = ready_first(q))) {
-        ready_remove(q, e);
-        queue_entry_free(e);
-    }
+    /* The ready lists as they are: through ready_first, a close or a
+     * delete read a deep backlog back from disk only to free it. */
+    for (uint32_t l = 0; l < q->nlv; l++)
+        while ((e = q->lv[l].head)) {
+            ready_remove(q, e);
+            queue_entry_free(e);
+        }
     while ((e = heap_top(&q->delayed))) {
         heap_remove(&q->delayed, e);
         queue_entry_free(e);
