@@ -554,14 +554,15 @@ static int64_t expiry_of(const queue_t *q, const qmsg_t *m)
     return m->ts_ms + ttl > 0 ? m->ts_ms + ttl : 1;
 }
 
-static qentry_t *entry_new(queue_t *q, qmsg_t *m)
+/* An entry for m (one reference) at priority level prio (queue_prio_of). */
+static qentry_t *entry_new(queue_t *q, qmsg_t *m, uint8_t prio)
 {
     qentry_t *e = queue_entry_alloc();
     e->q = q;
     e->m = m;
     e->seq = q->next_seq++;
     e->offset = -1;
-    e->prio = queue_prio_of(q, m);
+    e->prio = prio;
     e->ready_at_ms = m->ready_at_ms;
     e->expires_ms = expiry_of(q, m);
     return e;
@@ -895,7 +896,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
             return wait;
         }
     }
-    qentry_t *e = entry_new(q, qmsg_ref(m));
+    qentry_t *e = entry_new(q, qmsg_ref(m), prio); /* (its properties decoded once) */
     int wait = queue_store_publish(q, e, epoch, target);
     if (q->dedup) queue_dedup_add(q, qmsg_props(m), e->offset, m->ts_ms);
     queue_place(q, e, e->ready_at_ms ? clock_wall_ms() : 0);
