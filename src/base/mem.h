@@ -11,6 +11,9 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
+/* n bytes at a multiple of align (a power of two, at least sizeof(void *));
+ * freed with free. */
+void *xaligned_alloc(size_t align, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a heap string formatted like printf; caller frees. */

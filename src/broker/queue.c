@@ -16,6 +16,7 @@
 #include "broker/queue_int.h"
 #include "broker/feed.h"
 #include "broker/stream.h"
+#include "broker/vhost.h"
 
 /* ---- messages ---- */
 
@@ -244,12 +245,14 @@ static void heap_set(qheap_t *h, uint32_t i, qhslot_t x)
     if (h->expiry) x.e->hidx = i + 1;
 }
 
+#define HEAP_PAD 3 /* slots before the root: children 4i+1..4i+4 start a line */
+
 /* Returns where the slot at i came to rest. */
 static uint32_t heap_up(qheap_t *h, uint32_t i)
 {
     qhslot_t x = h->v[i];
     while (i > 0) {
-        uint32_t p = (i - 1) / 2;
+        uint32_t p = (i - 1) / 4;
         if (h->v[p].key <= x.key) break;
         heap_set(h, i, h->v[p]);
         i = p;
@@ -262,12 +265,14 @@ static void heap_down(qheap_t *h, uint32_t i)
 {
     qhslot_t x = h->v[i];
     for (;;) {
-        uint32_t c = 2 * i + 1;
+        uint32_t c = 4 * i + 1;
         if (c >= h->n) break;
-        if (c + 1 < h->n && h->v[c + 1].key < h->v[c].key) c++;
-        if (x.key <= h->v[c].key) break;
-        heap_set(h, i, h->v[c]);
-        i = c;
+        uint32_t end = c + 4 < h->n ? c + 4 : h->n, m = c;
+        for (uint32_t k = c + 1; k < end; k++)
+            if (h->v[k].key < h->v[m].key) m = k;
+        if (x.key <= h->v[m].key) break;
+        heap_set(h, i, h->v[m]);
+        i = m;
     }
     heap_set(h, i, x);
 }
@@ -275,12 +280,23 @@ static void heap_down(qheap_t *h, uint32_t i)
 static void heap_push(qheap_t *h, qentry_t *e)
 {
     if (h->n == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 64;
-        h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+        uint32_t cap = h->cap ? h->cap * 2 : 64;
+        qhslot_t *base = xaligned_alloc(64, (cap + HEAP_PAD + 1) * sizeof *h->v);
+        if (h->n) memcpy(base + HEAP_PAD, h->v, h->n * sizeof *h->v);
+        if (h->v) free(h->v - HEAP_PAD);
+        h->v = base + HEAP_PAD;
+        h->cap = cap;
     }
     h->v[h->n++] = (qhslot_t){hkey(h, e), e};
     h->bytes += queue_entry_mem(e);
     heap_up(h, h->n - 1);
+}
+
+static void heap_free(qheap_t *h)
+{
+    if (h->v) free(h->v - HEAP_PAD);
+    h->v = NULL;
+    h->n = h->cap = 0;
 }
 
 static void heap_remove(qheap_t *h, qentry_t *e)
@@ -551,7 +567,10 @@ static int64_t expiry_of(const queue_t *q, const qmsg_t *m)
     int64_t ttl = q->opt.ttl_ms;
     if (m->expiration_ms >= 0 && (ttl < 0 || m->expiration_ms < ttl)) ttl = m->expiration_ms;
     if (ttl < 0) return 0;
-    return m->ts_ms + ttl > 0 ? m->ts_ms + ttl : 1;
+    /* A delayed message's TTL counts from its due time, when the plugin
+     * would route it into the queue. */
+    int64_t from = m->ready_at_ms > m->ts_ms ? m->ready_at_ms : m->ts_ms;
+    return from + ttl > 0 ? from + ttl : 1;
 }
 
 /* An entry for m (one reference) at priority level prio (queue_prio_of). */
@@ -868,21 +887,25 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         q->counters.duplicates++;
         return QP_DONE; /* a duplicate: confirmed, not enqueued */
     }
-    if (q->opt.overflow != QO_DROP_HEAD && full_for(q, m)) {
+    if (q->opt.overflow != QO_DROP_HEAD && !m->ready_at_ms && full_for(q, m)) { /* delayed: when due */
         q->counters.refused++;
         if (q->opt.overflow == QO_REJECT_PUBLISH_DLX && q->opt.has_dlx) deadletter_copy(q, m, "maxlen");
         return QP_REJECTED;
     }
     q->counters.published++;
-    if (q->fwd.p && m->ready_at_ms && m->persistent && queue_is_stored(q) &&
+    if (m->ready_at_ms && m->persistent && queue_is_stored(q) &&
         q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
-        /* Past the memory budget of delayed messages, one waits on disk:
-         * 32 bytes of it stay in memory (pushed once its record is written,
-         * with where it is), the record is read back when due, or sooner
-         * once the budget has room (queue_run_due). */
+        /* Past the memory budget of delayed messages (a delay queue's, or
+         * a queue's from a delayed exchange), one waits on disk: 32 bytes
+         * of it stay in memory (pushed once its record is written, with
+         * where it is), the record is read back when due, or sooner once
+         * the budget has room (queue_run_due). */
         int64_t offset;
-        int wait = queue_store_publish_paged(q, m, 0, 1, epoch, target, &offset);
-        if (wait >= 0) return wait;
+        int wait = queue_store_publish_paged(q, m, q->fwd.p ? 0 : expiry_of(q, m), 1, epoch, target, &offset);
+        if (wait >= 0) {
+            if (q->dedup) queue_dedup_add(q, qmsg_props(m), offset, m->ts_ms);
+            return wait;
+        }
     }
     uint8_t prio = queue_prio_of(q, m);
     if (!m->ready_at_ms && queue_page_out(q, prio)) { /* a deep backlog: the message stays on disk */
@@ -909,8 +932,37 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 /* A message read back from disk before it is due (a delay queue's, or a
  * retry wait's): it waits in memory. */
 static void delay_back(queue_t *q, qentry_t *e) { queue_place(q, e, 0); }
-/* A retry wait read back from disk when due: ready again. */
-static void retry_due(queue_t *q, qentry_t *e) { ready_add(q, e, NULL); }
+/* The wait of e is over in a queue that is not a delay queue: a retry
+ * wait's message is ready again in its place; one from a delayed exchange
+ * (no returns yet) at the tail, unless the exchange no longer routes it here (unbound or
+ * deleted while it waited): then it is dropped, as a message the plugin's
+ * exchange routes nowhere. Also for waits read back from disk. */
+static void wait_over(queue_t *q, qentry_t *e)
+{
+    if (e->returns) {
+        ready_add(q, e, NULL);
+        return;
+    }
+    if (q->b->vhost && !vhost_still_routes(q->b->vhost, q, e->m)) {
+        q->counters.dropped++;
+        queue_entry_release(e);
+        return;
+    }
+    /* It arrives now, behind what is ready, and the length limits apply
+     * now (not when it was published: it did not count while waiting). */
+    if (q->opt.overflow != QO_DROP_HEAD && full_for(q, e->m)) {
+        q->counters.refused++;
+        if (q->opt.overflow == QO_REJECT_PUBLISH_DLX) dead_letter(q, e, "maxlen");
+        else {
+            q->counters.dropped++;
+            queue_entry_release(e);
+        }
+        return;
+    }
+    e->seq = q->next_seq++;
+    ready_add(q, e, NULL);
+    enforce_limit(q);
+}
 
 int64_t queue_run_due(queue_t *q, int64_t now_ms)
 {
@@ -932,7 +984,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
             q->delayed.bytes -= queue_entry_mem(e);
             e->ready_at_ms = 0;
             if (q->fwd.p) forward(q, e);
-            else ready_add(q, e, NULL);
+            else wait_over(q, e);
         }
     }
     while ((e = heap_top(&q->expiring)) && e->expires_ms <= now_ms) {
@@ -947,7 +999,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     if (q->dpaged.n) {
         uint64_t budget = (uint64_t)broker_config(q->b)->delay_memory_bytes;
         uint64_t ahead = q->delayed.bytes < budget / QUEUE_DELAY_LOW_DIV ? budget - q->delayed.bytes : 0;
-        d = queue_delay_run(q, now_ms, ahead, q->fwd.p ? forward : retry_due, delay_back);
+        d = queue_delay_run(q, now_ms, ahead, q->fwd.p ? forward : wait_over, delay_back);
     }
     /* A TTL queue with messages on disk reads them back to expire them,
      * with a bounded number of dead-letter moves in flight (each holds its
@@ -1017,8 +1069,8 @@ void queue_maybe_free(queue_t *q)
     queue_dedup_free(q);
     free((void *)q->fwd.p);
     free(q->dpaged.v);
-    free(q->delayed.v);
-    free(q->expiring.v);
+    heap_free(&q->delayed);
+    heap_free(&q->expiring);
     queue_store_free(q);
     free(q);
 }

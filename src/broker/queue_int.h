@@ -126,11 +126,15 @@ typedef struct {
 typedef struct qdedup qdedup_t; /* queue_dedup.c */
 typedef struct qdkey qdkey_t;
 
-/* A binary min-heap of entries on a time (delay: ready_at_ms, expiry:
+/* A 4-ary min-heap of entries on a time (delay: ready_at_ms, expiry:
  * expires_ms); in the expiry heap qentry.hidx is 1 + the entry's index. The key is kept in
  * the slot: sifting compares neighbours in the array instead of chasing
  * one pointer per level (that was 12 % of the broker's CPU in the
- * delayed benchmark). An entry's key does not change while it is in. */
+ * delayed benchmark). The four children of a slot share one 64-byte
+ * line (v is HEAP_PAD slots past a line-aligned allocation): half the
+ * levels of a binary heap, one cache miss each (a binary heap's sifts
+ * were 9 % of the CPU with 300,000 delayed messages waiting). An entry's
+ * key does not change while it is in. */
 typedef struct {
     int64_t key;
     qentry_t *e;

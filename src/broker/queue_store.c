@@ -360,6 +360,13 @@ static void data_record(void *ctx, const batch_rec_t *rec)
             return;
         }
     }
+    if (!has_ret && h.ready_at > dc->now && !q->fwd.p &&
+        q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
+        /* From a delayed exchange and not due yet: past the budget it
+         * waits on disk again, as it did before the restart. */
+        queue_delay_push(q, h.ready_at, o, QDELAY_NOPOS, 0, 0);
+        return;
+    }
     uint8_t prio = queue_prio_of_props(q, h.props);
     if (!has_ret && !h.ready_at && queue_page_out(q, prio)) { /* a deep backlog stays on disk */
         queue_page_add(q, o, prio, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);

@@ -46,6 +46,13 @@ int vhost_exchange_delete(vhost_t *v, exchange_t *ex, int if_unused);
 int vhost_bind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args);
 int vhost_unbind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args);
 
+/* A message published into an x-delayed-message exchange is routed when
+ * published and waits in each queue it reached (amqp/publish.c). When it
+ * is due: 1 if its exchange still routes it to q, 0 if not (unbound, the
+ * exchange deleted), checked only when bindings or exchanges changed since
+ * it was published (or the broker restarted). */
+int vhost_still_routes(vhost_t *v, const queue_t *q, const qmsg_t *m);
+
 /* Lifecycle, from broker.c: vhost_new before the catalog replay, then
  * vhost_open once the replay is done (opens durable queue logs). */
 vhost_t *vhost_new(broker_t *b);

@@ -203,6 +203,91 @@ def test_delayed_exchange_routes_when_due(env):
     assert ch.basic_get(q)[0] is None
 
 
+def test_delayed_message_goes_where_the_bindings_say_when_due(env):
+    """Herald routes a delayed message when it is published and it waits in the queues it
+    reached; what the exchange routes when the message is due still decides: a queue unbound or
+    an exchange deleted while it waits gets nothing, and a message with no route when published
+    waits in the exchange and reaches a queue bound before it is due."""
+    conn = env.connect()
+    ch = conn.channel()
+    x, x2 = env.x("delayed-binds"), env.x("delayed-binds-gone")
+    kept, unbound, late, gone = (env.q("delayed-" + n) for n in ("kept", "unbound", "late", "gone"))
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+    ch.exchange_declare(x2, "x-delayed-message", durable=True, arguments={"x-delayed-type": "fanout"})
+    for q in (kept, unbound, late, gone):
+        ch.queue_declare(q, durable=True)
+    ch.queue_bind(kept, x, "k")
+    ch.queue_bind(unbound, x, "k")
+    ch.queue_bind(gone, x2, "")
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish(x, "k", b"k%d" % i, persistent(headers={"x-delay": 700}))
+    ch.basic_publish(x, "later", b"later", persistent(headers={"x-delay": 700}))
+    ch.basic_publish(x2, "", b"gone", persistent(headers={"x-delay": 700}))
+    # waiting: counted as delayed nowhere ready yet
+    assert ready_count(conn, kept) == 0 and ready_count(conn, unbound) == 0
+    ch.queue_unbind(unbound, x, "k")
+    ch.queue_bind(late, x, "later")
+    ch.exchange_delete(x2)
+    assert wait_ready_count(conn, kept, 3, timeout=5) == 3
+    assert wait_ready_count(conn, late, 1, timeout=5) == 1
+    time.sleep(0.3)
+    assert ready_count(conn, unbound) == 0 and ready_count(conn, gone) == 0
+    assert [b for _, _, b in drain(conn.channel(), kept)] == [b"k0", b"k1", b"k2"]
+    assert [b for _, _, b in drain(conn.channel(), late)] == [b"later"]
+
+
+def test_delayed_message_meets_the_length_limit_when_due(env):
+    """A waiting message does not count towards x-max-length; the limit applies when it is due:
+    with reject-publish it is confirmed when published into a full queue and dropped only if
+    the queue is still full when it is due; with drop-head it pushes the head out."""
+    conn = env.connect()
+    ch = conn.channel()
+    x, rq, dq = env.x("delayed-limit"), env.q("delayed-limit-reject"), env.q("delayed-limit-drop")
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+    ch.queue_declare(rq, durable=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.queue_declare(dq, durable=True, arguments={"x-max-length": 1})
+    ch.queue_bind(rq, x, "r")
+    ch.queue_bind(dq, x, "d")
+    ch.confirm_delivery()
+    ch.basic_publish("", rq, b"first", persistent())
+    with pytest.raises(NackError):
+        ch.basic_publish("", rq, b"refused", persistent())
+    ch.basic_publish(x, "r", b"d1", persistent(headers={"x-delay": 400}))  # full now, confirmed
+    ch.basic_publish(x, "r", b"d2", persistent(headers={"x-delay": 700}))
+    ch.basic_publish(x, "d", b"e1", persistent(headers={"x-delay": 300}))
+    ch.basic_publish(x, "d", b"e2", persistent(headers={"x-delay": 500}))
+    assert get_one(ch, rq, auto_ack=True)[2] == b"first"  # room again before d1 is due
+    time.sleep(1.0)
+    assert [b for _, _, b in drain(conn.channel(), rq)] == [b"d1"]  # d2 found the queue full
+    assert [b for _, _, b in drain(conn.channel(), dq)] == [b"e2"]  # e1 was the dropped head
+
+
+def test_delayed_message_checks_its_route_after_a_restart(env, amqp_broker):
+    """After a restart the bindings may have changed while the broker was down: a message that
+    waited in a queue checks its route when due."""
+    conn = env.connect()
+    ch = conn.channel()
+    x, keep, drop = env.x("delayed-restart"), env.q("delayed-restart-keep"), env.q("delayed-restart-drop")
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "topic"})
+    ch.queue_declare(keep, durable=True)
+    ch.queue_declare(drop, durable=True)
+    ch.queue_bind(keep, x, "a.#")
+    ch.queue_bind(drop, x, "a.*")
+    ch.confirm_delivery()
+    t0 = time.monotonic()
+    ch.basic_publish(x, "a.b", b"one", persistent(headers={"x-delay": 2000}))
+    amqp_broker.restart()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    ch = conn.channel()
+    ch.queue_unbind(drop, x, "a.*")
+    assert time.monotonic() - t0 < 1.8, "the restart took too long for this test"
+    assert wait_ready_count(conn, keep, 1, timeout=6) == 1
+    time.sleep(0.3)
+    assert ready_count(conn, drop) == 0
+
+
 def test_delayed_message_keeps_its_ttl_after_routing(env, amqp_broker):
     """A delayed message's expiration counts in the queue it is routed to, from then on (not
     while it waits): also when it waited on disk and was read back."""

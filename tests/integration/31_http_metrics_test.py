@@ -150,6 +150,7 @@ def amqp_traffic(ch):
     ch.exchange_declare("mdelay", "x-delayed-message", arguments={"x-delayed-type": "direct"})
     ch.queue_bind("mq", "mdelay", "later")
     ch.basic_publish("mdelay", "later", b"in a minute", pika.BasicProperties(headers={"x-delay": 60000}))
+    ch.basic_publish("mdelay", "nobody", b"no route yet", pika.BasicProperties(headers={"x-delay": 60000}))
     for i in range(5):
         ch.basic_publish("", "mq", b"m%d" % i, pika.BasicProperties(delivery_mode=2))
     ch.basic_publish("", ODD_QUEUE, b"odd")
@@ -218,10 +219,10 @@ def test_metrics_match_broker_state(broker):
     q = dict(queue="mq")
     assert value(s, "herald_queue_messages_ready", **q) == 2
     assert value(s, "herald_queue_messages_unacked", **q) == 1
-    assert value(s, "herald_queue_messages_delayed", **q) == 0
+    assert value(s, "herald_queue_messages_delayed", **q) == 1  # routed when published, waits in mq
     assert value(s, "herald_queue_messages_ready_bytes", **q) == 4
     assert value(s, "herald_queue_consumers", **q) == 0
-    assert value(s, "herald_queue_messages_published_total", **q) == 5
+    assert value(s, "herald_queue_messages_published_total", **q) == 6  # 5 and the delayed one
     assert value(s, "herald_queue_messages_delivered_total", **q) == 3
     assert value(s, "herald_queue_messages_acked_total", **q) == 1
     assert value(s, "herald_queue_messages_dead_lettered_total", **q) == 1
@@ -230,7 +231,8 @@ def test_metrics_match_broker_state(broker):
     assert value(s, "herald_queue_messages_published_total", queue="mdead") == 1
     assert value(s, "herald_queue_dead_letter_target", queue="mdead") == 1
     assert value(s, "herald_queue_dead_letter_target", queue="mq") == 0
-    # the delayed exchange's hidden queue is not a queue; its message is counted per exchange
+    # the delayed exchange's hidden queue (messages with no route when published) is not a
+    # queue; its message is counted per exchange
     assert value(s, "herald_exchange_messages_delayed", exchange="mdelay") == 1
     assert sorted(lab["queue"] for lab, _ in s["herald_queue_messages_ready"]) == sorted(
         ["mq", "mdead", ODD_QUEUE, RAW_QUEUE.decode("utf-8", "replace")])
@@ -262,7 +264,7 @@ def test_metrics_match_broker_state(broker):
     for method in ("connection.open", "channel.open", "queue.declare", "queue.bind", "exchange.declare",
                    "confirm.select", "basic.publish", "basic.get", "basic.ack", "basic.reject"):
         assert value(s, "herald_amqp_method_duration_seconds_count", method=method) > 0, method
-    assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.publish") == 8
+    assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.publish") == 9  # 2 delayed, 5 into mq, 2 into the odd queue
     assert value(s, "herald_amqp_method_duration_seconds_count", method="basic.get") == 3
     fs = value(s, "herald_fsync_duration_seconds_count")
     assert fs > 0
