@@ -230,116 +230,13 @@ uint8_t queue_prio_of_props(const queue_t *q, amqp_bytes_t props)
 
 uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m) { return queue_prio_of_props(q, qmsg_props(m)); }
 
-/* ---- heaps of entries on a time ---- */
-
-static int64_t hkey(const qheap_t *h, const qentry_t *e) { return h->expiry ? e->expires_ms : e->ready_at_ms; }
-
-/* Only the expiry heap records each entry's index (hidx): entries leave it
- * from the middle whenever they are delivered. The delay heap loses its
- * top but at start-up, and writing hidx into every entry a sift passed
- * was a cache miss per level (heap_remove was 11 % of the broker's CPU
- * with 200,000 delayed messages in memory). */
-static void heap_set(qheap_t *h, uint32_t i, qhslot_t x)
-{
-    h->v[i] = x;
-    if (h->expiry) x.e->hidx = i + 1;
-}
-
-#define HEAP_PAD 3 /* slots before the root: children 4i+1..4i+4 start a line */
-
-/* Returns where the slot at i came to rest. */
-static uint32_t heap_up(qheap_t *h, uint32_t i)
-{
-    qhslot_t x = h->v[i];
-    while (i > 0) {
-        uint32_t p = (i - 1) / 4;
-        if (h->v[p].key <= x.key) break;
-        heap_set(h, i, h->v[p]);
-        i = p;
-    }
-    heap_set(h, i, x);
-    return i;
-}
-
-static void heap_down(qheap_t *h, uint32_t i)
-{
-    qhslot_t x = h->v[i];
-    for (;;) {
-        uint32_t c = 4 * i + 1;
-        if (c >= h->n) break;
-        uint32_t end = c + 4 < h->n ? c + 4 : h->n, m = c;
-        for (uint32_t k = c + 1; k < end; k++)
-            if (h->v[k].key < h->v[m].key) m = k;
-        if (x.key <= h->v[m].key) break;
-        heap_set(h, i, h->v[m]);
-        i = m;
-    }
-    heap_set(h, i, x);
-}
-
-static void heap_push(qheap_t *h, qentry_t *e)
-{
-    if (h->n == h->cap) {
-        uint32_t cap = h->cap ? h->cap * 2 : 64;
-        qhslot_t *base = xaligned_alloc(64, (cap + HEAP_PAD + 1) * sizeof *h->v);
-        if (h->n) memcpy(base + HEAP_PAD, h->v, h->n * sizeof *h->v);
-        if (h->v) free(h->v - HEAP_PAD);
-        h->v = base + HEAP_PAD;
-        h->cap = cap;
-    }
-    h->v[h->n++] = (qhslot_t){hkey(h, e), e};
-    h->bytes += queue_entry_mem(e);
-    heap_up(h, h->n - 1);
-}
-
-static void heap_free(qheap_t *h)
-{
-    if (h->v) free(h->v - HEAP_PAD);
-    h->v = NULL;
-    h->n = h->cap = 0;
-}
-
-static void heap_remove(qheap_t *h, qentry_t *e)
-{
-    uint32_t i = 0;
-    if (h->expiry) i = e->hidx - 1;
-    else
-        while (h->v[i].e != e) i++; /* the delay heap: its top, but for start-up drops */
-    e->hidx = 0;
-    h->bytes -= queue_entry_mem(e);
-    qhslot_t last = h->v[--h->n];
-    if (i == h->n) return;
-    heap_set(h, i, last);
-    heap_down(h, heap_up(h, i));
-}
-
-static qentry_t *heap_top(const qheap_t *h) { return h->n ? h->v[0].e : NULL; }
-
-/* The delay heap: pops up to max entries due at now into out, in due
- * order, reading only the heap's slots (the caller takes their bytes
- * off h->bytes once it touches them). */
-static size_t heap_pop_due(qheap_t *h, int64_t now, qentry_t **out, size_t max)
-{
-    size_t n = 0;
-    while (n < max && h->n && h->v[0].key <= now) {
-        out[n++] = h->v[0].e;
-        qhslot_t last = h->v[--h->n];
-        if (h->n) {
-            h->v[0] = last;
-            heap_down(h, 0);
-        }
-    }
-    return n;
-}
-
 /* ---- where entries are ---- */
 
 /* The time the vhost should call queue_run_due next (0: none). */
-static int64_t next_due(const queue_t *q)
+static int64_t next_due(queue_t *q)
 {
-    int64_t t = 0;
-    const qentry_t *d = heap_top(&q->delayed), *x = heap_top(&q->expiring);
-    if (d) t = d->ready_at_ms;
+    const qentry_t *x = qheap_top(&q->expiring);
+    int64_t t = qwheel_next(&q->delayed);
     if (x && (!t || x->expires_ms < t)) t = x->expires_ms;
     return t;
 }
@@ -403,7 +300,7 @@ static void ready_add(queue_t *q, qentry_t *e, qentry_t **pos)
     e->state = QE_READY;
     q->nready++;
     q->ready_bytes += e->m->body_len;
-    if (e->expires_ms) heap_push(&q->expiring, e);
+    if (e->expires_ms) qheap_push(&q->expiring, e);
 }
 
 static void ready_remove(queue_t *q, qentry_t *e)
@@ -415,7 +312,7 @@ static void ready_remove(queue_t *q, qentry_t *e)
     else l->tail = e->prev;
     l->n--;
     e->prev = e->next = NULL;
-    if (e->hidx) heap_remove(&q->expiring, e);
+    if (e->hidx) qheap_remove(&q->expiring, e);
     e->state = 0;
     q->nready--;
     q->ready_bytes -= e->m->body_len;
@@ -446,7 +343,7 @@ void queue_place(queue_t *q, qentry_t *e, int64_t now_ms)
     if (e->ready_at_ms > now_ms || q->fwd.p) {
         if (!e->ready_at_ms) e->ready_at_ms = 1;
         e->state = QE_DELAYED;
-        heap_push(&q->delayed, e);
+        qwheel_push(&q->delayed, e);
     } else {
         e->ready_at_ms = 0;
         ready_add(q, e, NULL);
@@ -460,7 +357,7 @@ void queue_unplace(queue_t *q, qentry_t *e)
         ready_remove(q, e);
         break;
     case QE_DELAYED:
-        heap_remove(&q->delayed, e);
+        qwheel_remove(&q->delayed, e);
         break;
     case QE_HELD:
         list_unlink(&q->held_head, e);
@@ -804,7 +701,7 @@ static int give_back(queue_t *q, qentry_t *e, int64_t now)
         return 0;
     }
     e->state = QE_DELAYED;
-    heap_push(&q->delayed, e);
+    qwheel_push(&q->delayed, e);
     return 0;
 }
 
@@ -975,7 +872,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     enum { DUE_BATCH = 256, DUE_AHEAD = 8 };
     qentry_t *due[DUE_BATCH], *e;
     size_t n;
-    while ((n = heap_pop_due(&q->delayed, now_ms, due, DUE_BATCH))) {
+    while ((n = qwheel_pop_due(&q->delayed, now_ms, due, DUE_BATCH))) {
         for (size_t i = 0; i < n && i < DUE_AHEAD; i++) __builtin_prefetch(due[i]);
         for (size_t i = 0; i < n; i++) {
             if (i + DUE_AHEAD < n) __builtin_prefetch(due[i + DUE_AHEAD]);
@@ -987,7 +884,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
             else wait_over(q, e);
         }
     }
-    while ((e = heap_top(&q->expiring)) && e->expires_ms <= now_ms) {
+    while ((e = qheap_top(&q->expiring)) && e->expires_ms <= now_ms) {
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
@@ -1026,8 +923,7 @@ uint32_t queue_purge(queue_t *q)
         queue_entry_release(e);
         n++;
     }
-    while ((e = heap_top(&q->delayed))) {
-        heap_remove(&q->delayed, e);
+    while ((e = qwheel_take_any(&q->delayed))) {
         queue_entry_release(e);
         n++;
     }
@@ -1069,8 +965,8 @@ void queue_maybe_free(queue_t *q)
     queue_dedup_free(q);
     free((void *)q->fwd.p);
     free(q->dpaged.v);
-    heap_free(&q->delayed);
-    heap_free(&q->expiring);
+    qwheel_free(&q->delayed);
+    qheap_free(&q->expiring);
     queue_store_free(q);
     free(q);
 }
@@ -1087,8 +983,7 @@ static void drop_all(queue_t *q)
             ready_remove(q, e);
             queue_entry_free(e);
         }
-    while ((e = heap_top(&q->delayed))) {
-        heap_remove(&q->delayed, e);
+    while ((e = qwheel_take_any(&q->delayed))) {
         queue_entry_free(e);
     }
     /* Parked entries (failed moves) belong to the queue; in-flight moves

@@ -466,6 +466,17 @@ int queue_open(queue_t *q)
     return rc;
 }
 
+typedef struct {
+    int64_t offset;
+    const qentry_t *found;
+} find_ctx_t;
+
+static void find_offset(void *ctx, const qentry_t *e)
+{
+    find_ctx_t *fc = ctx;
+    if (e->offset == fc->offset) fc->found = e;
+}
+
 void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 {
     /* Start-up only: every live entry is ready or delayed. */
@@ -480,8 +491,11 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
                 } else if (e->offset > offsets[i]) {
                     break;
                 }
-        for (uint32_t k = 0; k < q->delayed.n && !found; k++)
-            if (q->delayed.v[k].e->offset == offsets[i]) found = q->delayed.v[k].e;
+        if (!found && q->delayed.n) {
+            find_ctx_t fc = {offsets[i], NULL};
+            qwheel_each(&q->delayed, find_offset, &fc);
+            found = (qentry_t *)fc.found; /* (q's own entry) */
+        }
         if (!found && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
             queue_record_removed(q, offsets[i]);
             dropped++;
@@ -515,7 +529,7 @@ static void each_live(const queue_t *q, void (*fn)(void *, const qentry_t *), vo
 {
     for (uint32_t l = 0; l < q->nlv; l++)
         for (const qentry_t *e = q->lv[l].head; e; e = e->next) fn(ctx, e);
-    for (uint32_t i = 0; i < q->delayed.n; i++) fn(ctx, q->delayed.v[i].e);
+    qwheel_each(&q->delayed, fn, ctx);
     for (const qentry_t *e = q->held_head; e; e = e->next) fn(ctx, e);
     for (const qentry_t *e = q->moving_head; e; e = e->next) fn(ctx, e);
 }

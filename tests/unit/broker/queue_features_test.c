@@ -750,6 +750,8 @@ static void test_flush_splits_batches(void **state)
 
 /* ---- delayed messages on disk (queue_delay.c) ---- */
 
+static void due_is(void *ctx, const qentry_t *e) { assert_int_equal(e->ready_at_ms, *(const int64_t *)ctx); }
+
 /* The delay queues of these tests hold DELAY_MEM messages in memory
  * (delay.memory.bytes set from the size of one). */
 #define DELAY_MEM 3000
@@ -888,8 +890,8 @@ static void test_delayed_read_ahead(void **state)
     assert_int_equal(queue_delayed_count(dq), n - DELAY_MEM);
     assert_true(dq->delayed.n >= DELAY_MEM / 2);
     assert_true(dq->delayed.bytes <= (uint64_t)fx_delay_memory_bytes + 2 * sizeof(qentry_t) * DELAY_MEM);
-    for (uint32_t i = 0; i < dq->delayed.n; i++) /* the soonest: all of the second third */
-        assert_int_equal(dq->delayed.v[i].key, now + 2000);
+    int64_t due = now + 2000; /* the soonest: all of the second third */
+    qwheel_each(&dq->delayed, due_is, &due);
     sync_all(fx);
     sync_all(fx);
     assert_int_equal(queue_ready_count(t), DELAY_MEM);

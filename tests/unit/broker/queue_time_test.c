@@ -1,0 +1,170 @@
+/* The delay wheel and the entry heaps (queue_time.c), against a plain
+ * sorted reference: every entry comes out once, in due order, FIFO
+ * within a millisecond, whatever the mix of pushes, removals, late and
+ * far entries and jumps of the clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/queue_int.h"
+
+#define N 20000
+
+static qmsg_t g_msg; /* shared: queue_entry_mem reads lengths only */
+static qentry_t g_e[N];
+
+static qentry_t *entry(uint32_t i, int64_t at)
+{
+    qentry_t *e = &g_e[i];
+    memset(e, 0, sizeof *e);
+    e->m = &g_msg;
+    e->seq = i;
+    e->ready_at_ms = at;
+    return e;
+}
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+static void count_one(void *ctx, const qentry_t *e)
+{
+    (void)e;
+    (*(uint32_t *)ctx)++;
+}
+
+/* Pops everything due at now, checking order: due times never go back
+ * and, within one due time, pushes come out in order (seq ascends). */
+static uint32_t pop_checked(qwheel_t *w, int64_t now, uint8_t *out, int64_t *last_at, uint64_t *last_seq)
+{
+    qentry_t *got[64];
+    size_t k;
+    uint32_t n = 0;
+    while ((k = qwheel_pop_due(w, now, got, 64))) {
+        for (size_t i = 0; i < k; i++) {
+            qentry_t *e = got[i];
+            w->bytes -= queue_entry_mem(e);
+            assert_true(e->ready_at_ms <= now || e->ready_at_ms < w->base);
+            int64_t at = e->ready_at_ms;
+            if (at < *last_at) at = *last_at; /* one pushed late waits for the next slot */
+            if (at == *last_at) assert_true(e->seq > *last_seq || e->ready_at_ms < *last_at);
+            *last_at = at;
+            *last_seq = e->seq;
+            uint32_t idx = (uint32_t)(e - g_e);
+            assert_int_equal(out[idx], 0);
+            out[idx] = 1;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void test_wheel_matches_the_reference(void **state)
+{
+    (void)state;
+    static uint8_t out[N], removed[N];
+    memset(out, 0, sizeof out);
+    memset(removed, 0, sizeof removed);
+    qwheel_t w = {0};
+    int64_t now = 1000000, last_at = 0;
+    uint64_t last_seq = 0;
+    uint32_t pushed = 0, popped = 0, nremoved = 0;
+    while (pushed < N) {
+        /* a burst of pushes: soon, in the past, or far (past the window) */
+        uint32_t burst = 1 + (uint32_t)(rnd() % 300);
+        for (uint32_t b = 0; b < burst && pushed < N; b++) {
+            uint64_t r = rnd() % 100;
+            int64_t at = r < 70 ? now + (int64_t)(rnd() % 2000) : r < 80 ? now - (int64_t)(rnd() % 50)
+                         : now + QWHEEL_SLOTS + (int64_t)(rnd() % 20000);
+            qwheel_push(&w, entry(pushed++, at));
+        }
+        /* a few removals from anywhere that is still waiting */
+        for (uint32_t r = 0; r < 3; r++) {
+            uint32_t i = (uint32_t)(rnd() % pushed);
+            if (out[i] || removed[i]) continue;
+            qwheel_remove(&w, &g_e[i]);
+            removed[i] = 1;
+            nremoved++;
+        }
+        uint32_t counted = 0;
+        qwheel_each(&w, count_one, &counted);
+        assert_int_equal(counted, w.n);
+        /* the clock moves on, now and then by more than the window */
+        now += rnd() % 10 == 0 ? (int64_t)(rnd() % 9000) : (int64_t)(rnd() % 40);
+        int64_t next = qwheel_next(&w);
+        popped += pop_checked(&w, now, out, &last_at, &last_seq);
+        if (next && next > now) assert_true(!w.n || qwheel_next(&w) == next);
+    }
+    /* the rest, as the due timer would: at each next due time */
+    int64_t t;
+    while ((t = qwheel_next(&w))) {
+        if (t > now) now = t;
+        uint32_t k = pop_checked(&w, now, out, &last_at, &last_seq);
+        assert_true(k > 0);
+        popped += k;
+    }
+    assert_int_equal(w.n, 0);
+    assert_int_equal(w.bytes, 0);
+    assert_int_equal(popped + nremoved, N);
+    for (uint32_t i = 0; i < N; i++) assert_int_equal(out[i] + removed[i], 1);
+    qwheel_free(&w);
+}
+
+static void test_take_any_empties_the_wheel(void **state)
+{
+    (void)state;
+    qwheel_t w = {0};
+    for (uint32_t i = 0; i < 1000; i++) qwheel_push(&w, entry(i, 5000 + (int64_t)(i * 37 % 10000)));
+    uint32_t n = 0;
+    while (qwheel_take_any(&w)) n++;
+    assert_int_equal(n, 1000);
+    assert_int_equal(w.n, 0);
+    assert_int_equal(w.bytes, 0);
+    assert_int_equal(qwheel_next(&w), 0);
+    qwheel_free(&w);
+}
+
+static void test_expiry_heap_removes_from_the_middle(void **state)
+{
+    (void)state;
+    qheap_t h = {.expiry = 1};
+    for (uint32_t i = 0; i < 1000; i++) {
+        qentry_t *e = entry(i, 0);
+        e->expires_ms = (int64_t)(rnd() % 5000) + 1;
+        qheap_push(&h, e);
+    }
+    for (uint32_t i = 0; i < 1000; i += 3) qheap_remove(&h, &g_e[i]);
+    int64_t last = 0;
+    uint32_t n = 0;
+    qentry_t *e;
+    while ((e = qheap_top(&h))) {
+        assert_true(e->expires_ms >= last);
+        assert_true(e->seq % 3 != 0);
+        last = e->expires_ms;
+        qheap_remove(&h, e);
+        n++;
+    }
+    assert_int_equal(n, 1000 - 334);
+    assert_int_equal(h.bytes, 0);
+    qheap_free(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wheel_matches_the_reference),
+        cmocka_unit_test(test_take_any_empties_the_wheel),
+        cmocka_unit_test(test_expiry_heap_removes_from_the_middle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
