@@ -343,7 +343,7 @@ void queue_place(queue_t *q, qentry_t *e, int64_t now_ms)
     if (e->ready_at_ms > now_ms || q->fwd.p) {
         if (!e->ready_at_ms) e->ready_at_ms = 1;
         e->state = QE_DELAYED;
-        qwheel_push(&q->delayed, e);
+        qwheel_push(&q->delayed, e, now_ms ? now_ms : clock_wall_ms());
     } else {
         e->ready_at_ms = 0;
         ready_add(q, e, NULL);
@@ -701,7 +701,7 @@ static int give_back(queue_t *q, qentry_t *e, int64_t now)
         return 0;
     }
     e->state = QE_DELAYED;
-    qwheel_push(&q->delayed, e);
+    qwheel_push(&q->delayed, e, now);
     return 0;
 }
 

@@ -157,8 +157,9 @@ static inline qentry_t *qheap_top(const qheap_t *h) { return h->n ? h->v[0].e : 
  * later ones wait in a heap (far) until the window reaches them. Pushing
  * appends to a slot and popping reads slots in order: the heap it
  * replaced cost a cache miss per level for each message of the delayed
- * benchmark (10 % of the broker's CPU with 300,000 waiting). One due
- * before the window (late, or in the past) waits in the first slot. */
+ * benchmark (10 % of the broker's CPU with 300,000 waiting). The window
+ * starts no later than the clock: one due before it (already due) waits
+ * in the first slot. */
 #define QWHEEL_SLOTS 4096 /* a power of two */
 typedef struct {
     qentry_t **v;
@@ -174,7 +175,8 @@ typedef struct {
     uint32_t n;      /* entries in all */
     uint64_t bytes;  /* memory of the entries (queue_entry_mem), bytes */
 } qwheel_t;
-void qwheel_push(qwheel_t *w, qentry_t *e);
+/* now: the wall clock (the window never starts past it). */
+void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now);
 void qwheel_remove(qwheel_t *w, qentry_t *e);
 /* The earliest due time, 0 when empty. */
 int64_t qwheel_next(qwheel_t *w);

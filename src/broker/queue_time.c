@@ -143,11 +143,13 @@ static void pull_far(qwheel_t *w)
     }
 }
 
-void qwheel_push(qwheel_t *w, qentry_t *e)
+void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now)
 {
     int64_t t = e->ready_at_ms;
     if (!w->slot) w->slot = xcalloc(QWHEEL_SLOTS, sizeof *w->slot);
-    if (!w->n) w->base = w->lo = t;
+    /* Empty: the window starts now (not at t, or one due sooner pushed
+     * next would wait with t). */
+    if (!w->n) w->base = w->lo = t < now ? t : now;
     w->n++;
     w->bytes += queue_entry_mem(e);
     if (t >= w->base + QWHEEL_SLOTS) {
@@ -188,7 +190,7 @@ size_t qwheel_pop_due(qwheel_t *w, int64_t now, qentry_t **out, size_t max)
         w->n -= (uint32_t)take;
         if (s->head < s->n) break; /* out is full */
         s->head = s->n = 0;
-        w->base = w->lo = t + 1; /* the window moves on */
+        w->base = w->lo = t; /* the window moves on (one pushed already due comes here) */
         pull_far(w);
     }
     return k;

@@ -17,6 +17,7 @@
 
 static qmsg_t g_msg; /* shared: queue_entry_mem reads lengths only */
 static qentry_t g_e[N];
+static uint8_t g_late[N]; /* pushed when already due */
 
 static qentry_t *entry(uint32_t i, int64_t at)
 {
@@ -54,13 +55,14 @@ static uint32_t pop_checked(qwheel_t *w, int64_t now, uint8_t *out, int64_t *las
         for (size_t i = 0; i < k; i++) {
             qentry_t *e = got[i];
             w->bytes -= queue_entry_mem(e);
-            assert_true(e->ready_at_ms <= now || e->ready_at_ms < w->base);
-            int64_t at = e->ready_at_ms;
-            if (at < *last_at) at = *last_at; /* one pushed late waits for the next slot */
-            if (at == *last_at) assert_true(e->seq > *last_seq || e->ready_at_ms < *last_at);
-            *last_at = at;
-            *last_seq = e->seq;
+            assert_true(e->ready_at_ms <= now);
             uint32_t idx = (uint32_t)(e - g_e);
+            if (!g_late[idx]) { /* (one pushed already due comes out with the next slot) */
+                assert_true(e->ready_at_ms >= *last_at);
+                if (e->ready_at_ms == *last_at) assert_true(e->seq > *last_seq);
+                *last_at = e->ready_at_ms;
+                *last_seq = e->seq;
+            }
             assert_int_equal(out[idx], 0);
             out[idx] = 1;
             n++;
@@ -86,7 +88,8 @@ static void test_wheel_matches_the_reference(void **state)
             uint64_t r = rnd() % 100;
             int64_t at = r < 70 ? now + (int64_t)(rnd() % 2000) : r < 80 ? now - (int64_t)(rnd() % 50)
                          : now + QWHEEL_SLOTS + (int64_t)(rnd() % 20000);
-            qwheel_push(&w, entry(pushed++, at));
+            g_late[pushed] = at <= now;
+            qwheel_push(&w, entry(pushed++, at), now);
         }
         /* a few removals from anywhere that is still waiting */
         for (uint32_t r = 0; r < 3; r++) {
@@ -104,6 +107,9 @@ static void test_wheel_matches_the_reference(void **state)
         int64_t next = qwheel_next(&w);
         popped += pop_checked(&w, now, out, &last_at, &last_seq);
         if (next && next > now) assert_true(!w.n || qwheel_next(&w) == next);
+        assert_true(!w.n || qwheel_next(&w) > now);
+        for (uint32_t i = 0; i < pushed; i++) /* none left behind: all due ones came out */
+            assert_true(out[i] || removed[i] || g_e[i].ready_at_ms > now);
     }
     /* the rest, as the due timer would: at each next due time */
     int64_t t;
@@ -124,7 +130,7 @@ static void test_take_any_empties_the_wheel(void **state)
 {
     (void)state;
     qwheel_t w = {0};
-    for (uint32_t i = 0; i < 1000; i++) qwheel_push(&w, entry(i, 5000 + (int64_t)(i * 37 % 10000)));
+    for (uint32_t i = 0; i < 1000; i++) qwheel_push(&w, entry(i, 5000 + (int64_t)(i * 37 % 10000)), 4000);
     uint32_t n = 0;
     while (qwheel_take_any(&w)) n++;
     assert_int_equal(n, 1000);
