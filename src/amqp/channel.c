@@ -239,6 +239,7 @@ void amqp_channel_free(amqp_channel_t *ch)
 {
     release_all(ch);
     free(ch->ring);
+    free(ch->taken);
     free(ch->cf);
     free(ch);
 }
@@ -415,8 +416,22 @@ static void unknown_tag(amqp_channel_t *ch, uint32_t method, uint64_t tag)
                        (unsigned long long)tag);
 }
 
+/* Room for n in ch->taken. */
+static qentry_t **taken_room(amqp_channel_t *ch, size_t n)
+{
+    if (n > ch->taken_cap) {
+        size_t cap = ch->taken_cap ? ch->taken_cap : 64;
+        while (cap < n) cap *= 2;
+        free(ch->taken);
+        ch->taken = xmalloc(cap * sizeof *ch->taken);
+        ch->taken_cap = cap;
+    }
+    return ch->taken;
+}
+
 /* Collects the entries an ack/nack/reject covers. Returns the count, or -1
- * after raising unknown delivery tag. *out is malloc'd (caller frees). */
+ * after raising unknown delivery tag. *out is ch->taken (valid until the
+ * next call). */
 static ssize_t take_tags(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple, qentry_t ***out)
 {
     *out = NULL;
@@ -426,7 +441,7 @@ static ssize_t take_tags(amqp_channel_t *ch, uint32_t method, uint64_t tag, int 
             return -1;
         }
         uint64_t upto = tag == 0 ? ch->last_tag : tag;
-        qentry_t **es = xmalloc((ch->ring_len ? ch->ring_len : 1) * sizeof *es);
+        qentry_t **es = taken_room(ch, ch->ring_len ? ch->ring_len : 1);
         size_t n = 0;
         for (size_t i = 0; i < ch->ring_len && ch->ring_base + i <= upto; i++) {
             slot_t *s = ring_at(ch, i);
@@ -441,7 +456,7 @@ static ssize_t take_tags(amqp_channel_t *ch, uint32_t method, uint64_t tag, int 
         unknown_tag(ch, method, tag);
         return -1;
     }
-    qentry_t **es = xmalloc(sizeof *es);
+    qentry_t **es = taken_room(ch, 1);
     es[0] = slot_take(ch, s);
     ring_trim(ch);
     *out = es;
@@ -453,17 +468,13 @@ int amqp_do_ack(amqp_channel_t *ch, uint32_t method, uint64_t tag, int multiple,
     qentry_t **es;
     ssize_t n = take_tags(ch, method, tag, multiple, &es);
     if (n < 0) return -1;
-    if (!ack && amqp_stream_settle_refused(ch, method, es, (size_t)n)) {
-        free(es);
-        return -1;
-    }
+    if (!ack && amqp_stream_settle_refused(ch, method, es, (size_t)n)) return -1;
     if (ack)
         for (ssize_t i = 0; i < n; i++) queue_ack(es[i]);
     else if (!requeue)
         for (ssize_t i = 0; i < n; i++) queue_reject(es[i]); /* dead-lettered where configured */
     else
         queue_requeue(es, (size_t)n);
-    free(es);
     amqp_channel_kick(ch);
     return 0;
 }
@@ -495,12 +506,8 @@ static int handle_recover(amqp_channel_t *ch, int reply, int requeue)
     }
     qentry_t **es;
     ssize_t n = take_tags(ch, AMQP_BASIC_RECOVER, 0, 1, &es);
-    if (n > 0 && amqp_stream_settle_refused(ch, AMQP_BASIC_RECOVER, es, (size_t)n)) {
-        free(es);
-        return -1;
-    }
+    if (n > 0 && amqp_stream_settle_refused(ch, AMQP_BASIC_RECOVER, es, (size_t)n)) return -1;
     if (n > 0) queue_requeue(es, (size_t)n);
-    free(es);
     if (reply) {
         amqp_method_t ok = {.id = AMQP_BASIC_RECOVER_OK};
         amqp_ch_send(ch, &ok);

@@ -69,6 +69,10 @@ struct amqp_channel {
     slot_t *ring;
     size_t ring_cap, ring_head, ring_len;
     uint64_t ring_base;       /* tag of ring[ring_head] */
+    qentry_t **taken;         /* take_tags' answer, reused: a malloc per ack of a large window
+                               * consolidated glibc's fast bins each time (6 % of the broker's CPU
+                               * with 300,000 delayed messages in the heap) */
+    size_t taken_cap;
     uint64_t last_tag;
     uint32_t unacked;
     uint32_t prefetch_next;   /* per-consumer prefetch for consumers created from now */

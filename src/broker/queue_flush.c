@@ -106,7 +106,7 @@ static int append_chunk(queue_t *q, wbuf_t *w, size_t a, size_t b)
     batch_build_spans(w, base_ts, recs, b - a, g_scratch.rpos);
     append_result_t res;
     int rc = partition_append(q->b, q->data, w->p, w->len, &res);
-    if (rc == 0 && q->fwd.p) push_delayed(q, a, b, res.base_offset, plog_last_batch_pos(q->data->log));
+    if (rc == 0) push_delayed(q, a, b, res.base_offset, plog_last_batch_pos(q->data->log));
     return rc;
 }
 

@@ -353,6 +353,45 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     assert got == list(range(200))
 
 
+def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_factory):
+    """Past delay.memory.bytes the delayed messages a queue holds wait on disk (32 bytes each in
+    memory) and are read back when due: every one arrives once, none early, without a restart."""
+    b = broker_factory("--delay-memory-bytes", "32KiB")
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        x, q = env.x("delayed-disk"), env.q("delayed-disk")
+        ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+        ch.queue_declare(q, durable=True)
+        ch.queue_bind(q, x, "k")
+        ch.confirm_delivery()
+        n = 2000
+        sent = {}
+        for i in range(n):
+            delay = 1500 + (i * 7919) % 1000
+            sent[i] = time.time() + delay / 1000.0
+            ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": delay}))
+        got = {}
+        cch = conn.channel()
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            m, _, body = cch.basic_get(q, auto_ack=True)
+            if m is None:
+                time.sleep(0.02)
+                continue
+            i = int(body)
+            assert i not in got
+            got[i] = time.time()
+        assert len(got) == n
+        early = [i for i in got if got[i] < sent[i] - 0.05]
+        assert not early, early[:5]  # none before its time (clock rounding aside)
+        assert ch.basic_get(q)[0] is None
+    finally:
+        env.cleanup()
+
+
 def test_sigkill_while_delayed_messages_are_routed_loses_and_duplicates_nothing(broker_factory):
     """A small delay.memory.bytes: some pending messages wait in memory, the
     rest on disk and come back as the budget frees; SIGKILL while they are
