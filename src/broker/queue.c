@@ -23,10 +23,78 @@
 /* Bytes of the messages alive (header, names, properties, body length). */
 static uint64_t g_msg_bytes;
 
+/* Freed messages of up to MSG_POOL_MAX_SIZE bytes are kept for reuse, in
+ * size classes of 64 bytes, up to MSG_POOL_BYTES in all. Messages that
+ * wait (delayed, behind a slow consumer) free in another order than they
+ * were allocated: with 300,000 alive, glibc's free merged each with its
+ * cold neighbours and its malloc sorted the merged chunks back into bins
+ * (together 15-20 % of the broker's CPU in the delayed benchmark); a
+ * class's list hands back a chunk of the same size, touching only it. */
+#define MSG_POOL_UNIT 32
+#define MSG_POOL_MAX_SIZE 1024
+#define MSG_POOL_BYTES (8u << 20)
+static struct msg_free {
+    struct msg_free *next;
+} *g_msg_pool[MSG_POOL_MAX_SIZE / MSG_POOL_UNIT + 1];
+static uint64_t g_msg_pool_bytes;
+
+static qmsg_t *msg_alloc(size_t size)
+{
+    if (size > MSG_POOL_MAX_SIZE) {
+        qmsg_t *m = xmalloc(size);
+        m->pool_class = 0;
+        return m;
+    }
+    uint8_t c = (uint8_t)((size + MSG_POOL_UNIT - 1) / MSG_POOL_UNIT);
+    struct msg_free *f = g_msg_pool[c];
+    qmsg_t *m;
+    if (f) {
+        g_msg_pool[c] = f->next;
+        g_msg_pool_bytes -= (uint64_t)c * MSG_POOL_UNIT;
+        m = (qmsg_t *)(void *)f;
+    } else {
+        m = xmalloc((size_t)c * MSG_POOL_UNIT);
+    }
+    m->pool_class = c;
+    return m;
+}
+
+static void msg_free(qmsg_t *m)
+{
+    uint8_t c = m->pool_class;
+    if (!c || g_msg_pool_bytes + (uint64_t)c * MSG_POOL_UNIT > MSG_POOL_BYTES) {
+        free(m);
+        return;
+    }
+    struct msg_free *f = (struct msg_free *)(void *)m;
+    f->next = g_msg_pool[c];
+    g_msg_pool[c] = f;
+    g_msg_pool_bytes += (uint64_t)c * MSG_POOL_UNIT;
+}
+
+void queue_msg_pool_release(void)
+{
+    for (size_t c = 0; c < sizeof g_msg_pool / sizeof *g_msg_pool; c++)
+        while (g_msg_pool[c]) {
+            struct msg_free *f = g_msg_pool[c];
+            g_msg_pool[c] = f->next;
+            free(f);
+        }
+    g_msg_pool_bytes = 0;
+}
+
 qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap)
 {
-    size_t n = (size_t)m->exchange_len + m->key_len + m->props_len + body_cap;
-    return xrealloc(m, sizeof *m + n);
+    size_t size = sizeof *m + (size_t)m->exchange_len + m->key_len + m->props_len + body_cap;
+    size_t have = (size_t)m->pool_class * MSG_POOL_UNIT;
+    if (!m->pool_class) return xrealloc(m, size); /* (past the pool's sizes already: stays past) */
+    if (size <= have) return m;
+    qmsg_t *g = msg_alloc(size);
+    uint8_t c = g->pool_class;
+    memcpy(g, m, have); /* the whole old chunk: everything it holds */
+    g->pool_class = c;
+    msg_free(m);
+    return g;
 }
 
 qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len)
@@ -38,7 +106,7 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
                       uint64_t body_cap)
 {
     size_t n = (size_t)exchange.len + key.len + props.len + body_cap;
-    qmsg_t *m = xmalloc(sizeof *m + n);
+    qmsg_t *m = msg_alloc(sizeof *m + n);
     m->refs = 1;
     g_msg_bytes += sizeof *m + exchange.len + key.len + props.len + body_len;
     m->persistent = 0;
@@ -64,7 +132,7 @@ void qmsg_unref(qmsg_t *m)
 {
     if (m && --m->refs == 0) {
         g_msg_bytes -= sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
-        free(m);
+        msg_free(m);
     }
 }
 

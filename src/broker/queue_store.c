@@ -520,6 +520,7 @@ void queue_scratch_free(void)
     g_nintents = g_capintents = 0;
     queue_delay_scratch_free();
     queue_entry_pool_free();
+    queue_msg_pool_release();
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */

@@ -534,6 +534,7 @@ static void on_tick(uv_timer_t *t)
      * benchmark, whose pending messages drain at its end). */
     if (v->msg_peak - live >= VHOST_TRIM_BYTES && prev < live + VHOST_TRIM_BYTES / 4) {
         int64_t t0 = clock_mono_ns();
+        queue_msg_pool_release();
         malloc_trim(0);
         LOG_D("malloc_trim after live messages fell by %llu MiB: %.1f ms",
               (unsigned long long)((v->msg_peak - live) >> 20), (double)(clock_mono_ns() - t0) / 1e6);
