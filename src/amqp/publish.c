@@ -15,7 +15,6 @@
 
 #include "amqp/channel_int.h"
 #include "amqp/ftable.h"
-#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -192,29 +191,10 @@ static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
     confirm_t *cf = ch->confirm_mode ? cf_push(ch) : NULL;
     amqp_props_t props;
     if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
-    int64_t delay;
-    int delayed = ex && (exchange_flags(ex) & EXF_DELAYED) && exchange_ext(ex) &&
-                  ftable_get_int(props.headers, "x-delay", &delay) == 1 && delay > 0;
     g_route.n = 0;
-    if (ex) xregistry_route(vhost_exchanges(vh), ex, qmsg_key(m), props.headers, &g_route);
-    if (delayed) {
-        /* Stored once: routed now, the message waits in each queue it
-         * reached until due (and is dropped there if its exchange no longer
-         * routes it then: vhost_still_routes). With no queue now, or a
-         * stream among them, it waits in the exchange's delay queue and is
-         * routed when due (the mandatory flag cannot be honoured then). */
-        m->ready_at_ms = clock_wall_ms() + delay;
-        int hold = g_route.n == 0;
-        for (size_t i = 0; i < g_route.n && !hold; i++) hold = (queue_flags(g_route.q[i]) & QF_STREAM) != 0;
-        if (hold) {
-            uint32_t epoch = 0;
-            int64_t target = 0;
-            int rc = queue_publish(exchange_ext(ex), m, &epoch, &target);
-            if (cf && rc == QP_WAIT) cf_add_part(cf, exchange_ext(ex), epoch, target);
-            else if (cf && rc < 0) cf->failed = 1;
-            return 0;
-        }
-    }
+    /* (a delayed message with no route yet goes to its exchange's delay
+     * queue: the mandatory flag cannot be honoured, as with the plugin) */
+    if (ex) vhost_route_publish(vh, ex, m, props.headers, &g_route);
     if (g_route.n == 0) {
         if (mandatory) send_return(ch, m);
         return 0;

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "amqp/ftable.h"
 #include "amqp/props.h"
 #include "base/clock.h"
 #include "base/err.h"
@@ -398,6 +399,31 @@ int vhost_unbind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, am
     cat_binding(v, src, dest, key, args, 1);
     v->routes_changed_ms = clock_wall_ms();
     return xregistry_unbind(v->ex, src, dest, key, args);
+}
+
+int vhost_route_publish(vhost_t *v, exchange_t *ex, qmsg_t *m, amqp_bytes_t headers, xroute_t *out)
+{
+    out->n = 0;
+    xregistry_route(v->ex, ex, qmsg_key(m), headers, out);
+    int64_t delay;
+    if (!(exchange_flags(ex) & EXF_DELAYED) || !exchange_ext(ex) || ftable_get_int(headers, "x-delay", &delay) != 1 ||
+        delay <= 0)
+        return 0;
+    /* Stored once: the message waits in each queue it reached until due
+     * (and is dropped there if its exchange no longer routes it then:
+     * vhost_still_routes). With no queue now, or a stream among them, it
+     * waits in the exchange's delay queue and is routed when due. */
+    m->ready_at_ms = clock_wall_ms() + delay;
+    int hold = out->n == 0;
+    for (size_t i = 0; i < out->n && !hold; i++) hold = (queue_flags(out->q[i]) & QF_STREAM) != 0;
+    if (!hold) return 0;
+    out->n = 0;
+    if (out->cap < 1) {
+        out->q = xrealloc(out->q, sizeof *out->q);
+        out->cap = 1;
+    }
+    out->q[out->n++] = exchange_ext(ex);
+    return 1;
 }
 
 int vhost_still_routes(vhost_t *v, const queue_t *q, const qmsg_t *m)

@@ -46,11 +46,18 @@ int vhost_exchange_delete(vhost_t *v, exchange_t *ex, int if_unused);
 int vhost_bind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args);
 int vhost_unbind(vhost_t *v, exchange_t *src, xdest_t dest, amqp_bytes_t key, amqp_bytes_t args);
 
-/* A message published into an x-delayed-message exchange is routed when
- * published and waits in each queue it reached (amqp/publish.c). When it
- * is due: 1 if its exchange still routes it to q, 0 if not (unbound, the
- * exchange deleted), checked only when bindings or exchanges changed since
- * it was published (or the broker restarted). */
+/* The queues a message published to ex goes to, into out (as
+ * xregistry_route; headers: its headers table). One with an x-delay header
+ * (> 0 ms) into an x-delayed-message exchange gets m->ready_at_ms and waits
+ * in each queue it reached until due; with no queue, or a stream among
+ * them, out is the exchange's delay queue alone, which routes it when due.
+ * Returns 1 in that case (no route is known yet), else 0. */
+int vhost_route_publish(vhost_t *v, exchange_t *ex, qmsg_t *m, amqp_bytes_t headers, xroute_t *out);
+
+/* A message from an x-delayed-message exchange waiting in q is due: 1 if
+ * its exchange still routes it to q, 0 if not (unbound, the exchange
+ * deleted), checked only when bindings or exchanges changed since it was
+ * published (or the broker restarted). */
 int vhost_still_routes(vhost_t *v, const queue_t *q, const qmsg_t *m);
 
 /* Lifecycle, from broker.c: vhost_new before the catalog replay, then

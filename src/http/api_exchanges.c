@@ -11,7 +11,6 @@
 
 #include "amqp/ftable.h"
 #include "amqp/props.h"
-#include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
 #include "http/amqp_json.h"
@@ -294,21 +293,11 @@ void api_exchange_publish(http_req_t *r)
     p->r = r;
     amqp_props_t dp;
     if (amqp_props_decode(qmsg_props(m), &dp) < 0) memset(&dp, 0, sizeof dp);
-    int64_t delay;
-    xregistry_t *reg = vhost_exchanges(api_vhost(r));
-    if ((exchange_flags(ex) & EXF_DELAYED) && exchange_ext(ex) && ftable_get_int(dp.headers, "x-delay", &delay) == 1 &&
-        delay > 0) {
-        /* Held in the exchange's delay queue, routed when due (publish.c). */
-        m->ready_at_ms = clock_wall_ms() + delay;
-        p->routed = 1;
-        pub_add(p, exchange_ext(ex), m);
-    } else {
-        xroute_t route = {0};
-        xregistry_route(reg, ex, key, dp.headers, &route);
-        p->routed = route.n > 0;
-        for (size_t i = 0; i < route.n; i++) pub_add(p, route.q[i], m);
-        xroute_destroy(&route);
-    }
+    xroute_t route = {0};
+    vhost_route_publish(api_vhost(r), ex, m, dp.headers, &route); /* (x-delayed-message delays too) */
+    p->routed = route.n > 0;
+    for (size_t i = 0; i < route.n; i++) pub_add(p, route.q[i], m);
+    xroute_destroy(&route);
     qmsg_unref(m);
     if (pub_advance(p)) http_req_on_cancel(r, pub_cancel, p);
 out:

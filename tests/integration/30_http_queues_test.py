@@ -454,6 +454,24 @@ def test_exchanges_bindings_publish(b):
     assert (p.priority, p.message_id, p.correlation_id, p.reply_to) == (5, "m1", "c1", "r")
     assert ch.basic_get("orders", auto_ack=True)[2] == b"\x00\x01"
     assert ch.basic_get("orders", auto_ack=True)[2] == b"direct"
+    # through the delayed exchange "d": waits in orders until due; with no route yet, in "d"
+    ch.queue_bind("orders", "d", "later")
+    t0 = time.monotonic()
+    for key in ("later", "unbound"):
+        st, body = http(b, "POST", "/api/exchanges/d/publish",
+                        {"routing_key": key, "payload": key, "properties": {"headers": {"x-delay": 600}}})
+        assert st == 200 and body == {"routed": True}
+    assert ch.basic_get("orders", auto_ack=True)[0] is None
+    assert http(b, "GET", "/api/queues/orders")[1]["messages_delayed"] == 1
+    ch.queue_bind("orders", "d", "unbound")  # bound while it waits in "d": routed here when due
+    got = []
+    while len(got) < 2 and time.monotonic() - t0 < 5:
+        m, _, body = ch.basic_get("orders", auto_ack=True)
+        if m is None:
+            time.sleep(0.02)
+        else:
+            got.append(body)
+    assert sorted(got) == [b"later", b"unbound"] and time.monotonic() - t0 >= 0.55
     # the published message was durable when answered: it survives a kill
     http(b, "POST", "/api/exchanges/events/publish", {"routing_key": "order.k", "payload": "kept",
                                                       "properties": {"delivery_mode": 2}})
