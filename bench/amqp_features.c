@@ -24,7 +24,9 @@
  *               uniform in 0..--delay-max ms; lateness = delivery - due;
  *   backlog     publish with nobody consuming, then consume (two results);
  *   backlog-priority  the same into priority's queue, with its priorities.
- * --scenario takes a comma-separated list; --repeat runs it that many times.
+ * --scenario takes a comma-separated list; --repeat runs it that many times;
+ * --settle S waits S seconds after each run, so that memory a run leaves to
+ * be given back (a broker's trim after a drain) is not paid by the next.
  *
  * Output, one line per scenario (and phase) and run:
  *   RESULT broker= scenario= phase= run= msgs= secs= rate= pub_rate= cpu_s=
@@ -60,9 +62,9 @@
 
 static struct {
     const char *host, *label, *scenarios, *backoff;
-    int port, size, window, prefetch, ack_every, nack_pct, reject_pct, pid, timeout_s, repeat, first_run;
+    int port, size, window, prefetch, ack_every, nack_pct, reject_pct, pid, timeout_s, repeat, first_run, settle_s;
     long count, ttl_ms, expire_ms, delay_max_ms, warmup;
-} o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1, 1,
+} o = {"127.0.0.1", "broker", "plain", "100ms", 5672, 100, 1000, 1000, 100, 10, 1, 0, 300, 1, 1, 0,
        1000000, 3600000, 1000, 2000, 0};
 
 enum {
@@ -738,7 +740,7 @@ static void usage(void)
                     "       [--host H] [--port P] [--count N] [--size B] [--window N] [--prefetch N]\n"
                     "       [--ack-every N] [--nack-pct P] [--reject-pct P] [--backoff SPEC] [--ttl MS]\n"
                     "       [--expire-ttl MS] [--delay-max MS] [--warmup N] [--broker-pid PID] [--label NAME]\n"
-                    "       [--timeout S] [--repeat N] [--first-run N]\n");
+                    "       [--timeout S] [--repeat N] [--first-run N] [--settle S]\n");
     exit(2);
 }
 
@@ -777,6 +779,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--repeat")) o.repeat = (int)arg_long(v, 1, 20);
         else if (!strcmp(k, "--warmup")) o.warmup = arg_long(v, 0, 100000000);
         else if (!strcmp(k, "--first-run")) o.first_run = (int)arg_long(v, 1, 1000);
+        else if (!strcmp(k, "--settle")) o.settle_s = (int)arg_long(v, 0, 60);
         else usage();
     }
     if (o.nack_pct + o.reject_pct > 100 || o.size + 8 > 131072)
@@ -813,6 +816,7 @@ int main(int argc, char **argv)
                 run_backlog(&admin, base, run, list[i] == S_BACKLOG ? S_PLAIN : S_PRIORITY);
             else
                 run_scenario(&admin, list[i], base, run);
+            if (o.settle_s) sleep((unsigned)o.settle_s); /* the broker gives memory back between runs */
         }
     bench_conn_close(&admin);
     free(copy);

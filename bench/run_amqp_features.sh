@@ -17,6 +17,9 @@
 #   BACKLOG=10000000     deep-backlog messages (Herald, fresh broker); 0: skip
 #   NACK_PCT=10 REJECT_PCT=1 BACKOFF=100ms EXPIRE_TTL=1000 DELAY_MAX=2000
 #   REPEAT=3             runs of each scenario; the table shows medians
+#   SETTLE=3             seconds of pause after each run (Herald gives a drained
+#                        run's memory back within 2 s; without the pause the
+#                        next scenario paid for it)
 #   TIMEOUT=300          seconds per scenario run before the tool gives up
 #   RABBIT_TIMEOUT=$TIMEOUT  the same for RabbitMQ
 #   RABBIT_PORT=5783, RABBIT_DIST_PORT=25783, HERALD_PORT=5793
@@ -41,6 +44,7 @@ BACKOFF=${BACKOFF:-100ms}
 EXPIRE_TTL=${EXPIRE_TTL:-1000}
 DELAY_MAX=${DELAY_MAX:-2000}
 REPEAT=${REPEAT:-3}
+SETTLE=${SETTLE:-3}
 TIMEOUT=${TIMEOUT:-300}
 RABBIT_TIMEOUT=${RABBIT_TIMEOUT:-$TIMEOUT}
 RABBIT_PORT=${RABBIT_PORT:-5783}
@@ -157,7 +161,7 @@ run_tool() { # broker, count, scenarios, run number, warm-up messages
     timeout $((9 * (tmo + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
         --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --first-run "$4" \
         --timeout "$tmo" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
-        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
+        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --settle "$SETTLE" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
     cat "$work/tool.err" >&2
     if [ "$rc" != 0 ]; then
         printf '%s\trun %s of %s: exit %s: %s\n' "$1" "$4" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
@@ -290,7 +294,7 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
+    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT SETTLE=$SETTLE NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
     echo "- tool: \`build/amqp_features\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, confirms (window 1,000), consumers with manual acks (prefetch 1,000, ack every 100), publisher and consumers at once, fresh queues per run"
     echo "- load average (1/5/15 min): $load_before before, $load_after after"
     echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
