@@ -24,7 +24,7 @@
 static uint64_t g_msg_bytes;
 
 /* Freed messages of up to MSG_POOL_MAX_SIZE bytes are kept for reuse, in
- * size classes of 64 bytes, up to MSG_POOL_BYTES in all. Messages that
+ * size classes of 32 bytes, up to MSG_POOL_BYTES in all. Messages that
  * wait (delayed, behind a slow consumer) free in another order than they
  * were allocated: with 300,000 alive, glibc's free merged each with its
  * cold neighbours and its malloc sorted the merged chunks back into bins

@@ -375,9 +375,13 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     qentry_t *e = queue_entry_from_record(q, rec, &h);
     e->redelivered = o <= st->dmark;
     for (size_t i = dc->ret_pos; i < st->rets.n && st->rets.v[i].offset == o; i++) {
-        e->returns = (uint32_t)(st->rets.v[i].returns & 0xffffffff);
+        int64_t r = st->rets.v[i].returns;
+        e->returns = (uint32_t)(r & 0xffffffff);
         e->ready_at_ms = st->rets.v[i].ready_at_ms;
-        e->redelivered = 1; /* a return, or QRET_DELIVERED written at a clean stop */
+        /* A return, or QRET_DELIVERED written at a clean stop; a snapshot
+         * also records a message from a delayed exchange by its due time
+         * alone (not delivered yet). */
+        if (e->returns || (r & QRET_DELIVERED)) e->redelivered = 1;
     }
     queue_place(q, e, dc->now);
 }

@@ -286,6 +286,8 @@ def test_delayed_message_checks_its_route_after_a_restart(env, amqp_broker):
     assert wait_ready_count(conn, keep, 1, timeout=6) == 1
     time.sleep(0.3)
     assert ready_count(conn, drop) == 0
+    m, _, body = get_one(ch, keep, auto_ack=True)
+    assert body == b"one" and not m.redelivered  # never delivered before
 
 
 def test_delayed_message_keeps_its_ttl_after_routing(env, amqp_broker):
@@ -353,20 +355,27 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     assert got == list(range(200))
 
 
+def delayed_on_small_budget(broker_factory, budget, name):
+    """A broker with delay.memory.bytes = budget, and a durable queue bound with key "k" to a
+    delayed exchange. Returns (broker, env, connection, confirming channel, exchange, queue)."""
+    b = broker_factory("--delay-memory-bytes", budget)
+    b.host, b.reference = "127.0.0.1", False
+    env = Env(b)
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x(name), env.q(name)
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+    ch.queue_declare(q, durable=True)
+    ch.queue_bind(q, x, "k")
+    ch.confirm_delivery()
+    return b, env, conn, ch, x, q
+
+
 def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_factory):
     """Past delay.memory.bytes the delayed messages a queue holds wait on disk (32 bytes each in
     memory) and are read back when due: every one arrives once, none early, without a restart."""
-    b = broker_factory("--delay-memory-bytes", "32KiB")
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env, conn, ch, x, q = delayed_on_small_budget(broker_factory, "32KiB", "delayed-disk")
     try:
-        conn = env.connect()
-        ch = conn.channel()
-        x, q = env.x("delayed-disk"), env.q("delayed-disk")
-        ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-        ch.queue_declare(q, durable=True)
-        ch.queue_bind(q, x, "k")
-        ch.confirm_delivery()
         n = 2000
         sent = {}
         for i in range(n):
@@ -392,22 +401,12 @@ def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_fac
         env.cleanup()
 
 
-def test_sigkill_while_delayed_messages_are_routed_loses_and_duplicates_nothing(broker_factory):
+def test_sigkill_while_delayed_messages_fall_due_loses_and_duplicates_nothing(broker_factory):
     """A small delay.memory.bytes: some pending messages wait in memory, the
-    rest on disk and come back as the budget frees; SIGKILL while they are
-    being routed (copies claiming their originals in flight). After the
-    restart each is in the target exactly once."""
-    b = broker_factory("--delay-memory-bytes", "64KiB")
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    rest on disk and come back as the budget frees; SIGKILL while they fall
+    due. After the restart each is in the queue exactly once."""
+    b, env, conn, ch, x, q = delayed_on_small_budget(broker_factory, "64KiB", "delayed-kill")
     try:
-        conn = env.connect()
-        ch = conn.channel()
-        x, q = env.x("delayed-kill"), env.q("delayed-kill")
-        ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-        ch.queue_declare(q, durable=True)
-        ch.queue_bind(q, x, "k")
-        ch.confirm_delivery()
         n = 3000
         t0 = time.monotonic()
         for i in range(n):

@@ -922,6 +922,7 @@ static void test_delayed_read_ahead(void **state)
 
 enum { RETRY_N = 60 };
 static int all_ready(void *ctx) { return queue_ready_count(ctx) >= RETRY_N; }
+static int one_ready(void *ctx) { return queue_ready_count(ctx) >= 1; }
 
 static void test_retry_waits_on_disk(void **state)
 {
@@ -973,6 +974,57 @@ static void test_retry_waits_on_disk(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* A message published through a delayed exchange waits in its queue; a
+ * snapshot taken while it waits records it by its due time alone: after a
+ * restart it still waits, and is not flagged redelivered (it never was
+ * delivered). */
+static void test_delayed_message_in_a_snapshot(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *t;
+    (void)delay_setup(fx, &t);
+    exchange_t *dx = xregistry_find(vhost_exchanges(fx->v), amqp_cstr("dx"));
+    wbuf_t h;
+    wbuf_init(&h);
+    ftable_put_name(&h, "x-delay");
+    ftable_put_i64(&h, 1500);
+    qmsg_t *m = fx_msg(0, -1, (amqp_bytes_t){h.p, (uint32_t)h.len}, NULL, 0);
+    qmsg_t *dm = qmsg_new(amqp_cstr("dx"), qmsg_key(m), qmsg_props(m), 0);
+    dm->persistent = 1;
+    qmsg_unref(m);
+    xroute_t route = {0};
+    assert_int_equal(vhost_route_publish(fx->v, dx, dm, (amqp_bytes_t){h.p, (uint32_t)h.len}, &route), 0);
+    assert_int_equal(route.n, 1);
+    assert_ptr_equal(route.q[0], t); /* stored once, in the queue */
+    assert_true(dm->ready_at_ms > clock_wall_ms() + 1000);
+    xroute_destroy(&route);
+    publish(t, dm);
+    for (int i = 1; i <= 2; i++) { /* two state records, so that a snapshot is due */
+        publish(t, msg(i, -1, NULL));
+        sync_all(fx);
+        queue_ack(queue_get(t));
+        sync_all(fx);
+    }
+    assert_int_equal(queue_delayed_count(t), 1);
+    t->snap_size = INT64_MIN / 2;
+    queue_maintain(t);
+    assert_true(t->snap_offset >= 0); /* written */
+    sync_all(fx);
+    restart(fx);
+    t = fx_findq(fx, "t");
+    assert_int_equal(queue_ready_count(t), 0);
+    assert_int_equal(queue_delayed_count(t), 1);
+    fx_run_until(fx, one_ready, t, 10000);
+    qentry_t *e = queue_get(t);
+    assert_non_null(e);
+    assert_false(e->redelivered);
+    assert_int_equal(e->returns, 0);
+    queue_ack(e);
+    wbuf_destroy(&h);
+    close_broker(fx);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -995,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
