@@ -166,7 +166,7 @@ typedef struct {
     uint32_t head, n, cap; /* waiting: v[head, n) */
 } qwslot_t;
 typedef struct {
-    qwslot_t *slot;  /* QWHEEL_SLOTS of them, allocated at the first push */
+    qwslot_t *slot;  /* QWHEEL_SLOTS of them while it holds any, else NULL */
     int64_t base;    /* the window [base, base + QWHEEL_SLOTS): slot t % QWHEEL_SLOTS holds time t */
     int64_t lo;      /* every slot in [base, lo) is empty */
     uint32_t nw;     /* entries in the slots */

@@ -143,6 +143,17 @@ static void pull_far(qwheel_t *w)
     }
 }
 
+/* An empty wheel gives its slots back: a queue that waits now and then
+ * (retries) does not keep ~100 KB for it. */
+static void wheel_release(qwheel_t *w)
+{
+    if (!w->slot) return;
+    for (uint32_t i = 0; i < QWHEEL_SLOTS; i++) free(w->slot[i].v);
+    free(w->slot);
+    w->slot = NULL;
+    w->nw = 0;
+}
+
 void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now)
 {
     int64_t t = e->ready_at_ms;
@@ -193,6 +204,7 @@ size_t qwheel_pop_due(qwheel_t *w, int64_t now, qentry_t **out, size_t max)
         w->base = w->lo = t; /* the window moves on (one pushed already due comes here) */
         pull_far(w);
     }
+    if (!w->n) wheel_release(w);
     return k;
 }
 
@@ -211,29 +223,28 @@ void qwheel_remove(qwheel_t *w, qentry_t *e)
     w->bytes -= queue_entry_mem(e);
     if (t >= w->base + QWHEEL_SLOTS) {
         qheap_remove(&w->far, e);
-        return;
+    } else {
+        qwslot_t *s = slot_of(w, t < w->base ? w->base : t);
+        uint32_t i = s->head;
+        while (s->v[i] != e) i++;
+        memmove(s->v + i, s->v + i + 1, (s->n - i - 1) * sizeof *s->v); /* keeps the slot's order */
+        if (--s->n == s->head) s->head = s->n = 0;
+        w->nw--;
     }
-    qwslot_t *s = slot_of(w, t < w->base ? w->base : t);
-    uint32_t i = s->head;
-    while (s->v[i] != e) i++;
-    memmove(s->v + i, s->v + i + 1, (s->n - i - 1) * sizeof *s->v); /* keeps the slot's order */
-    if (--s->n == s->head) s->head = s->n = 0;
-    w->nw--;
+    if (!w->n) wheel_release(w);
 }
 
 void qwheel_each(const qwheel_t *w, void (*fn)(void *ctx, const qentry_t *e), void *ctx)
 {
     if (!w->n) return;
-    for (uint32_t i = 0; i < QWHEEL_SLOTS; i++)
+    for (uint32_t i = 0; w->slot && i < QWHEEL_SLOTS; i++)
         for (uint32_t k = w->slot[i].head; k < w->slot[i].n; k++) fn(ctx, w->slot[i].v[k]);
     for (uint32_t i = 0; i < w->far.n; i++) fn(ctx, w->far.v[i].e);
 }
 
 void qwheel_free(qwheel_t *w)
 {
-    if (w->slot)
-        for (uint32_t i = 0; i < QWHEEL_SLOTS; i++) free(w->slot[i].v);
-    free(w->slot);
+    wheel_release(w);
     qheap_free(&w->far);
     memset(w, 0, sizeof *w);
 }

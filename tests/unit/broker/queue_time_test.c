@@ -137,6 +137,7 @@ static void test_take_any_empties_the_wheel(void **state)
     assert_int_equal(w.n, 0);
     assert_int_equal(w.bytes, 0);
     assert_int_equal(qwheel_next(&w), 0);
+    assert_null(w.slot); /* an empty wheel gives its slots back */
     qwheel_free(&w);
 }
 
