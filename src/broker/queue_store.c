@@ -244,29 +244,45 @@ static int cmp_ret(const void *a, const void *b)
     return x->returns < y->returns ? -1 : x->returns > y->returns;
 }
 
-/* Intents of moves into streams whose originals are live (queue_take_intents). */
-static qintent_t *g_intents;
-static size_t g_nintents, g_capintents;
+/* What opening the queues collects for the vhost to take afterwards: the
+ * dead-letter claims met (queue_take_claims) and the intents of moves into
+ * streams whose originals are live (queue_take_intents). */
+typedef struct {
+    void *v;
+    size_t n, cap;
+} found_t;
+static found_t g_claims, g_intents;
+
+/* Room for one more element of size bytes at the end of f. */
+static void *found_add(found_t *f, size_t size)
+{
+    if (f->n == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 64;
+        f->v = xrealloc(f->v, f->cap * size);
+    }
+    return (char *)f->v + f->n++ * size;
+}
+
+/* Hands f's elements over (the caller frees them); f starts empty again. */
+static void *found_take(found_t *f, size_t *n)
+{
+    void *v = f->v;
+    *n = f->n;
+    *f = (found_t){0};
+    return v;
+}
 
 size_t queue_take_intents(qintent_t **out)
 {
-    *out = g_intents;
-    size_t n = g_nintents;
-    g_intents = NULL;
-    g_nintents = g_capintents = 0;
+    size_t n;
+    *out = found_take(&g_intents, &n);
     return n;
 }
 
-/* Claims met while opening queues (queue_take_claims hands them over). */
-static qclaim_t *g_claims;
-static size_t g_nclaims, g_capclaims;
-
 size_t queue_take_claims(qclaim_t **out)
 {
-    *out = g_claims;
-    size_t n = g_nclaims;
-    g_claims = NULL;
-    g_nclaims = g_capclaims = 0;
+    size_t n;
+    *out = found_take(&g_claims, &n);
     return n;
 }
 
@@ -329,11 +345,7 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     if (h.claim) {
         /* A dead-letter copy: its source must not keep the original,
          * whether or not this copy is still live here. */
-        if (g_nclaims == g_capclaims) {
-            g_capclaims = g_capclaims ? g_capclaims * 2 : 64;
-            g_claims = xrealloc(g_claims, g_capclaims * sizeof *g_claims);
-        }
-        g_claims[g_nclaims++] = (qclaim_t){h.claim_qid, h.claim_off};
+        *(qclaim_t *)found_add(&g_claims, sizeof(qclaim_t)) = (qclaim_t){h.claim_qid, h.claim_off};
     }
     /* A de-duplication window remembers consumed messages too. */
     if (q->dedup && queue_dedup_window(q) && !h.transient) queue_dedup_add(q, h.props, o, rec->timestamp);
@@ -422,11 +434,8 @@ static void keep_live_intents(const queue_t *q, const qstate_t *st)
         int64_t o = st->intents[i].offset;
         if (st->snap_end >= 0 && o < st->snap_end && !qranges_has(&st->live, o)) continue;
         if (i64vec_has(&st->acked, o) || qranges_has(&st->acked_ranges, o)) continue;
-        if (g_nintents == g_capintents) {
-            g_capintents = g_capintents ? g_capintents * 2 : 16;
-            g_intents = xrealloc(g_intents, g_capintents * sizeof *g_intents);
-        }
-        g_intents[g_nintents++] = (qintent_t){st->intents[i].stream_qid, st->intents[i].from, queue_id(q), o};
+        *(qintent_t *)found_add(&g_intents, sizeof(qintent_t)) =
+            (qintent_t){st->intents[i].stream_qid, st->intents[i].from, queue_id(q), o};
     }
 }
 
@@ -516,12 +525,10 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 void queue_scratch_free(void)
 {
     queue_flush_scratch_free();
-    free(g_claims);
-    g_claims = NULL;
-    g_nclaims = g_capclaims = 0;
-    free(g_intents);
-    g_intents = NULL;
-    g_nintents = g_capintents = 0;
+    free(g_claims.v);
+    g_claims = (found_t){0};
+    free(g_intents.v);
+    g_intents = (found_t){0};
     queue_delay_scratch_free();
     queue_entry_pool_free();
     queue_msg_pool_release();

@@ -14,7 +14,7 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
-from amqp_util import Env, params, pump, pump_until, queue_exists, time_limit, uid
+from amqp_util import Env, herald_env, pump, pump_until, queue_exists, time_limit, uid
 
 STREAM = {"x-queue-type": "stream"}
 REFERENCE = bool(os.environ.get("HERALD_AMQP_REFERENCE"))
@@ -483,9 +483,7 @@ def test_deleting_either_side_deletes_both(env):
 @pytest.mark.parametrize("crash", [False, True])
 def test_restart_keeps_everything(broker_factory, crash):
     from confluent_kafka import Producer
-    b = broker_factory()
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory)
     try:
         conn = env.connect()
         ch = conn.channel()
@@ -618,9 +616,7 @@ def test_source_topic_feeds_new_records_with_acks_and_bound(env):
 @herald_only
 @pytest.mark.parametrize("crash", [False, True])
 def test_source_topic_position_survives_restart(broker_factory, crash):
-    b = broker_factory()
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory)
     try:
         src = uid("src")
         make_topic(b.bootstrap, src, 2)
@@ -666,9 +662,7 @@ def test_source_topic_position_log_covers_deleted_segments(broker_factory):
     """Partition 0's fed messages fill a whole data-log segment (64 MiB), are acked and their
     segment is deleted, claims and all; the position log still knows where partition 0 was."""
     from confluent_kafka import Producer
-    b = broker_factory()
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory)
     try:
         src = uid("src")
         make_topic(b.bootstrap, src, 2)
@@ -741,9 +735,7 @@ def test_dead_letters_into_a_stream(env):
 def test_dead_letters_into_a_stream_exactly_once_across_kill(broker_factory):
     """SIGKILL while rejected messages move into a stream: afterwards each message is either
     still in its queue or in the stream, never both and never neither."""
-    b = broker_factory()
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory)
     n = 3000
     try:
         conn = env.connect()

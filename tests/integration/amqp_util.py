@@ -44,6 +44,14 @@ def reconnect(b, timeout=30):
             time.sleep(0.2)
 
 
+def herald_env(broker_factory, *args):
+    """A broker of the test's own (started with args) and an Env on it: (broker, env). The
+    caller cleans up with env.cleanup()."""
+    b = broker_factory(*args)
+    b.host, b.reference = "127.0.0.1", False
+    return b, Env(b)
+
+
 def uid(tag):
     return f"t-{tag}-{uuid.uuid4().hex[:12]}"
 
