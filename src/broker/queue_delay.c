@@ -145,7 +145,9 @@ static void read_spans(queue_t *q, qdue_t **s, size_t n)
                 batch_rec_t rec;
                 if (batch_record_parse(p + ((int64_t)s[k]->d.pos - from), s[k]->d.len, &rec) < 0) continue;
                 rec.offset = s[k]->d.offset;
-                rec.timestamp = s[k]->d.at; /* the batch's time is not at hand; a forward takes its own */
+                /* The batch's time is not at hand: unknown (0). A forward takes
+                 * its own; a queue checks a delayed message's route when due. */
+                rec.timestamp = 0;
                 s[k]->e = entry_of(q, &rec);
             }
         }

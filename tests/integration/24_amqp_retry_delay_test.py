@@ -14,7 +14,7 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, NackError
 
-from amqp_util import Env, drain, ready_count, reconnect, time_limit, wait_ready_count
+from amqp_util import Env, drain, herald_env, ready_count, reconnect, time_limit, wait_ready_count
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +45,15 @@ def get_one(ch, q, timeout=5.0, auto_ack=False):
             return m, p, b
         time.sleep(0.01)
     raise AssertionError(f"nothing arrived on {q} within {timeout} s")
+
+
+def delayed_exchange(ch, x, xtype="direct", **queues):
+    """Declares x as a durable x-delayed-message exchange of xtype and, for each queue=key,
+    a durable queue bound to it with that key."""
+    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": xtype})
+    for q, key in queues.items():
+        ch.queue_declare(q, durable=True)
+        ch.queue_bind(q, x, key)
 
 
 def crash(b):
@@ -181,9 +190,7 @@ def test_delayed_exchange_routes_when_due(env):
     conn = env.connect()
     ch = conn.channel()
     x, q = env.x("delayed"), env.q("delayed")
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "topic"})
-    ch.queue_declare(q, durable=True)
-    ch.queue_bind(q, x, "a.*")
+    delayed_exchange(ch, x, "topic", **{q: "a.*"})
     ch.confirm_delivery()
     t0 = time.monotonic()
     for name, delay in (("late", 900), ("soon", 300), ("now", 0), ("unrouted", 100)):
@@ -212,13 +219,9 @@ def test_delayed_message_goes_where_the_bindings_say_when_due(env):
     ch = conn.channel()
     x, x2 = env.x("delayed-binds"), env.x("delayed-binds-gone")
     kept, unbound, late, gone = (env.q("delayed-" + n) for n in ("kept", "unbound", "late", "gone"))
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-    ch.exchange_declare(x2, "x-delayed-message", durable=True, arguments={"x-delayed-type": "fanout"})
-    for q in (kept, unbound, late, gone):
-        ch.queue_declare(q, durable=True)
-    ch.queue_bind(kept, x, "k")
-    ch.queue_bind(unbound, x, "k")
-    ch.queue_bind(gone, x2, "")
+    delayed_exchange(ch, x, **{kept: "k", unbound: "k"})
+    delayed_exchange(ch, x2, "fanout", **{gone: ""})
+    ch.queue_declare(late, durable=True)  # bound while the message waits
     ch.confirm_delivery()
     for i in range(3):
         ch.basic_publish(x, "k", b"k%d" % i, persistent(headers={"x-delay": 700}))
@@ -269,11 +272,7 @@ def test_delayed_message_checks_its_route_after_a_restart(env, amqp_broker):
     conn = env.connect()
     ch = conn.channel()
     x, keep, drop = env.x("delayed-restart"), env.q("delayed-restart-keep"), env.q("delayed-restart-drop")
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "topic"})
-    ch.queue_declare(keep, durable=True)
-    ch.queue_declare(drop, durable=True)
-    ch.queue_bind(keep, x, "a.#")
-    ch.queue_bind(drop, x, "a.*")
+    delayed_exchange(ch, x, "topic", **{keep: "a.#", drop: "a.*"})
     ch.confirm_delivery()
     t0 = time.monotonic()
     ch.basic_publish(x, "a.b", b"one", persistent(headers={"x-delay": 2000}))
@@ -296,9 +295,7 @@ def test_delayed_message_keeps_its_ttl_after_routing(env, amqp_broker):
     conn = env.connect()
     ch = conn.channel()
     x, q = env.x("delayed-ttl"), env.q("delayed-ttl")
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-    ch.queue_declare(q, durable=True)
-    ch.queue_bind(q, x, "k")
+    delayed_exchange(ch, x, **{q: "k"})
     ch.confirm_delivery()
     t0 = time.monotonic()
     ch.basic_publish(x, "k", b"short", persistent(expiration="1500", headers={"x-delay": 1000}))
@@ -341,9 +338,7 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     conn = env.connect()
     ch = conn.channel()
     x, q = env.x("delayed-crash"), env.q("delayed-crash")
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-    ch.queue_declare(q, durable=True)
-    ch.queue_bind(q, x, "k")
+    delayed_exchange(ch, x, **{q: "k"})
     ch.confirm_delivery()
     for i in range(200):
         ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": 1500 + (i % 5) * 100}))
@@ -358,15 +353,11 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
 def delayed_on_small_budget(broker_factory, budget, name):
     """A broker with delay.memory.bytes = budget, and a durable queue bound with key "k" to a
     delayed exchange. Returns (broker, env, connection, confirming channel, exchange, queue)."""
-    b = broker_factory("--delay-memory-bytes", budget)
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory, "--delay-memory-bytes", budget)
     conn = env.connect()
     ch = conn.channel()
     x, q = env.x(name), env.q(name)
-    ch.exchange_declare(x, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
-    ch.queue_declare(q, durable=True)
-    ch.queue_bind(q, x, "k")
+    delayed_exchange(ch, x, **{q: "k"})
     ch.confirm_delivery()
     return b, env, conn, ch, x, q
 
@@ -397,6 +388,24 @@ def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_fac
         early = [i for i in got if got[i] < sent[i] - 0.05]
         assert not early, early[:5]  # none before its time (clock rounding aside)
         assert ch.basic_get(q)[0] is None
+    finally:
+        env.cleanup()
+
+
+def test_delayed_messages_on_disk_check_their_route_when_due(broker_factory):
+    """delay.memory.bytes = 0: every delayed message waits on disk and is read back when due;
+    a queue unbound meanwhile still drops its copies."""
+    b, env, conn, ch, x, q = delayed_on_small_budget(broker_factory, "0", "delayed-disk-unbind")
+    try:
+        q2 = env.q("delayed-disk-unbound")
+        ch.queue_declare(q2, durable=True)
+        ch.queue_bind(q2, x, "k")
+        for i in range(20):
+            ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": 800}))
+        ch.queue_unbind(q2, x, "k")
+        assert wait_ready_count(conn, q, 20, timeout=5) == 20
+        time.sleep(0.3)
+        assert ready_count(conn, q2) == 0
     finally:
         env.cleanup()
 
@@ -585,9 +594,7 @@ def test_sigkill_with_full_reject_publish_queue(env, amqp_broker):
 def test_retry_waits_on_disk_past_the_budget_across_sigkill(broker_factory):
     """An outage: every message is nacked. Past delay.memory.bytes the messages waiting for their
     retry wait on disk; after a SIGKILL each comes back once, with its delivery count."""
-    b = broker_factory("--delay-memory-bytes", "16KiB")
-    b.host, b.reference = "127.0.0.1", False
-    env = Env(b)
+    b, env = herald_env(broker_factory, "--delay-memory-bytes", "16KiB")
     n = 2000
     try:
         conn = env.connect()
