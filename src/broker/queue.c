@@ -925,7 +925,15 @@ static void wait_over(queue_t *q, qentry_t *e)
         return;
     }
     e->seq = q->next_seq++;
-    ready_add(q, e, NULL);
+    if (e->offset >= 0 && !e->pend_slot && e->m->persistent && queue_page_out(q, e->prio)) {
+        /* A deep backlog: it joins the others on disk, by its place in
+         * the log (its record is written). */
+        queue_page_add(q, e->offset, e->prio, e->m->body_len);
+        wake_at(q, e->expires_ms); /* read back to expire when its time comes */
+        queue_entry_free(e);
+    } else {
+        ready_add(q, e, NULL);
+    }
     enforce_limit(q);
 }
 

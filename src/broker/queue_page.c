@@ -211,9 +211,40 @@ int queue_page_out(const queue_t *q, uint8_t prio)
     return q->lv[prio].npaged || q->nready >= QUEUE_PAGE_HIGH;
 }
 
+/* Adds offset (not in r) to the sorted ranges r, wherever it falls. */
+static void ranges_insert(qranges_t *r, int64_t offset)
+{
+    if (!r->n || offset >= r->v[r->n - 1].to) {
+        qranges_add(r, offset, offset + 1);
+        return;
+    }
+    size_t lo = 0, hi = r->n; /* the first range starting past offset */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (r->v[mid].from > offset) hi = mid;
+        else lo = mid + 1;
+    }
+    qrange_t *prev = lo ? &r->v[lo - 1] : NULL, *next = &r->v[lo];
+    if (prev && prev->to == offset) {
+        prev->to = offset + 1;
+        if (prev->to == next->from) { /* it closed the gap */
+            prev->to = next->to;
+            memmove(next, next + 1, (r->n - lo - 1) * sizeof *next);
+            r->n--;
+        }
+    } else if (next->from == offset + 1) {
+        next->from = offset;
+    } else {
+        ranges_grow(r);
+        memmove(&r->v[lo + 1], &r->v[lo], (r->n - lo) * sizeof *r->v);
+        r->v[lo] = (qrange_t){offset, offset + 1};
+        r->n++;
+    }
+}
+
 void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len)
 {
-    qranges_add(&q->paged, offset, offset + 1);
+    ranges_insert(&q->paged, offset);
     q->npaged++;
     q->paged_bytes += body_len;
     if (q->nlv == 1) return;
@@ -310,6 +341,7 @@ static void take_back(page_ctx_t *pc, const batch_rec_t *rec)
     q->paged_bytes -= blen;
     qentry_t *e = queue_entry_from_record(q, rec, &h);
     e->redelivered = rec->offset <= q->page_dmark;
+    e->ready_at_ms = 0; /* (one from a delayed exchange was due when it went to disk) */
     queue_place(q, e, 0);
     pc->got++;
 }

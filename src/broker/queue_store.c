@@ -380,7 +380,7 @@ static void data_record(void *ctx, const batch_rec_t *rec)
         return;
     }
     uint8_t prio = queue_prio_of_props(q, h.props);
-    if (!has_ret && !h.ready_at && queue_page_out(q, prio)) { /* a deep backlog stays on disk */
+    if (!has_ret && h.ready_at <= dc->now && queue_page_out(q, prio)) { /* (also one that fell due) */ /* a deep backlog stays on disk */
         queue_page_add(q, o, prio, rec->value_len > 0 ? (uint64_t)rec->value_len : 0);
         return;
     }

@@ -1025,6 +1025,41 @@ static void test_delayed_message_in_a_snapshot(void **state)
     close_broker(fx);
 }
 
+/* Messages from a delayed exchange that fall due in a queue nobody
+ * consumes join its backlog on disk past the paging threshold, as
+ * published ones do, and come back in full. */
+static int none_delayed(void *ctx) { return queue_delayed_count(ctx) == 0; }
+
+static void test_due_delayed_messages_page(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = QUEUE_PAGE_HIGH + 3000 };
+    open_broker(fx);
+    queue_t *q = mkq(fx, "dp", none);
+    int64_t due = clock_wall_ms() + 200;
+    for (int i = 0; i < N; i++) {
+        qmsg_t *m = msg(i, -1, NULL);
+        m->ready_at_ms = due + i % 50;
+        publish(q, m);
+    }
+    sync_all(fx);
+    fx_run_until(fx, none_delayed, q, 10000);
+    assert_int_equal(queue_delayed_count(q), 0);
+    assert_true(q->npaged >= 3000); /* past the threshold: on disk */
+    assert_true(q->nready <= QUEUE_PAGE_HIGH);
+    static uint8_t seen[N];
+    memset(seen, 0, sizeof seen);
+    qentry_t *e;
+    int n = 0;
+    while ((e = queue_get(q))) {
+        assert_int_equal(seen[idx(e)]++, 0);
+        queue_ack(e);
+        n++;
+    }
+    assert_int_equal(n, N);
+    close_broker(fx);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -1048,6 +1083,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_delayed_messages_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
