@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/slab.h"
 #include "broker/queue_int.h"
 #include "broker/feed.h"
 #include "broker/stream.h"
@@ -23,71 +24,41 @@
 /* Bytes of the messages alive (header, names, properties, body length). */
 static uint64_t g_msg_bytes;
 
-/* Freed messages of up to MSG_POOL_MAX_SIZE bytes are kept for reuse, in
- * size classes of 32 bytes, up to MSG_POOL_BYTES in all. Messages that
- * wait (delayed, behind a slow consumer) free in another order than they
- * were allocated: with 300,000 alive, glibc's free merged each with its
- * cold neighbours and its malloc sorted the merged chunks back into bins
- * (together 15-20 % of the broker's CPU in the delayed benchmark); a
- * class's list hands back a chunk of the same size, touching only it. */
-#define MSG_POOL_UNIT 32
-#define MSG_POOL_MAX_SIZE 1024
-#define MSG_POOL_BYTES (8u << 20)
-static struct msg_free {
-    struct msg_free *next;
-} *g_msg_pool[MSG_POOL_MAX_SIZE / MSG_POOL_UNIT + 1];
-static uint64_t g_msg_pool_bytes;
+/* Past QUEUE_SLAB_FROM bytes of live messages, messages and entries of up
+ * to SLAB_MAX_SIZE bytes come from base/slab's huge-page chunks: messages
+ * that wait (delayed, behind a slow consumer) are touched and freed in
+ * another order than they were allocated. From glibc's heap, with 300,000
+ * alive, free merged each with its cold neighbours, malloc sorted them back
+ * into bins, and the 4 KiB pages cost a fault each when the heap grew and
+ * a TLB miss on most touches (delayed benchmark: 15 % less broker CPU on
+ * huge pages). Below it, malloc's per-thread cache serves a queue that
+ * keeps up, and an idle broker holds no chunk. */
+#define QUEUE_SLAB_FROM (8u << 20)
+static uint64_t g_slab_from = QUEUE_SLAB_FROM;
+
+void queue_slab_from(uint64_t bytes) { g_slab_from = bytes; }
 
 static qmsg_t *msg_alloc(size_t size)
 {
-    if (size > MSG_POOL_MAX_SIZE) {
-        qmsg_t *m = xmalloc(size);
-        m->pool_class = 0;
-        return m;
-    }
-    uint8_t c = (uint8_t)((size + MSG_POOL_UNIT - 1) / MSG_POOL_UNIT);
-    struct msg_free *f = g_msg_pool[c];
     qmsg_t *m;
-    if (f) {
-        g_msg_pool[c] = f->next;
-        g_msg_pool_bytes -= (uint64_t)c * MSG_POOL_UNIT;
-        m = (qmsg_t *)(void *)f;
-    } else {
-        m = xmalloc((size_t)c * MSG_POOL_UNIT);
-    }
+    uint8_t c = 0;
+    if (size <= SLAB_MAX_SIZE && g_msg_bytes >= g_slab_from) m = slab_alloc(size, &c);
+    else m = xmalloc(size);
     m->pool_class = c;
     return m;
 }
 
 static void msg_free(qmsg_t *m)
 {
-    uint8_t c = m->pool_class;
-    if (!c || g_msg_pool_bytes + (uint64_t)c * MSG_POOL_UNIT > MSG_POOL_BYTES) {
-        free(m);
-        return;
-    }
-    struct msg_free *f = (struct msg_free *)(void *)m;
-    f->next = g_msg_pool[c];
-    g_msg_pool[c] = f;
-    g_msg_pool_bytes += (uint64_t)c * MSG_POOL_UNIT;
-}
-
-void queue_msg_pool_release(void)
-{
-    for (size_t c = 0; c < sizeof g_msg_pool / sizeof *g_msg_pool; c++)
-        while (g_msg_pool[c]) {
-            struct msg_free *f = g_msg_pool[c];
-            g_msg_pool[c] = f->next;
-            free(f);
-        }
-    g_msg_pool_bytes = 0;
+    if (m->pool_class) slab_free(m);
+    else free(m);
 }
 
 qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap)
 {
     size_t size = sizeof *m + (size_t)m->exchange_len + m->key_len + m->props_len + body_cap;
-    size_t have = (size_t)m->pool_class * MSG_POOL_UNIT;
-    if (!m->pool_class) return xrealloc(m, size); /* (past the pool's sizes already: stays past) */
+    size_t have = (size_t)m->pool_class * SLAB_UNIT;
+    if (!m->pool_class) return xrealloc(m, size); /* (from malloc: stays there) */
     if (size <= have) return m;
     qmsg_t *g = msg_alloc(size);
     uint8_t c = g->pool_class;
@@ -441,10 +412,8 @@ void queue_unplace(queue_t *q, qentry_t *e)
     e->state = 0;
 }
 
-/* Freed entries kept for the next ones (linked by next): with hundreds of
- * thousands of messages live (a delay queue) a malloc and free per entry
- * went the slow way through the allocator's bins (16 % of the broker's
- * CPU in the delayed benchmark, with the messages' own). */
+/* Freed entries from malloc kept for the next ones (linked by next);
+ * past QUEUE_SLAB_FROM they come from the slab, like the messages. */
 #define QUEUE_ENTRY_POOL_MAX 16384
 static qentry_t *g_entry_pool;
 static uint32_t g_entry_npool;
@@ -452,23 +421,32 @@ static uint32_t g_entry_npool;
 qentry_t *queue_entry_alloc(void)
 {
     qentry_t *e = g_entry_pool;
-    if (!e) return xcalloc(1, sizeof *e);
-    g_entry_pool = e->next;
-    g_entry_npool--;
+    uint8_t c = 0;
+    if (e) {
+        g_entry_pool = e->next;
+        g_entry_npool--;
+    } else if (g_msg_bytes >= g_slab_from) {
+        e = slab_alloc(sizeof *e, &c);
+    } else {
+        e = xmalloc(sizeof *e);
+    }
     memset(e, 0, sizeof *e);
+    e->slab = c != 0;
     return e;
 }
 
 void queue_entry_free(qentry_t *e)
 {
     qmsg_unref(e->m);
-    if (g_entry_npool >= QUEUE_ENTRY_POOL_MAX) {
+    if (e->slab) {
+        slab_free(e);
+    } else if (g_entry_npool >= QUEUE_ENTRY_POOL_MAX) {
         free(e);
-        return;
+    } else {
+        e->next = g_entry_pool;
+        g_entry_pool = e;
+        g_entry_npool++;
     }
-    e->next = g_entry_pool;
-    g_entry_pool = e;
-    g_entry_npool++;
 }
 
 void queue_entry_pool_free(void)

@@ -52,7 +52,7 @@ typedef struct qmsg {
     uint8_t persistent;    /* delivery-mode 2 */
     uint8_t exchange_len;  /* bytes */
     uint8_t key_len;       /* routing key bytes */
-    uint8_t pool_class;    /* internal: size class of its allocation (32-byte units), 0 none */
+    uint8_t pool_class;    /* internal: base/slab class of its allocation (32-byte units), 0 malloc */
     uint32_t props_len;    /* property bytes (flags + list) */
     uint64_t body_len;
     int64_t ts_ms;         /* arrival, wall clock */
@@ -78,9 +78,9 @@ void qmsg_unref(qmsg_t *m); /* NULL ok */
 /* Bytes of the messages alive now (the vhost gives memory back to the OS
  * once they fell well below their peak: a queue drained). */
 uint64_t queue_msg_bytes(void);
-/* Gives the freed messages kept for reuse back to malloc (before a trim,
- * and at shutdown). */
-void queue_msg_pool_release(void);
+/* Test hook: messages and entries come from base/slab once the live
+ * messages hold this many bytes (default 8 MiB; 0: always). */
+void queue_slab_from(uint64_t bytes);
 static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
 static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }
 static inline amqp_bytes_t qmsg_props(const qmsg_t *m)
@@ -115,6 +115,7 @@ struct qentry {
     uint8_t state;         /* QE_* */
     uint8_t prio;          /* priority level, 0 .. x-max-priority */
     uint8_t parked;        /* QE_MOVING whose move failed: stays until a restart */
+    uint8_t slab;          /* internal: allocated by base/slab */
 };
 
 /* A consumer, embedded in the front end's struct. */

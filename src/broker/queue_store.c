@@ -10,6 +10,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/slab.h"
 #include "broker/queue_int.h"
 #include "broker/stream.h"
 #include "store/batch.h"
@@ -531,7 +532,7 @@ void queue_scratch_free(void)
     g_intents = (found_t){0};
     queue_delay_scratch_free();
     queue_entry_pool_free();
-    queue_msg_pool_release();
+    slab_release();
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */

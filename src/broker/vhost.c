@@ -34,6 +34,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/slab.h"
 #include "broker/deadletter.h"
 #include "broker/feed.h"
 #include "broker/internal.h"
@@ -560,12 +561,15 @@ static void on_tick(uv_timer_t *t)
      * benchmark, whose pending messages drain at its end). */
     if (v->msg_peak - live >= VHOST_TRIM_BYTES && prev < live + VHOST_TRIM_BYTES / 4) {
         int64_t t0 = clock_mono_ns();
-        queue_msg_pool_release();
+        slab_release();
         malloc_trim(0);
         LOG_D("malloc_trim after live messages fell by %llu MiB: %.1f ms",
               (unsigned long long)((v->msg_peak - live) >> 20), (double)(clock_mono_ns() - t0) / 1e6);
         v->msg_peak = live;
     }
+    /* The slab's spare chunks (4 MiB) are not kept by a broker that has
+     * gone quiet. */
+    if (live < VHOST_TRIM_BYTES / 4 && prev < VHOST_TRIM_BYTES / 4) slab_release();
 }
 
 static void on_due(uv_timer_t *t)

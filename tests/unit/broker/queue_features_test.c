@@ -1087,5 +1087,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* Twice: messages and entries from malloc (a broker holding little),
+     * then all from base/slab (one holding more than 8 MiB). */
+    int failed = cmocka_run_group_tests_name("malloc", tests, NULL, NULL);
+    queue_slab_from(0);
+    return failed + cmocka_run_group_tests_name("slab", tests, NULL, NULL);
 }
