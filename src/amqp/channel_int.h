@@ -60,7 +60,13 @@ struct amqp_channel {
     int content;              /* 0 none, 1 header expected, 2 body frames */
     uint32_t content_method;
     uint8_t pub_mandatory;
-    qmsg_t *msg;
+    uint8_t pub_ex_len, pub_key_len;
+    uint8_t pub_names[2 * 255];   /* basic.publish's exchange, then its routing key, until the
+                                   * content header says how big the message is */
+    exchange_t *pub_ex;           /* the exchange last published to: kept while the registry's
+                                   * removals count is still pub_ex_removals */
+    uint64_t pub_ex_removals;
+    qmsg_t *msg;                  /* from the content header on */
     uint64_t body_got;        /* body bytes received */
     uint64_t body_cap;        /* body bytes msg has room for */
     int64_t content_t0;       /* metrics: when the publish's method frame began to be handled, ns */

@@ -177,6 +177,24 @@ static int deliver_reply(qmsg_t *m)
     return 1;
 }
 
+/* The exchange called name, or NULL. A publisher sends to the same one
+ * over and over: the channel keeps the last, checked by name and by the
+ * registry's count of freed exchanges instead of a hash lookup (two per
+ * message: at the method, and when the body is complete). */
+static exchange_t *find_exchange(amqp_channel_t *ch, amqp_bytes_t name)
+{
+    xregistry_t *r = vhost_exchanges(ch->c->vh);
+    exchange_t *ex = ch->pub_ex;
+    if (ex && ch->pub_ex_removals == xregistry_removals(r)) {
+        amqp_bytes_t have = exchange_name(ex);
+        if (have.len == name.len && (!name.len || !memcmp(have.p, name.p, name.len))) return ex;
+    }
+    ex = xregistry_find(r, name);
+    ch->pub_ex = ex;
+    ch->pub_ex_removals = xregistry_removals(r);
+    return ex;
+}
+
 /* Routes a complete message. Returns 0, or <0 after a channel error. */
 static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
 {
@@ -187,14 +205,14 @@ static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
         if (!deliver_reply(m) && mandatory) send_return(ch, m);
         return 0;
     }
-    exchange_t *ex = xregistry_find(vhost_exchanges(vh), qmsg_exchange(m));
+    exchange_t *ex = find_exchange(ch, qmsg_exchange(m));
     confirm_t *cf = ch->confirm_mode ? cf_push(ch) : NULL;
-    amqp_props_t props;
-    if (amqp_props_decode(qmsg_props(m), &props) < 0) memset(&props, 0, sizeof props);
+    amqp_bytes_t headers; /* routing needs only these of the properties */
+    if (amqp_props_headers(qmsg_props(m), &headers) < 0) headers = (amqp_bytes_t){NULL, 0};
     g_route.n = 0;
     /* (a delayed message with no route yet goes to its exchange's delay
      * queue: the mandatory flag cannot be honoured, as with the plugin) */
-    if (ex) vhost_route_publish(vh, ex, m, props.headers, &g_route);
+    if (ex) vhost_route_publish(vh, ex, m, headers, &g_route);
     if (g_route.n == 0) {
         if (mandatory) send_return(ch, m);
         return 0;
@@ -234,8 +252,7 @@ static int publish_complete(amqp_channel_t *ch)
 
 int amqp_publish_method(amqp_channel_t *ch, const amqp_basic_publish_t *p)
 {
-    vhost_t *vh = ch->c->vh;
-    exchange_t *ex = xregistry_find(vhost_exchanges(vh), p->exchange);
+    exchange_t *ex = find_exchange(ch, p->exchange);
     if (!ex) {
         amqp_channel_error(ch, AMQP_NOT_FOUND, AMQP_BASIC_PUBLISH, "NOT_FOUND - no exchange '%.*s' in vhost '/'",
                            (int)p->exchange.len, (const char *)p->exchange.p);
@@ -253,7 +270,14 @@ int amqp_publish_method(amqp_channel_t *ch, const amqp_basic_publish_t *p)
     }
     /* Exchange and routing key are kept until the header says how big the
      * body is; the message is allocated then. */
-    ch->msg = qmsg_new(p->exchange, p->routing_key, (amqp_bytes_t){NULL, 0}, 0);
+    if (p->exchange.len > 255 || p->routing_key.len > 255) { /* shortstrs: cannot happen */
+        amqp_conn_error(ch->c, AMQP_FRAME_ERROR, AMQP_BASIC_PUBLISH, "FRAME_ERROR - malformed basic.publish");
+        return -1;
+    }
+    ch->pub_ex_len = (uint8_t)p->exchange.len;
+    ch->pub_key_len = (uint8_t)p->routing_key.len;
+    if (p->exchange.len) memcpy(ch->pub_names, p->exchange.p, p->exchange.len);
+    if (p->routing_key.len) memcpy(ch->pub_names + p->exchange.len, p->routing_key.p, p->routing_key.len);
     ch->pub_mandatory = p->mandatory;
     ch->content = 1;
     ch->content_method = AMQP_BASIC_PUBLISH;
@@ -306,11 +330,10 @@ int amqp_publish_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
         amqp_props_encode(&rewritten, &props);
         raw = (amqp_bytes_t){rewritten.p, (uint32_t)rewritten.len};
     }
-    qmsg_t *head = ch->msg;
     uint64_t cap = body_size < AMQP_BODY_FIRST_ALLOC ? body_size : AMQP_BODY_FIRST_ALLOC;
-    qmsg_t *m = qmsg_new_room(qmsg_exchange(head), qmsg_key(head), raw, body_size, cap);
+    amqp_bytes_t exchange = {ch->pub_names, ch->pub_ex_len}, key = {ch->pub_names + ch->pub_ex_len, ch->pub_key_len};
+    qmsg_t *m = qmsg_new_room(exchange, key, raw, body_size, cap);
     wbuf_destroy(&rewritten);
-    qmsg_unref(head);
     m->persistent = (props.flags & PROP_DELIVERY_MODE) && props.delivery_mode == 2;
     m->expiration_ms = exp;
     ch->msg = m;

@@ -130,6 +130,7 @@ struct xregistry {
     exchange_t *list;    /* declaration order */
     qent_t *queues;      /* uthash by queue pointer */
     uint64_t gen;        /* bumped per route call */
+    uint64_t removals;   /* exchanges freed (xregistry_removals) */
     /* Scratch reused across route calls (one loop thread owns the registry). */
     exchange_t **stack;
     size_t stack_cap;
@@ -176,6 +177,8 @@ xbinding_t *xbinding_next(xbinding_t *b) { return b->next; }
 xdest_t xbinding_dest(const xbinding_t *b) { return b->dest; }
 amqp_bytes_t xbinding_key(const xbinding_t *b) { return b->key; }
 amqp_bytes_t xbinding_args(const xbinding_t *b) { return b->args; }
+
+uint64_t xregistry_removals(const xregistry_t *r) { return r->removals; }
 
 exchange_t *xregistry_find(xregistry_t *r, amqp_bytes_t name)
 {
@@ -673,6 +676,7 @@ static void exchange_destroy(xregistry_t *r, exchange_t *ex)
     while (ex->inbound) binding_remove(r, ex->inbound, 1);
     HASH_DELETE(hh, r->by_name, ex);
     DL_DELETE(r->list, ex);
+    r->removals++;
     trie_free(ex->trie);
     free(ex->args);
     free(ex);

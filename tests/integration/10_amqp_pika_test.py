@@ -375,6 +375,32 @@ def test_publish_to_missing_exchange_closes_channel_404(env):
     assert conn.channel().is_open
 
 
+def test_publisher_sees_its_exchange_deleted_and_declared_again(env):
+    # A publishing channel keeps the exchange it last published to; another
+    # channel deleting it must be seen by the next publish, and an exchange
+    # declared again under the name routes by its own type and bindings.
+    conn = env.connect()
+    admin, ch = conn.channel(), conn.channel()
+    x, q1, q2 = env.x(), env.q(), env.q()
+    admin.exchange_declare(x, "direct")
+    admin.queue_declare(q1)
+    admin.queue_declare(q2)
+    admin.queue_bind(q1, x, "k")
+    ch.basic_publish(x, "k", b"one")
+    admin.exchange_delete(x)
+    admin.exchange_declare(x, "fanout")
+    admin.queue_bind(q2, x, "")
+    ch.basic_publish(x, "k", b"two")
+    assert bodies(admin, q1) == [b"one"]
+    assert bodies(admin, q2) == [b"two"]
+    admin.exchange_delete(x)
+    ch.basic_publish(x, "k", b"three")
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.queue_declare("", exclusive=True)
+    assert e.value.reply_code == 404
+    assert bodies(admin, q2) == []
+
+
 def test_exchange_redeclare_with_other_type_406(env):
     conn = env.connect()
     ch = conn.channel()
