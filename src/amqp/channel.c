@@ -69,7 +69,10 @@ void amqp_ring_push(amqp_channel_t *ch, qentry_t *e, amqp_consumer_t *c)
         ch->ring_cap = cap;
         ch->ring_head = 0;
     }
-    *ring_at(ch, ch->ring_len++) = (slot_t){e, c, clock_mono_ms()};
+    /* The loop's time (monotonic ms, read when the loop last woke): a
+     * clock reading per delivery was ~3 % of the broker's CPU, for a
+     * timeout counted in minutes. */
+    *ring_at(ch, ch->ring_len++) = (slot_t){e, c, (int64_t)uv_now(ch->c->tcp.loop)};
 }
 
 /* Drops holes at the head. */

@@ -609,6 +609,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->in_len += (size_t)n;
     c->bytes_in += (uint64_t)n;
     c->last_recv_ms = clock_mono_ms();
+    c->recv_wall_ms = clock_wall_ms();
     if (c->state == AC_CLOSED) return;
     parse_input(c);
     /* Input waits while a reply waits for durability, while an alarm blocks

@@ -57,6 +57,7 @@ struct amqp_conn {
     uint16_t heartbeat_s;    /* negotiated, 0 none */
     uv_timer_t timer;        /* heartbeats and the close-ok timeout */
     int64_t last_recv_ms, last_send_ms;
+    int64_t recv_wall_ms;    /* wall clock of the last read: the arrival time of what it brought */
     unsigned caps;           /* CAP_* */
     amqp_channel_t **channels; /* indexed by channel id, chan_cap slots, [0] unused */
     uint32_t chan_cap;       /* grows to the highest id used + 1 (at most 65536) */

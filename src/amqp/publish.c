@@ -15,6 +15,7 @@
 
 #include "amqp/channel_int.h"
 #include "amqp/ftable.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -332,7 +333,8 @@ int amqp_publish_header(amqp_channel_t *ch, const uint8_t *p, uint32_t len)
     }
     uint64_t cap = body_size < AMQP_BODY_FIRST_ALLOC ? body_size : AMQP_BODY_FIRST_ALLOC;
     amqp_bytes_t exchange = {ch->pub_names, ch->pub_ex_len}, key = {ch->pub_names + ch->pub_ex_len, ch->pub_key_len};
-    qmsg_t *m = qmsg_new_room(exchange, key, raw, body_size, cap);
+    int64_t ts = ch->c->recv_wall_ms ? ch->c->recv_wall_ms : clock_wall_ms();
+    qmsg_t *m = qmsg_new_room(exchange, key, raw, body_size, cap, ts);
     wbuf_destroy(&rewritten);
     m->persistent = (props.flags & PROP_DELIVERY_MODE) && props.delivery_mode == 2;
     m->expiration_ms = exp;

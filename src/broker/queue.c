@@ -70,11 +70,11 @@ qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap)
 
 qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len)
 {
-    return qmsg_new_room(exchange, key, props, body_len, body_len);
+    return qmsg_new_room(exchange, key, props, body_len, body_len, clock_wall_ms());
 }
 
 qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len,
-                      uint64_t body_cap)
+                      uint64_t body_cap, int64_t ts_ms)
 {
     size_t n = (size_t)exchange.len + key.len + props.len + body_cap;
     qmsg_t *m = msg_alloc(sizeof *m + n);
@@ -85,7 +85,7 @@ qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t prop
     m->key_len = (uint8_t)key.len;
     m->props_len = props.len;
     m->body_len = body_len;
-    m->ts_ms = clock_wall_ms();
+    m->ts_ms = ts_ms;
     m->expiration_ms = -1;
     m->ready_at_ms = 0;
     m->origin_qid = 0;

@@ -63,14 +63,15 @@ typedef struct qmsg {
     uint8_t data[];        /* exchange | routing key | props | body */
 } qmsg_t;
 
-/* Allocates a message with refs = 1; the caller copies the body into
- * qmsg_body(m). */
+/* Allocates a message with refs = 1, arriving now; the caller copies the
+ * body into qmsg_body(m). */
 qmsg_t *qmsg_new(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len);
 /* The same with room for only body_cap <= body_len body bytes, grown with
  * qmsg_grow while the caller is the only owner (a peer's declared size is
- * not allocated before its bytes arrive). */
+ * not allocated before its bytes arrive), arriving at ts_ms (wall ms: a
+ * front end passes when it read the bytes, one clock reading per read). */
 qmsg_t *qmsg_new_room(amqp_bytes_t exchange, amqp_bytes_t key, amqp_bytes_t props, uint64_t body_len,
-                      uint64_t body_cap);
+                      uint64_t body_cap, int64_t ts_ms);
 /* Reallocates m (refs == 1) to hold body_cap body bytes; returns it. */
 qmsg_t *qmsg_grow(qmsg_t *m, uint64_t body_cap);
 static inline qmsg_t *qmsg_ref(qmsg_t *m) { m->refs++; return m; }

@@ -320,10 +320,9 @@ qentry_t *queue_entry_from_record(queue_t *q, const batch_rec_t *rec, const qrec
 {
     amqp_bytes_t key = {rec->key, rec->key_len > 0 && rec->key_len <= 255 ? (uint32_t)rec->key_len : 0};
     uint64_t blen = rec->value_len > 0 ? (uint64_t)rec->value_len : 0;
-    qmsg_t *m = qmsg_new(h->ex, key, h->props, blen);
+    qmsg_t *m = qmsg_new_room(h->ex, key, h->props, blen, blen, rec->timestamp);
     if (blen) memcpy(qmsg_body(m), rec->value, blen);
     m->persistent = !h->transient;
-    m->ts_ms = rec->timestamp;
     qentry_t *e = queue_entry_alloc();
     e->q = q;
     e->m = m;
