@@ -80,7 +80,7 @@ void qmsg_unref(qmsg_t *m); /* NULL ok */
  * once they fell well below their peak: a queue drained). */
 uint64_t queue_msg_bytes(void);
 /* Test hook: messages and entries come from base/slab once the live
- * messages hold this many bytes (default 8 MiB; 0: always). */
+ * messages hold this many bytes (default 1 MiB; 0: always). */
 void queue_slab_from(uint64_t bytes);
 static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
 static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }

@@ -43,6 +43,7 @@
 
 #define VHOST_TICK_MS 1000
 #define VHOST_TRIM_BYTES (16u << 20) /* a drop of live message bytes that triggers a malloc_trim */
+#define VHOST_SLAB_IDLE (1u << 20)   /* live message bytes below which the slab's spares go */
 
 typedef struct qnode {
     queue_t *q;
@@ -567,9 +568,9 @@ static void on_tick(uv_timer_t *t)
               (unsigned long long)((v->msg_peak - live) >> 20), (double)(clock_mono_ns() - t0) / 1e6);
         v->msg_peak = live;
     }
-    /* The slab's spare chunks (4 MiB) are not kept by a broker that has
-     * gone quiet. */
-    if (live < VHOST_TRIM_BYTES / 4 && prev < VHOST_TRIM_BYTES / 4) slab_release();
+    /* The slab's spare chunks (4 MiB) are not kept by a broker whose
+     * messages have come from malloc again for two ticks (queue.c). */
+    if (live < VHOST_SLAB_IDLE && prev < VHOST_SLAB_IDLE) slab_release();
 }
 
 static void on_due(uv_timer_t *t)

@@ -1088,7 +1088,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_splits_batches, setup, teardown),
     };
     /* Twice: messages and entries from malloc (a broker holding little),
-     * then all from base/slab (one holding more than 8 MiB). */
+     * then all from base/slab (one holding more than 1 MiB). */
     int failed = cmocka_run_group_tests_name("malloc", tests, NULL, NULL);
     queue_slab_from(0);
     return failed + cmocka_run_group_tests_name("slab", tests, NULL, NULL);
