@@ -6,6 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_ASAN 1
+#endif
+#endif
+#ifdef MEM_ASAN
+#include <sanitizer/asan_interface.h>
+void mem_poison(const void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void mem_unpoison(const void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+void mem_poison(const void *p, size_t n) { (void)p, (void)n; }
+void mem_unpoison(const void *p, size_t n) { (void)p, (void)n; }
+#endif
+
 static void oom(size_t n)
 {
     fprintf(stderr, "herald: out of memory allocating %zu bytes\n", n);

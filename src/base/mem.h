@@ -16,6 +16,12 @@ void *xrealloc(void *p, size_t n);
 void *xaligned_alloc(size_t align, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Freed objects kept for reuse (pools, base/slab) are marked unusable for
+ * AddressSanitizer, so a use after free is still reported: mem_poison
+ * when one goes into a pool, mem_unpoison when it comes out. No-ops
+ * without ASan. */
+void mem_poison(const void *p, size_t n);
+void mem_unpoison(const void *p, size_t n);
 /* Returns a heap string formatted like printf; caller frees. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

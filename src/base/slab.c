@@ -15,20 +15,17 @@
 #endif
 #endif
 #ifdef SLAB_ASAN
-#include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 /* Chunks are not malloc blocks: the leak checker must scan them for the
  * pointers their objects hold. */
 #define ROOT_ADD(p, n) __lsan_register_root_region((p), (n))
 #define ROOT_DEL(p, n) __lsan_unregister_root_region((p), (n))
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
 #define ROOT_ADD(p, n) ((void)(p), (void)(n))
 #define ROOT_DEL(p, n) ((void)(p), (void)(n))
 #endif
+#define POISON(p, n) mem_poison((p), (n))
+#define UNPOISON(p, n) mem_unpoison((p), (n))
 
 #define NCLASS (SLAB_MAX_SIZE / SLAB_UNIT)
 #define HEAD 64 /* bytes of the chunk its header takes; objects follow */

@@ -302,6 +302,7 @@ static dlmove_t *move_new(queue_t *q, qentry_t *e)
 {
     dlmove_t *mv = g_pool;
     if (mv) {
+        mem_unpoison(mv, sizeof *mv);
         g_pool = mv->next;
         g_npool--;
         memset(mv, 0, sizeof *mv);
@@ -329,6 +330,8 @@ static void move_free(dlmove_t *mv)
         mv->next = g_pool;
         g_pool = mv;
         g_npool++;
+        mem_poison(mv, sizeof *mv);
+        mem_unpoison(&mv->next, sizeof mv->next);
     } else {
         free(mv);
     }
@@ -722,6 +725,7 @@ void deadletter_shutdown(void)
     while (g_pool) {
         dlmove_t *mv = g_pool;
         g_pool = mv->next;
+        mem_unpoison(mv, sizeof *mv);
         free(mv);
     }
     g_npool = 0;

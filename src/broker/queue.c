@@ -428,6 +428,7 @@ qentry_t *queue_entry_alloc(void)
     qentry_t *e = g_entry_pool;
     uint8_t c = 0;
     if (e) {
+        mem_unpoison(e, sizeof *e);
         g_entry_pool = e->next;
         g_entry_npool--;
     } else if (g_msg_bytes >= g_slab_from) {
@@ -451,6 +452,8 @@ void queue_entry_free(qentry_t *e)
         e->next = g_entry_pool;
         g_entry_pool = e;
         g_entry_npool++;
+        mem_poison(e, sizeof *e);
+        mem_unpoison(&e->next, sizeof e->next);
     }
 }
 
@@ -459,6 +462,7 @@ void queue_entry_pool_free(void)
     while (g_entry_pool) {
         qentry_t *e = g_entry_pool;
         g_entry_pool = e->next;
+        mem_unpoison(e, sizeof *e);
         free(e);
     }
     g_entry_npool = 0;
