@@ -479,46 +479,47 @@ int queue_open(queue_t *q)
     return rc;
 }
 
+/* queue_drop_claimed's pass: the live entries whose offsets are claimed. */
 typedef struct {
-    int64_t offset;
-    const qentry_t *found;
-} find_ctx_t;
+    const int64_t *offs; /* ascending */
+    size_t n;
+    uint8_t *hit;        /* hit[i]: offs[i] was found live */
+    qentry_t **found;
+    size_t nfound;
+} claimed_t;
 
-static void find_offset(void *ctx, const qentry_t *e)
+static void claimed_check(void *ctx, const qentry_t *e)
 {
-    find_ctx_t *fc = ctx;
-    if (e->offset == fc->offset) fc->found = e;
+    claimed_t *c = ctx;
+    const int64_t *p = bsearch(&e->offset, c->offs, c->n, sizeof *p, cmp_i64);
+    if (!p || c->hit[p - c->offs]) return;
+    c->hit[p - c->offs] = 1;
+    c->found[c->nfound++] = (qentry_t *)e; /* (q's own entry) */
 }
 
 void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
 {
-    /* Start-up only: every live entry is ready or delayed. */
+    /* Start-up only: every live entry is ready, delayed or paged. One pass
+     * over the ready and the waiting entries, each looked up among the
+     * claims (a walk of them per claim was O(claims x messages), and the
+     * moves a crash cuts grow with the load). */
     size_t dropped = q->dpaged.n ? queue_delay_drop(q, offsets, n) : 0;
-    for (size_t i = 0; i < n; i++) {
-        qentry_t *found = NULL;
-        for (uint32_t l = 0; l < q->nlv && !found; l++)
-            for (qentry_t *e = q->lv[l].head; e; e = e->next)
-                if (e->offset == offsets[i]) {
-                    found = e;
-                    break;
-                } else if (e->offset > offsets[i]) {
-                    break;
-                }
-        if (!found && q->delayed.n) {
-            find_ctx_t fc = {offsets[i], NULL};
-            qwheel_each(&q->delayed, find_offset, &fc);
-            found = (qentry_t *)fc.found; /* (q's own entry) */
-        }
-        if (!found && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
-            queue_record_removed(q, offsets[i]);
-            dropped++;
-            continue;
-        }
-        if (!found) continue;
-        queue_unplace(q, found);
-        queue_entry_release(found);
+    claimed_t c = {offsets, n, xcalloc(n ? n : 1, 1), xmalloc((n ? n : 1) * sizeof(qentry_t *)), 0};
+    for (uint32_t l = 0; l < q->nlv; l++)
+        for (qentry_t *e = q->lv[l].head; e && c.nfound < n; e = e->next) claimed_check(&c, e);
+    if (c.nfound < n && q->delayed.n) qwheel_each(&q->delayed, claimed_check, &c);
+    for (size_t i = 0; i < c.nfound; i++) {
+        queue_unplace(q, c.found[i]);
+        queue_entry_release(c.found[i]);
         dropped++;
     }
+    for (size_t i = 0; i < n; i++)
+        if (!c.hit[i] && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
+            queue_record_removed(q, offsets[i]);
+            dropped++;
+        }
+    free(c.hit);
+    free(c.found);
     if (dropped) LOG_I("queue %s: %zu message(s) were dead-lettered before a crash", q->name, dropped);
 }
 

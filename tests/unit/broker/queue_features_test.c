@@ -466,6 +466,52 @@ static void test_claim_removes_original(void **state)
     close_broker(fx);
 }
 
+static void waiting_bit(void *ctx, const qentry_t *e) { *(int *)ctx |= 1 << idx(e); }
+
+/* Claims on a ready message, on a waiting (delayed) one, and the same
+ * original claimed by copies in two targets (a fan-out): each original
+ * goes once, the others stay. */
+static void test_claims_on_ready_and_waiting(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *src = mkq(fx, "src", none);
+    queue_t *d1 = mkq(fx, "d1", none);
+    queue_t *d2 = mkq(fx, "d2", none);
+    int64_t due = clock_wall_ms() + 3600 * 1000;
+    for (int i = 0; i < 6; i++) {
+        qmsg_t *m = msg(i, -1, NULL);
+        if (i >= 3) m->ready_at_ms = due; /* 3, 4, 5 wait */
+        publish(src, m);
+    }
+    sync_all(fx);
+    const struct { int off; queue_t *to; } claims[] = {{1, d1}, {1, d2}, {4, d1}};
+    for (size_t k = 0; k < sizeof claims / sizeof claims[0]; k++) {
+        qmsg_t *c = msg(claims[k].off, -1, NULL);
+        c->origin_qid = queue_id(src);
+        c->origin_off = claims[k].off;
+        publish(claims[k].to, c);
+    }
+    sync_all(fx);
+    restart(fx);
+    src = fx_findq(fx, "src");
+    assert_int_equal(queue_ready_count(src), 2);
+    assert_int_equal(queue_delayed_count(src), 2);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "d1")), 2);
+    assert_int_equal(queue_ready_count(fx_findq(fx, "d2")), 1);
+    qentry_t *e = queue_get(src);
+    assert_int_equal(idx(e), 0);
+    queue_ack(e);
+    e = queue_get(src);
+    assert_int_equal(idx(e), 2);
+    queue_ack(e);
+    assert_null(queue_get(src));
+    int waiting = 0; /* bit i: message i waits; 4 went with its claim */
+    qwheel_each(&src->delayed, waiting_bit, &waiting);
+    assert_int_equal(waiting, 1 << 3 | 1 << 5);
+    close_broker(fx);
+}
+
 /* Deleting a dead-letter target while a move waits on its log: closing
  * the log ends the move, which released the last pin of the queue being
  * closed (a use after free, found by a SIGKILL test's cleanup). */
@@ -1072,6 +1118,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_priority_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_drains_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims_on_ready_and_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_target_with_move_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_cut_short_by_stop_keeps_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_are_dead_lettered_in_one_batch, setup, teardown),
