@@ -874,7 +874,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     qentry_t *e = entry_new(q, qmsg_ref(m), prio); /* (its properties decoded once) */
     int wait = queue_store_publish(q, e, epoch, target);
     if (q->dedup) queue_dedup_add(q, qmsg_props(m), e->offset, m->ts_ms);
-    queue_place(q, e, e->ready_at_ms ? clock_wall_ms() : 0);
+    queue_place(q, e, e->ready_at_ms ? e->m->ts_ms : 0); /* (one due since it arrived waits for the next pass) */
     dispatch(q);
     enforce_limit(q);
     schedule(q);

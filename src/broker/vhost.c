@@ -415,7 +415,7 @@ int vhost_route_publish(vhost_t *v, exchange_t *ex, qmsg_t *m, amqp_bytes_t head
      * (and is dropped there if its exchange no longer routes it then:
      * vhost_still_routes). With no queue now, or a stream among them, it
      * waits in the exchange's delay queue and is routed when due. */
-    m->ready_at_ms = clock_wall_ms() + delay;
+    m->ready_at_ms = m->ts_ms + delay; /* from its arrival, as the plugin counts */
     int hold = out->n == 0;
     for (size_t i = 0; i < out->n && !hold; i++) hold = (queue_flags(out->q[i]) & QF_STREAM) != 0;
     if (!hold) return 0;
