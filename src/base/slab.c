@@ -114,7 +114,9 @@ void *slab_alloc(size_t size, uint8_t *cls)
     if (!k) k = 1;
     chunk_t *c = g_room[k];
     if (!c && !(c = chunk_for(k))) {
-        LOG_W("slab: mmap of a %zu-byte chunk failed; objects come from malloc", SLAB_CHUNK);
+        static int warned; /* once: under memory pressure every allocation would say it */
+        if (!warned) LOG_W("slab: mmap of a %zu-byte chunk failed; objects come from malloc", SLAB_CHUNK);
+        warned = 1;
         *cls = 0;
         return xmalloc(size);
     }
