@@ -981,11 +981,15 @@ uint32_t queue_purge(queue_t *q)
 {
     uint32_t n = 0;
     qentry_t *e;
-    while ((e = ready_first(q))) {
-        ready_remove(q, e);
-        queue_entry_release(e);
-        n++;
-    }
+    /* The lists as they are: ready_first would read the backlog on disk
+     * back into memory (every record decoded) only to drop it; that part
+     * goes by ranges below. */
+    for (uint32_t l = 0; l < q->nlv; l++)
+        while ((e = q->lv[l].head)) {
+            ready_remove(q, e);
+            queue_entry_release(e);
+            n++;
+        }
     while ((e = qwheel_take_any(&q->delayed))) {
         queue_entry_release(e);
         n++;
@@ -998,6 +1002,7 @@ uint32_t queue_purge(queue_t *q)
         qranges_t live = {0};
         queue_page_live(q, &live);
         queue_record_removed_ranges(q, &live);
+        queue_dedup_forget_ranges(q, &live);
         qranges_free(&live);
         n += (uint32_t)q->npaged;
         queue_page_free(q);

@@ -160,6 +160,28 @@ void queue_dedup_forget(queue_t *q, amqp_bytes_t props)
     if (k && --k->live == 0) key_drop(d, k);
 }
 
+void queue_dedup_forget_ranges(queue_t *q, const qranges_t *gone)
+{
+    qdedup_t *d = q->dedup;
+    if (!d || d->window || !gone->n) return;
+    qdkey_t *k, *tmp;
+    HASH_ITER(hh, d->by_key, k, tmp)
+        if (k->offset >= 0 && qranges_has(gone, k->offset)) key_drop(d, k);
+}
+
+static void forget_offset(queue_t *q, int64_t offset)
+{
+    qranges_t one = {0};
+    qranges_add(&one, offset, offset + 1);
+    queue_dedup_forget_ranges(q, &one);
+    qranges_free(&one);
+}
+
+void queue_dedup_forget_offset(queue_t *q, int64_t offset)
+{
+    if (q->dedup && !q->dedup->window) forget_offset(q, offset);
+}
+
 int queue_dedup_window(const queue_t *q) { return q->dedup && q->dedup->window; }
 
 int64_t queue_dedup_floor(queue_t *q, int64_t now)

@@ -122,8 +122,10 @@ static void fail_pending(queue_t *q, size_t a, int rc)
      * the waiters. */
     for (size_t i = a; i < n; i++)
         if (q->pend[i].e) q->pend[i].e->offset = -1;
-        else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len))
+        else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len)) {
             LOG_E("queue %s: a message that was to stay on disk is lost", q->name);
+            queue_dedup_forget_offset(q, expect + (int64_t)(i - a));
+        }
     q->fail_at[q->epoch % 16] = expect;
     q->epoch++;
     size_t k = 0;

@@ -292,6 +292,11 @@ void queue_dedup_free(queue_t *q);
 int queue_dedup_seen(queue_t *q, amqp_bytes_t props, int64_t now_ms); /* 1: a duplicate */
 void queue_dedup_add(queue_t *q, amqp_bytes_t props, int64_t offset, int64_t ts_ms);
 void queue_dedup_forget(queue_t *q, amqp_bytes_t props); /* a message left the queue */
+/* Messages on disk left the queue without being read back (purge, a claim
+ * at start-up, a failed write): the values of the records in gone
+ * (normalized) are forgotten. */
+void queue_dedup_forget_ranges(queue_t *q, const qranges_t *gone);
+void queue_dedup_forget_offset(queue_t *q, int64_t offset); /* the same for one record */
 int queue_dedup_window(const queue_t *q); /* x-cache-ttl / x-cache-size: values outlive messages */
 /* The oldest data-log offset a window still needs (INT64_MAX none). */
 int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);

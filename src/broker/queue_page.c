@@ -201,7 +201,7 @@ int queue_pageable(const queue_t *q)
 {
     /* Level 255 would be the map's QPMAP_NONE: x-max-priority 255 keeps
      * everything in memory. */
-    return queue_is_stored(q) && !q->fwd.p && !(q->dedup && !queue_dedup_window(q)) && q->opt.max_prio < QPMAP_NONE;
+    return queue_is_stored(q) && !q->fwd.p && q->opt.max_prio < QPMAP_NONE;
 }
 
 int queue_page_out(const queue_t *q, uint8_t prio)

@@ -516,6 +516,7 @@ void queue_drop_claimed(queue_t *q, const int64_t *offsets, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!c.hit[i] && queue_page_remove(q, offsets[i], 0)) { /* (its body bytes stay counted) */
             queue_record_removed(q, offsets[i]);
+            queue_dedup_forget_offset(q, offsets[i]);
             dropped++;
         }
     free(c.hit);

@@ -748,6 +748,47 @@ static void test_dedup_window_survives_restart(void **state)
     close_broker(fx);
 }
 
+/* Plugin mode (no window) with a backlog deep enough to page: a message on
+ * disk still makes its value a duplicate, also after a restart; one read
+ * back and acked, or purged from disk, frees its value. */
+static void test_dedup_with_paged_backlog(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    amqp_bytes_t a = args_of(&w, 1, "x-message-deduplication", 't', 1);
+    queue_t *q = mkq(fx, "ddeep", a);
+    wbuf_destroy(&w);
+    int n = QUEUE_PAGE_HIGH + 2000;
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(publish(q, msg(i, -1, key)), QP_WAIT);
+        if (i % 4096 == 0) queue_flush_all(fx->b);
+    }
+    assert_true(q->npaged >= 2000);
+    assert_int_equal(publish(q, msg(n, -1, "k0")), QP_DONE);         /* in memory */
+    snprintf(key, sizeof key, "k%d", n - 1);
+    assert_int_equal(publish(q, msg(n, -1, key)), QP_DONE);          /* on disk */
+    sync_all(fx);
+    restart(fx);
+    q = fx_findq(fx, "ddeep");
+    assert_true(q->npaged > 0);
+    assert_int_equal(publish(q, msg(n, -1, key)), QP_DONE);          /* on disk after a restart */
+    assert_int_equal(queue_ready_count(q), n);
+    qentry_t *e = queue_get(q);
+    assert_int_equal(idx(e), 0);
+    queue_ack(e);
+    assert_int_equal(publish(q, msg(n, -1, "k0")), QP_WAIT);         /* consumed: free again */
+    assert_int_equal(queue_purge(q), (uint32_t)n);                    /* n - 1 old, 1 new */
+    assert_int_equal(q->npaged, 0);
+    assert_int_equal(publish(q, msg(n + 1, -1, key)), QP_WAIT);      /* purged from disk: free */
+    assert_int_equal(publish(q, msg(n + 2, -1, "k7")), QP_WAIT);
+    assert_int_equal(queue_ready_count(q), 2);
+    close_broker(fx);
+}
+
 /* ---- coalesced writes (queue_flush.c) ---- */
 
 /* A loop turn's publishes are written in batches of at most 4,096 records;
@@ -1127,6 +1168,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_with_paged_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
