@@ -421,10 +421,12 @@ int amqp_tx_commit(amqp_channel_t *ch)
     /* Apply in order; the publishes are tracked through the confirm FIFO
      * so that commit-ok waits until they are durable. */
     ch->confirm_mode = 1;
+    int64_t now = clock_wall_ms();
     while (ch->tx_head) {
         txop_t *op = ch->tx_head;
         ch->tx_head = op->next;
         if (op->kind == 0) {
+            op->m->ts_ms = now; /* it arrives in its queues now: TTL and x-delay count from here */
             route_message(ch, op->m, op->mandatory);
             qmsg_unref(op->m);
         } else {

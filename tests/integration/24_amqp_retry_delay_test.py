@@ -210,6 +210,30 @@ def test_delayed_exchange_routes_when_due(env):
     assert ch.basic_get(q)[0] is None
 
 
+def test_delayed_publish_in_a_transaction_counts_from_the_commit(env):
+    # The message reaches its queue at tx.commit, so its x-delay counts from
+    # there, not from when the publish arrived.
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x("delayed"), env.q("delayed")
+    delayed_exchange(ch, x, "direct", **{q: "k"})
+    ch.tx_select()
+    ch.basic_publish(x, "k", b"tx", persistent(headers={"x-delay": 600}))
+    time.sleep(0.8)
+    ch.tx_commit()
+    t0 = time.monotonic()
+    assert ch.basic_get(q)[0] is None
+    got = None
+    while got is None and time.monotonic() - t0 < 5:
+        m, p, b = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            time.sleep(0.01)
+            continue
+        got = (b, time.monotonic() - t0)
+    assert got is not None and got[0] == b"tx"
+    assert got[1] >= 0.5
+
+
 def test_delayed_message_goes_where_the_bindings_say_when_due(env):
     """Herald routes a delayed message when it is published and it waits in the queues it
     reached; what the exchange routes when the message is due still decides: a queue unbound or
