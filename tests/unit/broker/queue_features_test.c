@@ -433,6 +433,15 @@ static void test_priority_backlog_drains_in_order(void **state)
 
 /* ---- a dead-letter copy's claim removes its original at start-up ---- */
 
+/* Takes q's next ready message, checks it is message i, acks it. */
+static void ack_next(queue_t *q, int i)
+{
+    qentry_t *e = queue_get(q);
+    assert_non_null(e);
+    assert_int_equal(idx(e), i);
+    queue_ack(e);
+}
+
 static void test_claim_removes_original(void **state)
 {
     fx_t *fx = *state;
@@ -453,12 +462,8 @@ static void test_claim_removes_original(void **state)
     dst = fx_findq(fx, "dst");
     assert_int_equal(queue_ready_count(src), 2);
     assert_int_equal(queue_ready_count(dst), 1);
-    qentry_t *e = queue_get(src);
-    assert_int_equal(idx(e), 0);
-    queue_ack(e);
-    e = queue_get(src);
-    assert_int_equal(idx(e), 2);
-    queue_ack(e);
+    ack_next(src, 0);
+    ack_next(src, 2);
     sync_all(fx);
     restart(fx); /* the claim stays harmless once its original is gone */
     assert_int_equal(queue_ready_count(fx_findq(fx, "src")), 0);
@@ -499,12 +504,8 @@ static void test_claims_on_ready_and_waiting(void **state)
     assert_int_equal(queue_delayed_count(src), 2);
     assert_int_equal(queue_ready_count(fx_findq(fx, "d1")), 2);
     assert_int_equal(queue_ready_count(fx_findq(fx, "d2")), 1);
-    qentry_t *e = queue_get(src);
-    assert_int_equal(idx(e), 0);
-    queue_ack(e);
-    e = queue_get(src);
-    assert_int_equal(idx(e), 2);
-    queue_ack(e);
+    ack_next(src, 0);
+    ack_next(src, 2);
     assert_null(queue_get(src));
     int waiting = 0; /* bit i: message i waits; 4 went with its claim */
     qwheel_each(&src->delayed, waiting_bit, &waiting);
