@@ -63,6 +63,7 @@ struct vhost {
     broker_t *b;
     xregistry_t *ex;
     qnode_t *queues;
+    qnode_t *last_found; /* vhost_queue_find's last answer (cleared when its node goes) */
     dnode_t *delays; /* delay queues of x-delayed-message exchanges */
     char *qdir; /* <data>/queues */
     uv_prepare_t flush;
@@ -255,8 +256,15 @@ vhost_t *broker_vhost(broker_t *b, amqp_bytes_t name)
 
 queue_t *vhost_queue_find(vhost_t *v, amqp_bytes_t name)
 {
-    qnode_t *n;
+    /* A publisher through the default exchange names the same queue over
+     * and over: the last answer is checked first (a compare, not a hash). */
+    qnode_t *n = v->last_found;
+    if (n) {
+        amqp_bytes_t have = queue_name(n->q);
+        if (have.len == name.len && (!name.len || !memcmp(have.p, name.p, name.len))) return n->q;
+    }
     HASH_FIND(hh, v->queues, name.p, name.len, n);
+    if (n) v->last_found = n;
     return n ? n->q : NULL;
 }
 
@@ -342,6 +350,7 @@ uint32_t vhost_queue_delete(vhost_t *v, queue_t *q)
     qnode_t *node;
     HASH_FIND(hh, v->queues, name.p, name.len, node);
     if (node) {
+        if (v->last_found == node) v->last_found = NULL;
         HASH_DEL(v->queues, node);
         free(node);
     }
@@ -732,6 +741,7 @@ void vhost_free(vhost_t *v)
     deadletter_shutdown();
     queue_flush_all(v->b);
     qnode_t *n, *tmp;
+    v->last_found = NULL;
     HASH_ITER(hh, v->queues, n, tmp)
     {
         HASH_DEL(v->queues, n);

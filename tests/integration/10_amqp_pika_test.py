@@ -401,6 +401,23 @@ def test_publisher_sees_its_exchange_deleted_and_declared_again(env):
     assert bodies(admin, q2) == []
 
 
+def test_default_exchange_follows_a_queue_deleted_and_declared_again(env):
+    # The default exchange's lookup keeps the last queue it found; deleting
+    # that queue must be seen by the next publish (ASan reports a stale one).
+    conn = env.connect()
+    ch = conn.channel()
+    q = env.q()
+    ch.queue_declare(q)
+    ch.basic_publish("", q, b"one")
+    assert bodies(ch, q) == [b"one"]
+    ch.basic_publish("", q, b"two")
+    ch.queue_delete(q)
+    ch.basic_publish("", q, b"lost")  # no queue of that name now: dropped
+    ch.queue_declare(q)
+    ch.basic_publish("", q, b"three")
+    assert bodies(ch, q) == [b"three"]
+
+
 def test_exchange_redeclare_with_other_type_406(env):
     conn = env.connect()
     ch = conn.channel()
