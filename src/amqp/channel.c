@@ -651,14 +651,39 @@ static int channel_method(amqp_channel_t *ch, const amqp_method_t *m)
  * when all its frames are handled in one parse pass, as nearly all are,
  * that is the broker's handling time. A message whose frames arrive in
  * several reads would count the time between them too (the network's), so
- * for it only the completing frame's handling is counted. */
+ * for it only the completing frame's handling is counted.
+ *
+ * The reading that ends one timed method is also the start of the next
+ * method frame of the same connection and pass: nothing runs between them
+ * but its decoding, and back-to-back publishes take one reading each
+ * instead of two (27 ns each on the VMs measured). */
+static struct {
+    uint64_t conn, pass; /* whose pass it ended (amqp_conn.id, parse_passes) */
+    int64_t ns;
+} g_mark;
+
+static int64_t method_start(const amqp_conn_t *c)
+{
+    return g_mark.conn == c->id && g_mark.pass == c->parse_passes ? g_mark.ns : clock_mono_ns();
+}
+
+static void method_end(broker_t *b, uint32_t id, int64_t t0, uint64_t conn, uint64_t pass)
+{
+    int64_t now = clock_mono_ns();
+    broker_observe_amqp_method(b, id, now - t0);
+    g_mark.conn = conn;
+    g_mark.pass = pass;
+    g_mark.ns = now;
+}
+
 static int content_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload, uint32_t len)
 {
     broker_t *b = ch->c->b;
-    int same = ch->c->parse_passes == ch->content_pass;
+    uint64_t conn = ch->c->id, pass = ch->c->parse_passes;
+    int same = pass == ch->content_pass;
     int64_t t0 = same ? ch->content_t0 : clock_mono_ns();
     int rc = type == AMQP_FRAME_HEADER ? amqp_publish_header(ch, payload, len) : amqp_publish_body(ch, payload, len);
-    if (rc >= 0 && !ch->content && !ch->closing) broker_observe_amqp_method(b, AMQP_BASIC_PUBLISH, clock_mono_ns() - t0);
+    if (rc >= 0 && !ch->content && !ch->closing) method_end(b, AMQP_BASIC_PUBLISH, t0, conn, pass);
     return rc;
 }
 
@@ -725,9 +750,9 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         return -1;
     }
     broker_t *b = ch->c->b; /* channel_method may free ch */
-    int64_t t0 = clock_mono_ns();
+    uint64_t conn = ch->c->id, pass = ch->c->parse_passes;
+    int64_t t0 = method_start(ch->c);
     if (m.id == AMQP_BASIC_PUBLISH) {
-        uint64_t pass = ch->c->parse_passes;
         rc = channel_method(ch, &m);
         if (rc >= 0) { /* timed when the content completes (content_frame) */
             ch->content_t0 = t0;
@@ -736,6 +761,6 @@ int amqp_channel_frame(amqp_channel_t *ch, uint8_t type, const uint8_t *payload,
         return rc < 0 ? rc : 0;
     }
     rc = channel_method(ch, &m);
-    broker_observe_amqp_method(b, m.id, clock_mono_ns() - t0);
+    method_end(b, m.id, t0, conn, pass);
     return rc < 0 ? rc : 0;
 }
