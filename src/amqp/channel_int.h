@@ -63,9 +63,6 @@ struct amqp_channel {
     uint8_t pub_ex_len, pub_key_len;
     uint8_t pub_names[2 * 255];   /* basic.publish's exchange, then its routing key, until the
                                    * content header says how big the message is */
-    exchange_t *pub_ex;           /* the exchange last published to: kept while the registry's
-                                   * removals count is still pub_ex_removals */
-    uint64_t pub_ex_removals;
     qmsg_t *msg;                  /* from the content header on */
     uint64_t body_got;        /* body bytes received */
     uint64_t body_cap;        /* body bytes msg has room for */

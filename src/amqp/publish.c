@@ -178,24 +178,6 @@ static int deliver_reply(qmsg_t *m)
     return 1;
 }
 
-/* The exchange called name, or NULL. A publisher sends to the same one
- * over and over: the channel keeps the last, checked by name and by the
- * registry's count of freed exchanges instead of a hash lookup (two per
- * message: at the method, and when the body is complete). */
-static exchange_t *find_exchange(amqp_channel_t *ch, amqp_bytes_t name)
-{
-    xregistry_t *r = vhost_exchanges(ch->c->vh);
-    exchange_t *ex = ch->pub_ex;
-    if (ex && ch->pub_ex_removals == xregistry_removals(r)) {
-        amqp_bytes_t have = exchange_name(ex);
-        if (have.len == name.len && (!name.len || !memcmp(have.p, name.p, name.len))) return ex;
-    }
-    ex = xregistry_find(r, name);
-    ch->pub_ex = ex;
-    ch->pub_ex_removals = xregistry_removals(r);
-    return ex;
-}
-
 /* Routes a complete message. Returns 0, or <0 after a channel error. */
 static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
 {
@@ -206,7 +188,7 @@ static int route_message(amqp_channel_t *ch, qmsg_t *m, int mandatory)
         if (!deliver_reply(m) && mandatory) send_return(ch, m);
         return 0;
     }
-    exchange_t *ex = find_exchange(ch, qmsg_exchange(m));
+    exchange_t *ex = xregistry_find(vhost_exchanges(vh), qmsg_exchange(m));
     confirm_t *cf = ch->confirm_mode ? cf_push(ch) : NULL;
     amqp_bytes_t headers; /* routing needs only these of the properties */
     if (amqp_props_headers(qmsg_props(m), &headers) < 0) headers = (amqp_bytes_t){NULL, 0};
@@ -253,7 +235,7 @@ static int publish_complete(amqp_channel_t *ch)
 
 int amqp_publish_method(amqp_channel_t *ch, const amqp_basic_publish_t *p)
 {
-    exchange_t *ex = find_exchange(ch, p->exchange);
+    exchange_t *ex = xregistry_find(vhost_exchanges(ch->c->vh), p->exchange);
     if (!ex) {
         amqp_channel_error(ch, AMQP_NOT_FOUND, AMQP_BASIC_PUBLISH, "NOT_FOUND - no exchange '%.*s' in vhost '/'",
                            (int)p->exchange.len, (const char *)p->exchange.p);

@@ -24,8 +24,6 @@
 #define ROOT_ADD(p, n) ((void)(p), (void)(n))
 #define ROOT_DEL(p, n) ((void)(p), (void)(n))
 #endif
-#define POISON(p, n) mem_poison((p), (n))
-#define UNPOISON(p, n) mem_unpoison((p), (n))
 
 #define NCLASS (SLAB_MAX_SIZE / SLAB_UNIT)
 #define HEAD 64 /* bytes of the chunk its header takes; objects follow */
@@ -85,7 +83,7 @@ static void chunk_unmap(chunk_t *c)
 {
     g_chunks--;
     ROOT_DEL((void *)c, SLAB_CHUNK);
-    UNPOISON((void *)c, SLAB_CHUNK);
+    mem_unpoison((void *)c, SLAB_CHUNK);
     munmap(c, SLAB_CHUNK);
 }
 
@@ -103,7 +101,7 @@ static chunk_t *chunk_for(uint8_t cls)
     c->bump = HEAD;
     c->cls = cls;
     c->size = (uint32_t)cls * SLAB_UNIT;
-    POISON((uint8_t *)c + HEAD, SLAB_CHUNK - HEAD);
+    mem_poison((uint8_t *)c + HEAD, SLAB_CHUNK - HEAD);
     push_chunk(&g_room[cls], c);
     return c;
 }
@@ -122,7 +120,7 @@ void *slab_alloc(size_t size, uint8_t *cls)
     }
     uint8_t *p = c->free, *next;
     if (p) {
-        UNPOISON(p, sizeof(void *));
+        mem_unpoison(p, sizeof(void *));
         c->free = *(void **)(void *)p;
         next = c->free;
     } else {
@@ -130,7 +128,7 @@ void *slab_alloc(size_t size, uint8_t *cls)
         c->bump += c->size;
         next = c->bump + c->size <= SLAB_CHUNK ? (uint8_t *)c + c->bump : NULL;
     }
-    UNPOISON(p, c->size);
+    mem_unpoison(p, c->size);
     /* The next object of this class is fetched now, while the caller fills
      * this one: freed a while ago, it is rarely still in a cache, and its
      * miss was the most expensive instruction of a publish. */
@@ -149,7 +147,7 @@ void slab_free(void *p)
     chunk_t *c = chunk_of(p);
     *(void **)p = c->free;
     c->free = p;
-    POISON((uint8_t *)p + sizeof(void *), c->size - sizeof(void *));
+    mem_poison((uint8_t *)p + sizeof(void *), c->size - sizeof(void *));
     g_live--;
     if (--c->live == 0) {
         /* Empty: a spare, or given back. */
@@ -157,7 +155,7 @@ void slab_free(void *p)
         if (g_nspare < SLAB_SPARES) {
             push_chunk(&g_spare, c);
             g_nspare++;
-            POISON((uint8_t *)c + HEAD, SLAB_CHUNK - HEAD);
+            mem_poison((uint8_t *)c + HEAD, SLAB_CHUNK - HEAD);
         } else {
             chunk_unmap(c);
         }

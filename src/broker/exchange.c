@@ -130,7 +130,7 @@ struct xregistry {
     exchange_t *list;    /* declaration order */
     qent_t *queues;      /* uthash by queue pointer */
     uint64_t gen;        /* bumped per route call */
-    uint64_t removals;   /* exchanges freed (xregistry_removals) */
+    exchange_t *last_found; /* xregistry_find's last answer (cleared when it is freed) */
     /* Scratch reused across route calls (one loop thread owns the registry). */
     exchange_t **stack;
     size_t stack_cap;
@@ -178,12 +178,15 @@ xdest_t xbinding_dest(const xbinding_t *b) { return b->dest; }
 amqp_bytes_t xbinding_key(const xbinding_t *b) { return b->key; }
 amqp_bytes_t xbinding_args(const xbinding_t *b) { return b->args; }
 
-uint64_t xregistry_removals(const xregistry_t *r) { return r->removals; }
-
 exchange_t *xregistry_find(xregistry_t *r, amqp_bytes_t name)
 {
-    exchange_t *ex = NULL;
+    /* A publisher sends to the same exchange over and over (twice per
+     * message: at the method, and when the body is complete): the last
+     * answer is checked first (a compare, not a hash). */
+    exchange_t *ex = r->last_found;
+    if (ex && ex->name_len == name.len && (!name.len || !memcmp(ex->name, name.p, name.len))) return ex;
     HASH_FIND(hh, r->by_name, nz(name.p), name.len, ex);
+    if (ex) r->last_found = ex;
     return ex;
 }
 
@@ -676,7 +679,7 @@ static void exchange_destroy(xregistry_t *r, exchange_t *ex)
     while (ex->inbound) binding_remove(r, ex->inbound, 1);
     HASH_DELETE(hh, r->by_name, ex);
     DL_DELETE(r->list, ex);
-    r->removals++;
+    if (r->last_found == ex) r->last_found = NULL;
     trie_free(ex->trie);
     free(ex->args);
     free(ex);

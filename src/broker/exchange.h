@@ -73,9 +73,6 @@ int ex_type_parse(amqp_bytes_t name, ex_type_t *out);
 const char *ex_type_name(ex_type_t t);
 
 exchange_t *xregistry_find(xregistry_t *r, amqp_bytes_t name);
-/* Exchanges freed so far: a pointer kept from a find is still valid while
- * this has not changed (a publishing channel keeps its last exchange). */
-uint64_t xregistry_removals(const xregistry_t *r);
 /* Declares an exchange (copies name and args, the arguments table content).
  * If it exists with the same type and flags: returns 1 and *out (args are
  * not compared, as RabbitMQ). If it exists with a different type or

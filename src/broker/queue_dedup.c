@@ -169,17 +169,13 @@ void queue_dedup_forget_ranges(queue_t *q, const qranges_t *gone)
         if (k->offset >= 0 && qranges_has(gone, k->offset)) key_drop(d, k);
 }
 
-static void forget_offset(queue_t *q, int64_t offset)
+void queue_dedup_forget_offset(queue_t *q, int64_t offset)
 {
+    if (!q->dedup || q->dedup->window) return;
     qranges_t one = {0};
     qranges_add(&one, offset, offset + 1);
     queue_dedup_forget_ranges(q, &one);
     qranges_free(&one);
-}
-
-void queue_dedup_forget_offset(queue_t *q, int64_t offset)
-{
-    if (q->dedup && !q->dedup->window) forget_offset(q, offset);
 }
 
 int queue_dedup_window(const queue_t *q) { return q->dedup && q->dedup->window; }
