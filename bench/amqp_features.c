@@ -3,9 +3,10 @@
  * path (written for Herald, run against RabbitMQ where it has the feature),
  * on rabbitmq-c. Companion of amqp_bench.c (plain queues). Usage: see usage().
  *
- * Every scenario publishes --count persistent messages of --size bytes with
- * confirms (at most --window unconfirmed) while consumers take them with
- * manual acks (basic.qos --prefetch, ack multiple=true every --ack-every);
+ * Every scenario publishes --count messages of --size bytes (persistent but
+ * in the transient scenarios) with confirms (at most --window unconfirmed)
+ * while consumers take them with manual acks (basic.qos --prefetch, ack
+ * multiple=true every --ack-every);
  * each body carries its sequence number, and every message must be settled
  * exactly once (acked from its queue or received from the dead-letter
  * queue), else the run counts errors.
@@ -23,7 +24,9 @@
  *   delayed     an x-delayed-message exchange (x-delayed-type direct), x-delay
  *               uniform in 0..--delay-max ms; lateness = delivery - due;
  *   backlog     publish with nobody consuming, then consume (two results);
- *   backlog-priority  the same into priority's queue, with its priorities.
+ *   backlog-priority  the same into priority's queue, with its priorities;
+ *   transient   a non-durable queue and transient messages (delivery mode 1);
+ *   backlog-transient  backlog into transient's queue, with its messages.
  * --scenario takes a comma-separated list; --repeat runs it that many times;
  * --settle S waits S seconds after each run, so that memory a run leaves to
  * be given back (a broker's trim after a drain) is not paid by the next.
@@ -69,10 +72,11 @@ static struct {
 
 enum {
     S_PLAIN, S_DLX_RETRY, S_DLX_REQUEUE, S_DLX_IDLE, S_PRIORITY, S_TTL, S_TTL_EXPIRE, S_DELAYED, S_BACKLOG,
-    S_BACKLOG_PRIO
+    S_BACKLOG_PRIO, S_TRANSIENT, S_BACKLOG_TRANSIENT
 };
 static const char *const scen_names[] = {"plain", "dlx-retry", "dlx-requeue", "dlx-idle", "priority", "ttl",
-                                         "ttl-expire", "delayed", "backlog", "backlog-priority", NULL};
+                                         "ttl-expire", "delayed", "backlog", "backlog-priority", "transient",
+                                         "backlog-transient", NULL};
 
 #define MAGIC 0x68657261626e6368ull
 #define HDR 24 /* body: magic, sequence number, due time (CLOCK_REALTIME ns) */
@@ -163,7 +167,7 @@ static void topo_create(bench_conn_t *a, topo_t *t, int scen, const char *base)
     if (scen == S_TTL || scen == S_TTL_EXPIRE)
         args[n++] = targ_int("x-message-ttl", (int32_t)(scen == S_TTL ? o.ttl_ms : o.expire_ms));
     amqp_table_t tab = {.num_entries = n, .entries = args};
-    amqp_queue_declare(a->c, 1, amqp_cstring_bytes(t->q), 0, 1, 0, 0, tab);
+    amqp_queue_declare(a->c, 1, amqp_cstring_bytes(t->q), 0, scen != S_TRANSIENT, 0, 0, tab);
     bench_reply_check(amqp_get_rpc_reply(a->c), "admin", "queue.declare");
     if (scen == S_DELAYED) {
         snprintf(t->ex, sizeof t->ex, "%s-delayed", base);
@@ -254,7 +258,7 @@ static uint8_t *put_message(pub_t *P, uint8_t *p, uint64_t seq)
         *p++ = 'I';
         p = bench_put32(p, (uint32_t)delay_ms);
     }
-    *p++ = 2; /* persistent */
+    *p++ = P->scen == S_TRANSIENT ? 1 : 2; /* delivery mode: transient, persistent */
     if (prio)
         *p++ = (uint8_t)(r % 10);
     *p++ = AMQP_FRAME_END;
@@ -696,7 +700,7 @@ static void run_scenario(bench_conn_t *admin, int scen, const char *base, int ru
  * nobody consuming, then consume. */
 static void run_backlog(bench_conn_t *admin, const char *base, int run, int scen)
 {
-    const char *name = scen == S_PRIORITY ? "backlog-priority" : "backlog";
+    const char *name = scen == S_PRIORITY ? "backlog-priority" : scen == S_TRANSIENT ? "backlog-transient" : "backlog";
     topo_t t;
     topo_create(admin, &t, scen, base);
     run_alloc(scen);
@@ -736,7 +740,7 @@ static void run_backlog(bench_conn_t *admin, const char *base, int run, int scen
 static void usage(void)
 {
     fprintf(stderr, "usage: amqp_features --scenario plain,dlx-retry,dlx-requeue,dlx-idle,priority,ttl,ttl-expire,"
-                    "delayed,backlog,backlog-priority\n"
+                    "delayed,backlog,backlog-priority,transient,backlog-transient\n"
                     "       [--host H] [--port P] [--count N] [--size B] [--window N] [--prefetch N]\n"
                     "       [--ack-every N] [--nack-pct P] [--reject-pct P] [--backoff SPEC] [--ttl MS]\n"
                     "       [--expire-ttl MS] [--delay-max MS] [--warmup N] [--broker-pid PID] [--label NAME]\n"
@@ -812,8 +816,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             snprintf(base, sizeof base, "amqp-features-%d-%ld-%s-%d", (int)getpid(), (long)time(NULL),
                      scen_names[list[i]], run);
-            if (list[i] == S_BACKLOG || list[i] == S_BACKLOG_PRIO)
-                run_backlog(&admin, base, run, list[i] == S_BACKLOG ? S_PLAIN : S_PRIORITY);
+            if (list[i] == S_BACKLOG || list[i] == S_BACKLOG_PRIO || list[i] == S_BACKLOG_TRANSIENT)
+                run_backlog(&admin, base, run,
+                            list[i] == S_BACKLOG ? S_PLAIN : list[i] == S_BACKLOG_PRIO ? S_PRIORITY : S_TRANSIENT);
             else
                 run_scenario(&admin, list[i], base, run);
             if (o.settle_s) sleep((unsigned)o.settle_s); /* the broker gives memory back between runs */

@@ -14,7 +14,9 @@
 #   RABBIT_SCENARIOS="plain,dlx-requeue,priority,ttl,ttl-expire" (RabbitMQ 3.10
 #                        has no retry backoff; the delayed-message plugin is
 #                        not in Debian's package)
-#   BACKLOG=10000000     deep-backlog messages (Herald, fresh broker); 0: skip
+#   BACKLOG=10000000     deep-backlog messages (Herald, fresh broker: a durable
+#                        queue of persistent messages, then a non-durable one of
+#                        transient messages); 0: skip
 #   NACK_PCT=10 REJECT_PCT=1 BACKOFF=100ms EXPIRE_TTL=1000 DELAY_MAX=2000
 #   REPEAT=3             runs of each scenario; the table shows medians
 #   SETTLE=3             seconds of pause after each run (Herald gives a drained
@@ -208,13 +210,14 @@ for b in $BROKERS; do
     stop_broker
 done
 
-# Deep backlog: a fresh Herald, BACKLOG ready messages, then drained.
+# Deep backlog: a fresh Herald, BACKLOG ready messages, then drained; in a
+# durable queue, then in a non-durable one.
 if [ "$BACKLOG" -gt 0 ] && [ "${BROKERS#*herald}" != "$BROKERS" ]; then
     port=$HERALD_PORT tmo=$((TIMEOUT > 300 ? TIMEOUT : 300))
     echo "run_amqp_features: deep backlog, $BACKLOG messages ($(date -u +%H:%M:%S))" >&2
     if start_herald; then
-        run_tool herald "$BACKLOG" backlog 1 0
-        grep 'backlog: broker RSS' "$work/tool.err" | sed 's/.*RSS \([0-9]*\) kB.*/\1/' >"$work/backlog_full" || true
+        run_tool herald "$BACKLOG" backlog,backlog-transient 1 0
+        sed -n 's/^amqp_features: \(backlog[a-z-]*\): broker RSS \([0-9]*\) kB.*/\1 \2/p' "$work/tool.err" >"$work/backlog_full" || true
         stop_broker
     else
         printf 'herald\tbacklog: did not start\n' >>"$work/notes"
@@ -276,13 +279,16 @@ table=$(awk '
         }
     }' "$work/results")
 
-backlog=$(awk -v full="$(cat "$work/backlog_full" 2>/dev/null)" '
-    /^RESULT / && / scenario=backlog / {
+backlog=$(awk -v fullf="$work/backlog_full" '
+    BEGIN { while ((getline l < fullf) > 0) { split(l, a, " "); full[a[1]] = a[2] } }
+    /^RESULT / && / scenario=backlog(-transient)? / {
         delete r
         for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
-        printf "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %s |\n", r["phase"], r["msgs"], r["secs"], r["rate"],
+        q = r["scenario"] == "backlog" ? "durable, persistent messages" : "non-durable, transient messages"
+        printf "| %s | %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %s |\n", q, r["phase"], r["msgs"], r["secs"], r["rate"],
             r["cpu_per_m"], r["rss_peak_kb"] / 1024, r["rss_end_kb"] / 1024, r["errors"]
-        if (r["phase"] == "publish" && full != "") printf "| (queue full, 2 s later) | %d | – | – | – | %.0f | %.0f | – |\n", r["msgs"], full / 1024, full / 1024
+        f = full[r["scenario"]]
+        if (r["phase"] == "publish" && f != "") printf "| %s | (queue full, 2 s later) | %d | – | – | – | %.0f | %.0f | – |\n", q, r["msgs"], f / 1024, f / 1024
     }' "$work/results")
 
 rabbit_ver=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?')
@@ -304,10 +310,10 @@ section=$(
     echo "$table"
     if [ -n "$backlog" ]; then
         echo
-        echo "Deep backlog (Herald, fresh broker, plain durable queue, nobody consuming while publishing):"
+        echo "Deep backlog (Herald, fresh broker, nobody consuming while publishing; a durable queue, then a non-durable one):"
         echo
-        echo "| phase | messages | seconds | msgs/s | broker CPU-s per 1M | RSS peak MB | RSS at end MB | errors |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| queue | phase | messages | seconds | msgs/s | broker CPU-s per 1M | RSS peak MB | RSS at end MB | errors |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
         echo "$backlog"
     fi
     if [ -s "$work/notes" ]; then

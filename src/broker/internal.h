@@ -40,6 +40,7 @@ struct partition {
     producer_state_t *producers; /* uthash by producer_id */
     int failed;             /* a sync failed: the log is read-only */
     int stream_pending;     /* a stream queue holds publishes to append first (stream.c) */
+    int spill;              /* never synced, discarded at close: a non-durable queue's paged backlog */
     partition_counters_t io;
     UT_hash_handle hh_log;  /* in broker->by_log, keyed by the plog pointer */
 };

@@ -236,6 +236,12 @@ int64_t queue_consumer_timeout_ms(const queue_t *q) { return q->opt.consumer_tim
 int queue_is_deleted(const queue_t *q) { return q->deleted; }
 void *queue_owner(const queue_t *q) { return q->owner; }
 void queue_set_owner(queue_t *q, void *owner) { q->owner = owner; }
+
+void queue_set_spill_dir(queue_t *q, char *dir)
+{
+    free(q->spill_dir);
+    q->spill_dir = dir;
+}
 int64_t queue_last_used_ms(const queue_t *q) { return q->last_used_ms; }
 void queue_touch(queue_t *q) { q->last_used_ms = clock_mono_ms(); }
 int64_t queue_expires_ms(const queue_t *q) { return q->opt.expires_ms; }
@@ -860,6 +866,7 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         }
     }
     uint8_t prio = queue_prio_of(q, m);
+    if (!q->data && q->nready >= QUEUE_PAGE_HIGH) queue_spill_open(q); /* not stored: a deep backlog pages */
     if (!m->ready_at_ms && queue_page_out(q, prio)) { /* a deep backlog: the message stays on disk */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, expiry_of(q, m), 0, epoch, target, &offset);
@@ -879,6 +886,14 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     enforce_limit(q);
     schedule(q);
     return wait;
+}
+
+void queue_keep_in_memory(queue_t *q, qmsg_t *m)
+{
+    qentry_t *e = entry_new(q, qmsg_ref(m), queue_prio_of(q, m));
+    e->ready_at_ms = 0; /* (a delayed one was due when it was to go to disk) */
+    if (q->dedup) queue_dedup_add(q, qmsg_props(m), -1, m->ts_ms);
+    ready_add(q, e, NULL);
 }
 
 /* A message read back from disk before it is due (a delay queue's, or a
@@ -1029,6 +1044,7 @@ void queue_maybe_free(queue_t *q)
     free(q->name);
     free(q->args);
     free(q->dir);
+    free(q->spill_dir);
     free(q->lv);
     queue_dedup_free(q);
     free((void *)q->fwd.p);

@@ -168,6 +168,9 @@ int64_t queue_consumer_timeout_ms(const queue_t *q); /* x-consumer-timeout, -1 n
 int queue_is_deleted(const queue_t *q);
 void *queue_owner(const queue_t *q);
 void queue_set_owner(queue_t *q, void *owner);
+/* Where a queue that is not stored pages a deep backlog (owned from here;
+ * NULL: it keeps its backlog in memory). */
+void queue_set_spill_dir(queue_t *q, char *dir);
 /* For the vhost's x-expires and auto-delete handling. */
 int64_t queue_last_used_ms(const queue_t *q);
 void queue_touch(queue_t *q);

@@ -119,13 +119,20 @@ static void fail_pending(queue_t *q, size_t a, int rc)
     /* Those messages stay in memory, not durable; acks and returns
      * recorded for their offsets must not reach the state log (the
      * offsets will be reused). Their publishers' confirms fail through
-     * the waiters. */
+     * the waiters (a transient one's, or a spill log's, was given). One
+     * that was to wait on disk joins the tail of the ready list. */
+    size_t kept = 0;
     for (size_t i = a; i < n; i++)
         if (q->pend[i].e) q->pend[i].e->offset = -1;
         else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len)) {
-            LOG_E("queue %s: a message that was to stay on disk is lost", q->name);
             queue_dedup_forget_offset(q, expect + (int64_t)(i - a));
+            queue_keep_in_memory(q, q->pend[i].m);
+            kept++;
         }
+    if (kept) {
+        LOG_W("queue %s: %zu message(s) that were to wait on disk stay in memory", q->name, kept);
+        queue_kick(q);
+    }
     q->fail_at[q->epoch % 16] = expect;
     q->epoch++;
     size_t k = 0;
@@ -215,13 +222,14 @@ void queue_flush_all(broker_t *b)
         b->dirty_queues = q->dirty_next;
         q->dirty = 0;
         q->dirty_next = NULL;
-        if (!queue_is_stored(q)) {
+        int stored = queue_is_stored(q);
+        if (!stored && !queue_is_spilling(q)) {
             q->npend = q->nacks = q->nrets = 0;
             continue;
         }
         int paged = q->npaged != 0;
         if (q->npend) flush_data(q, w);
-        flush_state(q, vals, w);
+        if (stored) flush_state(q, vals, w);
         /* Paged records just became readable: consumers waiting on an
          * empty in-memory list can be served now. */
         if (paged && q->nconsumers && q->nready < QUEUE_PAGE_LOW) queue_kick(q);

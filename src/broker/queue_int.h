@@ -215,7 +215,11 @@ struct queue {
     qdheap_t dpaged;         /* delay queue: stored messages waiting on disk, by due time */
     amqp_bytes_t fwd;        /* delay queue: the exchange to route through (owned bytes), else {NULL, 0} */
     char *dir;               /* "<data>/queues/<id>", owned; NULL for non-durable */
-    partition_t *data, *state; /* durable queues: the two logs */
+    partition_t *data, *state; /* durable queues: the two logs; a queue that is not stored may
+                              * have data as its spill log (no state log) */
+    char *spill_dir;         /* not stored: "<data>/queues/<id>-spill", where its backlog pages
+                              * (opened when first needed), owned; NULL: stays in memory */
+    int spill_failed;        /* the spill log could not be opened: not tried again */
     void *owner;             /* exclusive owner */
     int64_t last_used_ms;
 
@@ -306,6 +310,16 @@ int64_t queue_dedup_floor(queue_t *q, int64_t now_ms);
  * plog_read returned), in offset order. */
 void queue_each_record(const uint8_t *p, size_t len, void (*fn)(void *ctx, const batch_rec_t *rec), void *ctx);
 int queue_pageable(const queue_t *q);
+/* A queue that is not stored pages its deep backlog into a spill log: never
+ * synced (nothing in it is durable), its records dropped by whole segments
+ * once read back, the log removed when drained, when the queue goes and, after a
+ * crash, at the next start (an orphan of the queues directory). */
+int queue_is_spilling(const queue_t *q);
+/* Opens q's spill log if it can have one. Returns 1 if q has it now. */
+int queue_spill_open(queue_t *q);
+/* A message that was to wait on disk but whose record could not be
+ * written stays in memory, at the tail of the ready list of its level. */
+void queue_keep_in_memory(queue_t *q, qmsg_t *m);
 int queue_page_out(const queue_t *q, uint8_t prio); /* 1: a new publish of that level stays on disk */
 void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len);
 int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */

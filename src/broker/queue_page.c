@@ -17,7 +17,11 @@
  * taken back from the middle is marked in that map, not cut out of the
  * ranges (that would split them into one range per message).
  *
- * Not paged: non-durable queues, delay queues (their messages wait on disk
+ * A queue that is not stored (non-durable, exclusive) pages the same way
+ * into a spill log (queue_store.c): its records are never synced, and an
+ * entry read back from it is in memory only, as if just published.
+ *
+ * Not paged: delay queues (their messages wait on disk
  * by due time: queue_delay.c), queues with plugin-mode de-duplication
  * (their entries need to be in memory) and x-max-priority 255 (its top
  * level does not fit the map). Paged messages are expired (TTL)
@@ -201,7 +205,7 @@ int queue_pageable(const queue_t *q)
 {
     /* Level 255 would be the map's QPMAP_NONE: x-max-priority 255 keeps
      * everything in memory. */
-    return queue_is_stored(q) && !q->fwd.p && q->opt.max_prio < QPMAP_NONE;
+    return (queue_is_stored(q) || queue_is_spilling(q)) && !q->fwd.p && q->opt.max_prio < QPMAP_NONE;
 }
 
 int queue_page_out(const queue_t *q, uint8_t prio)
@@ -340,6 +344,7 @@ static void take_back(page_ctx_t *pc, const batch_rec_t *rec)
     q->npaged--;
     q->paged_bytes -= blen;
     qentry_t *e = queue_entry_from_record(q, rec, &h);
+    if (q->data->spill) e->offset = -1; /* in memory only from now on, as it was published */
     e->redelivered = rec->offset <= q->page_dmark;
     e->ready_at_ms = 0; /* (one from a delayed exchange was due when it went to disk) */
     queue_place(q, e, 0);

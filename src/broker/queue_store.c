@@ -106,7 +106,7 @@ int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, int del
     }
     q->pend[q->npend++] = (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent, (uint8_t)(delayed != 0)};
     queue_mark_dirty(q);
-    if (!m->persistent) return QP_DONE; /* on disk only to keep its place */
+    if (!m->persistent || q->data->spill) return QP_DONE; /* on disk only to keep its place */
     *epoch = q->epoch;
     *target = *offset + 1;
     return QP_WAIT;
@@ -398,10 +398,11 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     queue_place(q, e, dc->now);
 }
 
-static int open_log(queue_t *q, const char *suffix, int64_t segment_bytes, partition_t **out)
+/* Opens the log in dir (owned by it from here). */
+static int open_log(queue_t *q, char *dir, int64_t segment_bytes, partition_t **out)
 {
     int err = 0;
-    *out = partition_open(q->b, NULL, 0, xasprintf("%s-%s", q->dir, suffix), &err);
+    *out = partition_open(q->b, NULL, 0, dir, &err);
     if (!*out) return err;
     plog_config_t pc;
     plog_config_default(&pc);
@@ -442,8 +443,8 @@ static void keep_live_intents(const queue_t *q, const qstate_t *st)
 int queue_open(queue_t *q)
 {
     int rc;
-    if ((rc = open_log(q, "state", QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
-    if ((rc = open_log(q, "log", QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
+    if ((rc = open_log(q, xasprintf("%s-state", q->dir), QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
+    if ((rc = open_log(q, xasprintf("%s-log", q->dir), QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
     qstate_t st = {.snap_end = -1, .dmark = -1};
     rc = partition_scan(q->state, state_record, &st);
     if (rc == 0) {
@@ -534,6 +535,43 @@ void queue_scratch_free(void)
     queue_delay_scratch_free();
     queue_entry_pool_free();
     slab_release();
+}
+
+/* ---- the spill log of a queue that is not stored ---- */
+
+int queue_is_spilling(const queue_t *q) { return q->data && q->data->spill && !q->deleted; }
+
+int queue_spill_open(queue_t *q)
+{
+    if (q->data) return q->data->spill;
+    if (!q->spill_dir || q->spill_failed || q->deleted || q->fwd.p) return 0;
+    int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, &q->data);
+    if (rc < 0) {
+        /* (partition_open logged why) */
+        LOG_W("queue %s: its backlog stays in memory: no spill log", q->name);
+        q->spill_failed = 1;
+        return 0;
+    }
+    q->data->spill = 1;
+    q->page_dmark = -1; /* nothing read back was handed out before */
+    LOG_D("queue %s: backlog past %d messages pages to %s", q->name, QUEUE_PAGE_HIGH, q->spill_dir);
+    return 1;
+}
+
+/* The spill log keeps what is still paged; once nothing is, it goes (it is
+ * opened again by the next deep backlog). */
+static void spill_maintain(queue_t *q)
+{
+    if (!q->npaged && !q->npend) {
+        char *dir = xstrdup(q->data->dir);
+        partition_close(q->b, q->data);
+        q->data = NULL;
+        int rc = store_remove_dir(dir);
+        if (rc < 0) LOG_W("queue %s: cannot remove %s: %s", q->name, dir, herald_strerror(rc));
+        free(dir);
+        return;
+    }
+    partition_drop_segments_before(q->data, q->paged.n ? q->paged.v[0].from : plog_end_offset(q->data->log));
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */
@@ -632,6 +670,10 @@ static void write_snapshot(queue_t *q)
 
 void queue_maintain(queue_t *q)
 {
+    if (queue_is_spilling(q)) {
+        spill_maintain(q);
+        return;
+    }
     if (!queue_is_stored(q) || q->npend || q->nacks || q->nrets || q->dmark_dirty) return;
     /* Once a snapshot is durable, the state segments wholly before it go.
      * Nothing here blocks: replay ignores what a snapshot supersedes, so
@@ -694,9 +736,10 @@ static void close_logs(queue_t *q, int remove)
         partition_t **pp = i ? &q->state : &q->data;
         if (!*pp) continue;
         char *dir = xstrdup((*pp)->dir);
+        int spill = (*pp)->spill;
         partition_close(q->b, *pp);
         *pp = NULL;
-        if (remove) {
+        if (remove || spill) {
             int rc = store_remove_dir(dir);
             if (rc < 0) LOG_W("queue %s: cannot remove %s: %s", q->name, dir, herald_strerror(rc));
         }

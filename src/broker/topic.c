@@ -245,7 +245,8 @@ void partition_close(broker_t *b, partition_t *p)
     partition_hw_advanced(p, HE_CLOSED); /* fails every waiter */
     flusher_forget(b->flusher, p->log);
     HASH_DELETE(hh_log, b->by_log, p);
-    plog_close(p->log);
+    if (p->spill) plog_discard(p->log);
+    else plog_close(p->log);
     producer_state_t *ps, *tmp;
     HASH_ITER(hh, p->producers, ps, tmp)
     {
@@ -490,6 +491,7 @@ int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, ap
     p->io.msgs_in += (uint64_t)h.record_count;
     p->io.bytes_in += len;
     if (idempotent) producer_record(p, ps, &h, base);
+    if (p->spill) return 0; /* nobody waits for it to be durable */
     flusher_mark_dirty(b->flusher, p->log);
     if (b->cfg.flush_mode != CONFIG_FLUSH_ALWAYS) partition_hw_advanced(p, 0);
     return 0;

@@ -295,6 +295,9 @@ static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned 
     if ((flags & QF_DURABLE) && !(flags & (QF_EXCLUSIVE | QF_STREAM))) /* a stream's log is its topic */
         dir = xasprintf("%s/%016llx", v->qdir, (unsigned long long)id);
     queue_t *q = queue_new(v->b, name, id, flags, args, dir);
+    /* One that is not stored pages a deep backlog into a spill log there
+     * (left by a crash, it is an orphan sweep_orphans removes). */
+    if (!dir && !(flags & QF_STREAM)) queue_set_spill_dir(q, xasprintf("%s/%016llx-spill", v->qdir, (unsigned long long)id));
     add_node(v, q);
     return q;
 }

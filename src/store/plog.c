@@ -98,10 +98,10 @@ fail:
     return rc;
 }
 
-void plog_close(plog_t *log)
+static void plog_close_(plog_t *log, int keep)
 {
     if (!log) return;
-    if (!log->failed && log->nsegs) {
+    if (keep && !log->failed && log->nsegs) {
         segment_seal_index(plog_active(log));
         int rc = plog_sync_all_(log);
         if (!rc) {
@@ -120,6 +120,9 @@ void plog_close(plog_t *log)
     free(log->dir);
     free(log);
 }
+
+void plog_close(plog_t *log) { plog_close_(log, 1); }
+void plog_discard(plog_t *log) { plog_close_(log, 0); }
 
 /* Seals the active segment and starts a new one at the end offset. */
 static int plog_roll(plog_t *log)

@@ -70,6 +70,10 @@ int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out);
  * marker (not if the log failed), closes and frees. Blocking. No sync round
  * may be in flight (flusher_forget() first). NULL ok. */
 void plog_close(plog_t *log);
+/* Closes and frees without syncing or marking a clean shutdown: for a log
+ * that is removed right after (a scratch log, whose data has no value once
+ * its owner is gone). NULL ok. */
+void plog_discard(plog_t *log);
 
 /* Values out of range are clamped (segment_bytes to [4096, 2^31-1],
  * index_interval_bytes to >= 0). */

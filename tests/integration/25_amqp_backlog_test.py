@@ -1,8 +1,11 @@
 """Deep backlogs live on disk: past 65,536 ready messages a durable queue keeps
-new ones only in its log and reads them back as consumers drain it. These check
-that order, counts, transient messages, TTL, purge and length limits stay exact
-across that boundary, restarts and SIGKILL. Herald only (they restart it; the
-paging threshold is Herald's)."""
+new ones only in its log and reads them back as consumers drain it; a
+non-durable queue does the same in a spill log that nothing outlives. These
+check that order, counts, transient messages, TTL, purge and length limits stay
+exact across that boundary, restarts and SIGKILL. Herald only (they restart it;
+the paging threshold is Herald's)."""
+import glob
+import os
 import time
 
 import pika
@@ -78,6 +81,39 @@ def test_deep_backlog_keeps_order_across_restart(env, amqp_broker, how):
     assert ready_count(conn, q) == len(expect)
     assert consume_all(conn, q, len(expect)) == expect
     assert ready_count(conn, q) == 0
+
+
+def spill_dirs(broker):
+    return glob.glob(os.path.join(broker.data_dir, "queues", "*-spill"))
+
+
+def test_non_durable_queue_spills_its_backlog_to_disk(env, amqp_broker):
+    conn = env.connect()
+    q = env.q("spill")
+    conn.channel().queue_declare(q)  # pika's default: not durable
+    assert spill_dirs(amqp_broker) == []
+    fill(conn, q, N, transient_every=10)
+    assert ready_count(conn, q) == N
+    assert len(spill_dirs(amqp_broker)) == 1  # past 65,536 in memory, the rest on disk
+    # every message comes back once and in order, transient or not
+    assert consume_all(conn, q, N) == list(range(N))
+    assert ready_count(conn, q) == 0
+    # drained: the spill log goes within a maintenance tick
+    deadline = time.monotonic() + 10
+    while spill_dirs(amqp_broker) and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert spill_dirs(amqp_broker) == []
+    # a backlog left by a crash: the queue is gone after the restart, and its spill log too
+    fill(conn, q, N)
+    assert len(spill_dirs(amqp_broker)) == 1
+    amqp_broker.kill()
+    amqp_broker.start()
+    conn = reconnect(amqp_broker)
+    env.conns.append(conn)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        conn.channel().queue_declare(q, passive=True)
+    assert e.value.reply_code == 404
+    assert spill_dirs(amqp_broker) == []
 
 
 def test_deep_backlog_drains_in_order_while_publishing(env):

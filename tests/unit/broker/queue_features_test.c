@@ -17,6 +17,7 @@
 #include "amqp/props.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "broker/queue_admin.h"
 #include "broker/queue_int.h"
 #include "vhost_fixture.h"
@@ -294,6 +295,82 @@ static void test_deep_backlog_pages(void **state)
             q = fx_findq(fx, "deep");
             assert_int_equal(queue_ready_count(q), n - i - 1);
         }
+    }
+    assert_null(queue_get(q));
+    close_broker(fx);
+}
+
+/* ---- a queue that is not stored spills its deep backlog to disk ---- */
+
+static void test_transient_queue_spills(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = fx_queue(fx, "nd", 0, none, NULL); /* non-durable */
+    int n = QUEUE_PAGE_HIGH + 5000;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(publish(q, msg(i, -1, NULL)), QP_DONE); /* nothing waits for a sync */
+            if (i % 4096 == 0) queue_flush_all(fx->b);
+        }
+        queue_flush_all(fx->b);
+        assert_int_equal(queue_ready_count(q), n);
+        assert_true(q->npaged >= 5000); /* the rest is in the spill log */
+        assert_true(q->nready <= QUEUE_PAGE_HIGH);
+        assert_true(path_exists(q->spill_dir));
+        for (int i = 0; i < n; i++) {
+            qentry_t *e = queue_get(q);
+            assert_non_null(e);
+            assert_int_equal(idx(e), i);
+            assert_int_equal(e->offset, -1); /* read back: in memory only */
+            assert_false(e->redelivered);
+            assert_true(e->m->persistent);
+            queue_ack(e);
+        }
+        assert_null(queue_get(q));
+        queue_maintain(q); /* drained: the spill log goes, and comes back with the next backlog */
+        assert_null(q->data);
+        assert_false(path_exists(q->spill_dir));
+    }
+    /* A backlog left at a stop goes with the queue. */
+    for (int i = 0; i < n; i++) publish(q, msg(i, -1, NULL));
+    queue_flush_all(fx->b);
+    char *dir = xstrdup(q->spill_dir);
+    assert_true(path_exists(dir));
+    /* ... and one left by a crash at the next start. */
+    char *orphan = xasprintf("%s/queues/00000000000000ab-spill", fx->dir);
+    assert_int_equal(mkdir_p(orphan), 0);
+    restart(fx);
+    assert_null(fx_findq(fx, "nd"));
+    assert_false(path_exists(dir));
+    assert_false(path_exists(orphan));
+    free(orphan);
+    free(dir);
+    close_broker(fx);
+}
+
+/* A spill write that fails keeps the messages in memory, in order. */
+static void test_transient_spill_write_fails(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = fx_queue(fx, "nd", 0, none, NULL);
+    int n = QUEUE_PAGE_HIGH + 3000;
+    for (int i = 0; i < QUEUE_PAGE_HIGH; i++) publish(q, msg(i, -1, NULL));
+    queue_flush_all(fx->b);
+    for (int i = QUEUE_PAGE_HIGH; i < n; i++) publish(q, msg(i, -1, NULL));
+    assert_int_equal(q->npaged, 3000);
+    st_fail(ENOSPC, 0, 1);
+    io_ops.pwrite = st_fail_pwrite;
+    queue_flush_all(fx->b);
+    io_ops_reset();
+    assert_int_equal(q->npaged, 0);
+    assert_int_equal(queue_ready_count(q), n);
+    for (int i = 0; i < n; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(idx(e), i);
+        queue_ack(e);
     }
     assert_null(queue_get(q));
     close_broker(fx);
@@ -1157,6 +1234,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_records_of_a_turn_are_one_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priorities_and_redelivered_after_clean_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_queue_spills, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_spill_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_drains_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),

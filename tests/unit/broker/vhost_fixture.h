@@ -95,7 +95,7 @@ static inline int sync_all_rc(broker_t *b, uv_loop_t *loop)
     for (long spins = 0; spins < 2000000; spins++) {
         int pending = 0;
         for (partition_t *p = b->by_log; p; p = p->hh_log.next)
-            if (!p->failed && plog_durable_offset(p->log) < plog_end_offset(p->log)) pending = 1;
+            if (!p->failed && !p->spill && plog_durable_offset(p->log) < plog_end_offset(p->log)) pending = 1;
         if (!pending) return 0;
         uv_run(loop, UV_RUN_ONCE);
     }
