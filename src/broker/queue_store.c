@@ -544,7 +544,9 @@ int queue_is_spilling(const queue_t *q) { return q->data && q->data->spill && !q
 int queue_spill_open(queue_t *q)
 {
     if (q->data) return q->data->spill;
-    if (!q->spill_dir || q->spill_failed || q->deleted || q->fwd.p) return 0;
+    /* (A de-duplication queue keeps the values of records on disk by
+     * offset, and a new spill log starts its offsets over.) */
+    if (!q->spill_dir || q->spill_failed || q->deleted || q->fwd.p || q->dedup) return 0;
     int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, &q->data);
     if (rc < 0) {
         /* (partition_open logged why) */
