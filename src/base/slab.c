@@ -64,9 +64,17 @@ static void push_chunk(chunk_t **list, chunk_t *c)
     c->listed = 1;
 }
 
+static unsigned g_fail_maps; /* slab_fail_maps */
+
+void slab_fail_maps(unsigned n) { g_fail_maps = n; }
+
 /* A fresh chunk, SLAB_CHUNK-aligned (mapped twice the size, the ends cut). */
 static chunk_t *chunk_map(void)
 {
+    if (g_fail_maps) {
+        g_fail_maps--;
+        return NULL;
+    }
     uint8_t *p = mmap(NULL, 2 * SLAB_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     uintptr_t a = ((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1);

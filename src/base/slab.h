@@ -44,5 +44,7 @@ typedef struct {
     size_t live;   /* objects handed out */
 } slab_stats_t;
 void slab_stats(slab_stats_t *st);
+/* Test hook: the next n chunks cannot be mapped (as when mmap fails). */
+void slab_fail_maps(unsigned n);
 
 #endif

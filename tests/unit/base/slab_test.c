@@ -1,7 +1,8 @@
 /* Unit tests for base/slab: class sizes at their edges, objects that never
  * overlap and keep their bytes across other objects' reuse, a freed object
  * handed out next, chunks that fill and get room again, empty chunks kept
- * as spares up to SLAB_SPARES and given back by slab_release. */
+ * as spares up to SLAB_SPARES and given back by slab_release, malloc when a
+ * chunk cannot be mapped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -123,6 +124,31 @@ static void test_spare_serves_another_class(void **state)
     release_all();
 }
 
+/* A chunk that cannot be mapped: the object comes from malloc (class 0,
+ * freed with free), and the next allocation maps a chunk again. */
+static void test_unmappable_chunk_falls_back_to_malloc(void **state)
+{
+    (void)state;
+    uint8_t cls = 9;
+    slab_fail_maps(1);
+    uint8_t *p = slab_alloc(100, &cls);
+    assert_non_null(p);
+    assert_int_equal(cls, 0);
+    memset(p, 0x5a, 100);
+    slab_stats_t st;
+    slab_stats(&st);
+    assert_int_equal(st.chunks, 0);
+    assert_int_equal(st.live, 0);
+    void *q = slab_alloc(100, &cls);
+    assert_int_equal(cls, 4);
+    slab_stats(&st);
+    assert_int_equal(st.chunks, 1);
+    assert_int_equal(st.live, 1);
+    free(p);
+    slab_free(q);
+    release_all();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -130,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_freed_object_is_handed_out_next),
         cmocka_unit_test(test_many_objects_over_chunks),
         cmocka_unit_test(test_spare_serves_another_class),
+        cmocka_unit_test(test_unmappable_chunk_falls_back_to_malloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
