@@ -851,13 +851,15 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
         return QP_REJECTED;
     }
     q->counters.published++;
-    if (m->ready_at_ms && m->persistent && queue_is_stored(q) &&
-        q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes) {
+    if (m->ready_at_ms && q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes &&
+        (queue_is_stored(q) || queue_spill_open(q))) {
         /* Past the memory budget of delayed messages (a delay queue's, or
          * a queue's from a delayed exchange), one waits on disk: 32 bytes
          * of it stay in memory (pushed once its record is written, with
          * where it is), the record is read back when due, or sooner once
-         * the budget has room (queue_run_due). */
+         * the budget has room (queue_run_due). A transient one too (its
+         * record is flagged: a restart drops it), and in a queue that is
+         * not stored, in its spill log. */
         int64_t offset;
         int wait = queue_store_publish_paged(q, m, q->fwd.p ? 0 : expiry_of(q, m), 1, epoch, target, &offset);
         if (wait >= 0) {
@@ -891,9 +893,13 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
 void queue_keep_in_memory(queue_t *q, qmsg_t *m)
 {
     qentry_t *e = entry_new(q, qmsg_ref(m), queue_prio_of(q, m));
-    e->ready_at_ms = 0; /* (a delayed one was due when it was to go to disk) */
     if (q->dedup) queue_dedup_add(q, qmsg_props(m), -1, m->ts_ms);
-    ready_add(q, e, NULL);
+    if (e->ready_at_ms) { /* one that was to wait on disk for its x-delay waits here */
+        queue_place(q, e, 0);
+        wake_at(q, e->ready_at_ms);
+    } else {
+        ready_add(q, e, NULL);
+    }
 }
 
 /* A message read back from disk before it is due (a delay queue's, or a

@@ -5,7 +5,9 @@
  * is read back when it is due, or sooner, soonest due first, once the
  * budget has room again (queue_run_due asks for that). A queue with retry
  * backoff keeps its returned messages waiting for their next attempt the
- * same way past the same budget, with their delivery counts.
+ * same way past the same budget, with their delivery counts. A queue that
+ * is not stored keeps its delayed messages past the budget in its spill log
+ * the same way.
  *
  * Reading back is the cost of this path, so the messages due in one run
  * are read together: sorted by offset, each record is read alone by its
@@ -106,7 +108,9 @@ static qentry_t *entry_of(queue_t *q, const batch_rec_t *rec)
 {
     qrec_hdrs_t h;
     queue_rec_headers(rec, &h);
-    return queue_entry_from_record(q, rec, &h);
+    qentry_t *e = queue_entry_from_record(q, rec, &h);
+    if (q->data->spill) e->offset = -1; /* in memory only from now on */
+    return e;
 }
 
 static int cmp_due_offset(const void *a, const void *b)

@@ -124,7 +124,10 @@ static void fail_pending(queue_t *q, size_t a, int rc)
     size_t kept = 0;
     for (size_t i = a; i < n; i++)
         if (q->pend[i].e) q->pend[i].e->offset = -1;
-        else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len)) {
+        else if (q->pend[i].delayed) {
+            queue_keep_in_memory(q, q->pend[i].m);
+            kept++;
+        } else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len)) {
             queue_dedup_forget_offset(q, expect + (int64_t)(i - a));
             queue_keep_in_memory(q, q->pend[i].m);
             kept++;

@@ -318,7 +318,8 @@ int queue_is_spilling(const queue_t *q);
 /* Opens q's spill log if it can have one. Returns 1 if q has it now. */
 int queue_spill_open(queue_t *q);
 /* A message that was to wait on disk but whose record could not be
- * written stays in memory, at the tail of the ready list of its level. */
+ * written stays in memory: at the tail of the ready list of its level, or,
+ * one waiting for its x-delay, in the delay wheel. */
 void queue_keep_in_memory(queue_t *q, qmsg_t *m);
 int queue_page_out(const queue_t *q, uint8_t prio); /* 1: a new publish of that level stays on disk */
 void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len);

@@ -560,11 +560,11 @@ int queue_spill_open(queue_t *q)
     return 1;
 }
 
-/* The spill log keeps what is still paged; once nothing is, it goes (it is
- * opened again by the next deep backlog). */
+/* The spill log keeps what is still paged or waits there for its x-delay;
+ * once nothing does, it goes (it is opened again by the next deep backlog). */
 static void spill_maintain(queue_t *q)
 {
-    if (!q->npaged && !q->npend) {
+    if (!q->npaged && !q->npend && !q->dpaged.n) {
         char *dir = xstrdup(q->data->dir);
         partition_close(q->b, q->data);
         q->data = NULL;
@@ -573,7 +573,8 @@ static void spill_maintain(queue_t *q)
         free(dir);
         return;
     }
-    partition_drop_segments_before(q->data, q->paged.n ? q->paged.v[0].from : plog_end_offset(q->data->log));
+    int64_t floor = q->paged.n ? q->paged.v[0].from : plog_end_offset(q->data->log), df = queue_delay_floor(q);
+    partition_drop_segments_before(q->data, df < floor ? df : floor);
 }
 
 /* ---- maintenance: snapshots of the state log, data log truncation ---- */

@@ -8,6 +8,8 @@ a full reject-publish queue; after the restart every count is exact.
 
 RabbitMQ 3.10.8 has no retry backoff and ships neither the delayed-message nor
 the de-duplication plugin, so these run against Herald only."""
+import glob
+import os
 import time
 
 import pika
@@ -375,29 +377,43 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     assert got == list(range(200))
 
 
-def delayed_on_small_budget(broker_factory, budget, name):
-    """A broker with delay.memory.bytes = budget, and a durable queue bound with key "k" to a
-    delayed exchange. Returns (broker, env, connection, confirming channel, exchange, queue)."""
+def delayed_on_small_budget(broker_factory, budget, name, durable=True):
+    """A broker with delay.memory.bytes = budget, and a queue (durable or not) bound with key "k"
+    to a delayed exchange. Returns (broker, env, connection, confirming channel, exchange,
+    queue)."""
     b, env = herald_env(broker_factory, "--delay-memory-bytes", budget)
     conn = env.connect()
     ch = conn.channel()
     x, q = env.x(name), env.q(name)
-    delayed_exchange(ch, x, **{q: "k"})
+    if durable:
+        delayed_exchange(ch, x, **{q: "k"})
+    else:
+        ch.exchange_declare(x, "x-delayed-message", arguments={"x-delayed-type": "direct"})
+        ch.queue_declare(q)
+        ch.queue_bind(q, x, "k")
     ch.confirm_delivery()
     return b, env, conn, ch, x, q
 
 
-def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_factory):
+@pytest.mark.parametrize("kind", ["durable", "transient"])
+def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_factory, kind):
     """Past delay.memory.bytes the delayed messages a queue holds wait on disk (32 bytes each in
-    memory) and are read back when due: every one arrives once, none early, without a restart."""
-    b, env, conn, ch, x, q = delayed_on_small_budget(broker_factory, "32KiB", "delayed-disk")
+    memory) and are read back when due: every one arrives once, none early, without a restart.
+    Persistent ones in a durable queue wait in its log; transient ones in a non-durable queue in
+    its spill log, which goes once they are all back."""
+    durable = kind == "durable"
+    b, env, conn, ch, x, q = delayed_on_small_budget(broker_factory, "32KiB", "delayed-disk", durable)
+    spill = os.path.join(b.data_dir, "queues", "*-spill")
     try:
         n = 2000
         sent = {}
         for i in range(n):
             delay = 1500 + (i * 7919) % 1000
             sent[i] = time.time() + delay / 1000.0
-            ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": delay}))
+            props = persistent(headers={"x-delay": delay}) if durable else \
+                pika.BasicProperties(headers={"x-delay": delay})
+            ch.basic_publish(x, "k", b"%d" % i, props)
+        assert len(glob.glob(spill)) == (0 if durable else 1)
         got = {}
         cch = conn.channel()
         deadline = time.monotonic() + 20
@@ -413,6 +429,10 @@ def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_fac
         early = [i for i in got if got[i] < sent[i] - 0.05]
         assert not early, early[:5]  # none before its time (clock rounding aside)
         assert ch.basic_get(q)[0] is None
+        deadline = time.monotonic() + 10  # the spill log goes within a maintenance tick
+        while glob.glob(spill) and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert glob.glob(spill) == []
     finally:
         env.cleanup()
 

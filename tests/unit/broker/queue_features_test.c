@@ -1083,6 +1083,82 @@ static void test_delayed_read_ahead(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* A queue that is not stored keeps its delayed messages past the budget in
+ * its spill log, transient ones too, and they come back once each, in due
+ * order; then the spill log goes. */
+static void test_delayed_spill(void **state)
+{
+    fx_t *fx = *state;
+    open_broker_delay_budget(fx);
+    queue_t *q = fx_queue(fx, "nd", 0, none, NULL);
+    exchange_t *dx; /* a message still routed to q by its exchange when due */
+    assert_int_equal(vhost_exchange_declare(fx->v, amqp_cstr("dx"), EX_FANOUT, EXF_DELAYED, none, &dx), 0);
+    assert_int_equal(vhost_bind(fx->v, dx, (xdest_t){XDEST_QUEUE, q}, none, none), 0);
+    int n = DELAY_MEM + 5000;
+    int64_t now = clock_wall_ms();
+    for (int i = 0; i < n; i++) { /* due in reverse order of publication */
+        qmsg_t *m0 = msg(i, -1, NULL);
+        qmsg_t *m = qmsg_new(amqp_cstr("dx"), qmsg_key(m0), qmsg_props(m0), 0);
+        qmsg_unref(m0);
+        m->persistent = i % 2;
+        m->ready_at_ms = now + 1000 + (n - i);
+        assert_int_equal(publish(q, m), QP_DONE);
+    }
+    queue_flush_all(fx->b);
+    assert_true(q->delayed.n > DELAY_MEM / 2); /* up to the budget in memory */
+    assert_true(q->dpaged.n >= 5000);         /* the rest in the spill log */
+    assert_int_equal(q->delayed.n + q->dpaged.n, n);
+    assert_true(path_exists(q->spill_dir));
+    queue_maintain(q); /* still waited for: the spill log stays */
+    assert_true(path_exists(q->spill_dir));
+    (void)queue_run_due(q, now + 500); /* nothing due */
+    assert_int_equal(queue_ready_count(q), 0);
+    for (int64_t t = now + 1000; t <= now + 1000 + n; t++) { /* one falls due each ms */
+        (void)queue_run_due(q, t);
+        if (t % 256 == 0) queue_flush_all(fx->b);
+    }
+    assert_int_equal(queue_ready_count(q), n);
+    for (int i = n - 1; i >= 0; i--) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(idx(e), i);
+        assert_int_equal(e->offset, -1);
+        assert_int_equal(e->m->persistent, i % 2);
+        queue_ack(e);
+    }
+    queue_maintain(q);
+    assert_null(q->data);
+    assert_false(path_exists(q->spill_dir));
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
+/* A durable queue keeps transient delayed messages past the budget on disk
+ * too, flagged: a restart drops them and keeps the persistent ones. */
+static void test_transient_delayed_on_disk(void **state)
+{
+    fx_t *fx = *state;
+    open_broker_delay_budget(fx);
+    queue_t *q = mkq(fx, "d", none);
+    int n = DELAY_MEM + 4000, persistent = 0;
+    int64_t now = clock_wall_ms();
+    for (int i = 0; i < n; i++) {
+        qmsg_t *m = msg(i, -1, NULL);
+        m->persistent = i % 4 == 0;
+        persistent += m->persistent;
+        m->ready_at_ms = now + 60000;
+        assert_int_equal(publish(q, m), m->persistent ? QP_WAIT : QP_DONE);
+    }
+    queue_flush_all(fx->b);
+    assert_true(q->dpaged.n >= 4000); /* transient ones among them */
+    sync_all(fx);
+    restart(fx);
+    q = fx_findq(fx, "d");
+    assert_int_equal(queue_delayed_count(q), persistent);
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
 /* ---- messages waiting for a retry wait on disk past the budget ---- */
 
 enum { RETRY_N = 60 };
@@ -1236,6 +1312,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_queue_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_spill_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delayed_spill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_drains_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_removes_original, setup, teardown),
