@@ -959,8 +959,18 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     while ((n = qwheel_pop_due(&q->delayed, now_ms, due, DUE_BATCH))) {
         for (size_t i = 0; i < n && i < DUE_AHEAD; i++) __builtin_prefetch(due[i]);
         for (size_t i = 0; i < n; i++) {
+            /* In three steps: the entry, its message's first line, then
+             * the rest of the message (names, properties, body: all of it
+             * goes into the delivery), each read once the step before has
+             * had time to arrive. */
             if (i + DUE_AHEAD < n) __builtin_prefetch(due[i + DUE_AHEAD]);
             if (i + DUE_AHEAD / 2 < n) __builtin_prefetch(due[i + DUE_AHEAD / 2]->m);
+            if (i + DUE_AHEAD / 4 < n) {
+                const qmsg_t *pm = due[i + DUE_AHEAD / 4]->m;
+                size_t len = sizeof *pm + pm->exchange_len + pm->key_len + pm->props_len + pm->body_len;
+                if (len > 512) len = 512;
+                for (size_t off = 64; off < len; off += 64) __builtin_prefetch((const char *)pm + off);
+            }
             e = due[i];
             q->delayed.bytes -= queue_entry_mem(e);
             e->ready_at_ms = 0;

@@ -82,6 +82,8 @@ uint64_t queue_msg_bytes(void);
 /* Test hook: messages and entries come from base/slab once the live
  * messages hold this many bytes (default 1 MiB; 0: always). */
 void queue_slab_from(uint64_t bytes);
+/* Frees the pool of blocks that emptied delay-wheel slots gave back. */
+void qwheel_pool_release(void);
 static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
 static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }
 static inline amqp_bytes_t qmsg_props(const qmsg_t *m)

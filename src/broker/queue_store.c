@@ -534,6 +534,7 @@ void queue_scratch_free(void)
     g_intents = (found_t){0};
     queue_delay_scratch_free();
     queue_entry_pool_free();
+    qwheel_pool_release();
     slab_release();
 }
 

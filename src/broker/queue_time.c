@@ -114,24 +114,77 @@ static int64_t far_time(const qwheel_t *w) { return w->far.v[0].key >> FAR_SHIFT
 
 static qwslot_t *slot_of(qwheel_t *w, int64_t t) { return &w->slot[(uint64_t)t % QWHEEL_SLOTS]; }
 
+/* The pool of free slot blocks (one loop: no locking), at most
+ * QWBLOCK_POOL of them: a burst's blocks serve the next one. */
+#define QWBLOCK_POOL 8192 /* 4 MiB */
+static qwblock_t *g_blocks;
+static uint32_t g_nblocks;
+
+static qwblock_t *block_new(void)
+{
+    qwblock_t *b = g_blocks;
+    if (b) {
+        g_blocks = b->next;
+        g_nblocks--;
+    } else {
+        b = xmalloc(sizeof *b);
+    }
+    b->next = NULL;
+    return b;
+}
+
+static void block_free(qwblock_t *b)
+{
+    if (g_nblocks >= QWBLOCK_POOL) {
+        free(b);
+        return;
+    }
+    b->next = g_blocks;
+    g_blocks = b;
+    g_nblocks++;
+}
+
+void qwheel_pool_release(void)
+{
+    while (g_blocks) {
+        qwblock_t *b = g_blocks;
+        g_blocks = b->next;
+        free(b);
+    }
+    g_nblocks = 0;
+}
+
 static void slot_add(qwheel_t *w, int64_t t, qentry_t *e)
 {
     qwslot_t *s = slot_of(w, t);
-    if (s->n == s->cap) {
-        if (s->head) { /* taken from the front: slide down first */
-            memmove(s->v, s->v + s->head, (s->n - s->head) * sizeof *s->v);
-            s->n -= s->head;
-            s->head = 0;
-        }
-        if (s->n == s->cap) {
-            s->cap = s->cap ? s->cap * 2 : 16;
-            s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-        }
+    if (!s->tail) {
+        s->head = s->tail = block_new();
+        s->hpos = s->tpos = 0;
+    } else if (s->tpos == QWBLOCK_N) {
+        s->tail = s->tail->next = block_new();
+        s->tpos = 0;
     }
-    s->v[s->n++] = e;
+    s->tail->v[s->tpos++] = e;
     w->nw++;
     if (t < w->lo) w->lo = t;
 }
+
+/* Drops the head block of s (its entries were taken). */
+static void slot_pop_block(qwslot_t *s)
+{
+    qwblock_t *b = s->head;
+    if (b == s->tail) {
+        s->head = s->tail = NULL;
+        s->hpos = s->tpos = 0;
+    } else {
+        s->head = b->next;
+        s->hpos = 0;
+    }
+    block_free(b);
+}
+
+/* Entries waiting in s, up to the end of its head block. */
+static uint32_t head_run(const qwslot_t *s) { return (s->head == s->tail ? s->tpos : QWBLOCK_N) - s->hpos; }
 
 /* The far entries that the window [base, base + QWHEEL_SLOTS) now covers
  * move into their slots. */
@@ -148,7 +201,8 @@ static void pull_far(qwheel_t *w)
 static void wheel_release(qwheel_t *w)
 {
     if (!w->slot) return;
-    for (uint32_t i = 0; i < QWHEEL_SLOTS; i++) free(w->slot[i].v);
+    for (uint32_t i = 0; i < QWHEEL_SLOTS; i++)
+        while (w->slot[i].head) slot_pop_block(&w->slot[i]);
     free(w->slot);
     w->slot = NULL;
     w->nw = 0;
@@ -173,7 +227,7 @@ void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now)
 int64_t qwheel_next(qwheel_t *w)
 {
     if (w->nw) {
-        while (!slot_of(w, w->lo)->n) w->lo++; /* (some slot in the window holds one) */
+        while (!slot_of(w, w->lo)->head) w->lo++; /* (some slot in the window holds one) */
         return w->lo;
     }
     return w->far.n ? far_time(w) : 0;
@@ -192,15 +246,18 @@ size_t qwheel_pop_due(qwheel_t *w, int64_t now, qentry_t **out, size_t max)
         int64_t t = qwheel_next(w);
         if (t > now) break;
         qwslot_t *s = slot_of(w, t);
-        size_t take = s->n - s->head;
+        size_t take = head_run(s);
         if (take > max - k) take = max - k;
-        memcpy(out + k, s->v + s->head, take * sizeof *out);
+        memcpy(out + k, s->head->v + s->hpos, take * sizeof *out);
         k += take;
-        s->head += (uint32_t)take;
+        s->hpos += (uint32_t)take;
         w->nw -= (uint32_t)take;
         w->n -= (uint32_t)take;
-        if (s->head < s->n) break; /* out is full */
-        s->head = s->n = 0;
+        if (!head_run(s)) slot_pop_block(s);
+        if (s->head) { /* out is full, or the next block follows */
+            if (k == max) break;
+            continue;
+        }
         w->base = w->lo = t; /* the window moves on (one pushed already due comes here) */
         pull_far(w);
     }
@@ -224,11 +281,35 @@ void qwheel_remove(qwheel_t *w, qentry_t *e)
     if (t >= w->base + QWHEEL_SLOTS) {
         qheap_remove(&w->far, e);
     } else {
+        /* Found, then every later one moves back by one: the slot keeps
+         * its order. */
         qwslot_t *s = slot_of(w, t < w->base ? w->base : t);
-        uint32_t i = s->head;
-        while (s->v[i] != e) i++;
-        memmove(s->v + i, s->v + i + 1, (s->n - i - 1) * sizeof *s->v); /* keeps the slot's order */
-        if (--s->n == s->head) s->head = s->n = 0;
+        qwblock_t *b = s->head;
+        uint32_t i = s->hpos;
+        while (b->v[i] != e)
+            if (++i == QWBLOCK_N) b = b->next, i = 0;
+        for (;;) {
+            qwblock_t *nb = b;
+            uint32_t ni = i + 1;
+            if (ni == QWBLOCK_N) nb = b->next, ni = 0;
+            if (!nb || (nb == s->tail && ni == s->tpos)) break;
+            b->v[i] = nb->v[ni];
+            b = nb;
+            i = ni;
+        }
+        /* b->v[i] is now the last one: the tail shrinks by one. */
+        if (s->head == s->tail && s->tpos - 1 == s->hpos) {
+            slot_pop_block(s);
+        } else if (s->tpos == 1) { /* the tail block empties: its predecessor ends the slot */
+            qwblock_t *p = s->head;
+            while (p->next != s->tail) p = p->next;
+            block_free(s->tail);
+            p->next = NULL;
+            s->tail = p;
+            s->tpos = QWBLOCK_N;
+        } else {
+            s->tpos--;
+        }
         w->nw--;
     }
     if (!w->n) wheel_release(w);
@@ -237,8 +318,12 @@ void qwheel_remove(qwheel_t *w, qentry_t *e)
 void qwheel_each(const qwheel_t *w, void (*fn)(void *ctx, const qentry_t *e), void *ctx)
 {
     if (!w->n) return;
-    for (uint32_t i = 0; w->slot && i < QWHEEL_SLOTS; i++)
-        for (uint32_t k = w->slot[i].head; k < w->slot[i].n; k++) fn(ctx, w->slot[i].v[k]);
+    for (uint32_t i = 0; w->slot && i < QWHEEL_SLOTS; i++) {
+        const qwslot_t *s = &w->slot[i];
+        for (const qwblock_t *b = s->head; b; b = b->next)
+            for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWBLOCK_N); k++)
+                fn(ctx, b->v[k]);
+    }
     for (uint32_t i = 0; i < w->far.n; i++) fn(ctx, w->far.v[i].e);
 }
 

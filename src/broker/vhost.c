@@ -575,14 +575,19 @@ static void on_tick(uv_timer_t *t)
     if (v->msg_peak - live >= VHOST_TRIM_BYTES && prev < live + VHOST_TRIM_BYTES / 4) {
         int64_t t0 = clock_mono_ns();
         slab_release();
+        qwheel_pool_release();
         malloc_trim(0);
         LOG_D("malloc_trim after live messages fell by %llu MiB: %.1f ms",
               (unsigned long long)((v->msg_peak - live) >> 20), (double)(clock_mono_ns() - t0) / 1e6);
         v->msg_peak = live;
     }
-    /* The slab's spare chunks (4 MiB) are not kept by a broker whose
-     * messages have come from malloc again for two ticks (queue.c). */
-    if (live < VHOST_SLAB_IDLE && prev < VHOST_SLAB_IDLE) slab_release();
+    /* The slab's spare chunks (4 MiB) and the delay wheels' free blocks
+     * are not kept by a broker whose messages have come from malloc again
+     * for two ticks (queue.c). */
+    if (live < VHOST_SLAB_IDLE && prev < VHOST_SLAB_IDLE) {
+        slab_release();
+        qwheel_pool_release();
+    }
 }
 
 static void on_due(uv_timer_t *t)

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "broker/queue.h"
 #include "broker/queue_int.h"
 
 #define N 20000
@@ -71,9 +72,10 @@ static uint32_t pop_checked(qwheel_t *w, int64_t now, uint8_t *out, int64_t *las
     return n;
 }
 
-static void test_wheel_matches_the_reference(void **state)
+/* spread: how far ahead (ms) the soon ones are due; a narrow one fills
+ * slots past one block (QWBLOCK_N entries). */
+static void wheel_vs_reference(int64_t spread, uint32_t max_burst, uint32_t removals)
 {
-    (void)state;
     static uint8_t out[N], removed[N];
     memset(out, 0, sizeof out);
     memset(removed, 0, sizeof removed);
@@ -83,16 +85,16 @@ static void test_wheel_matches_the_reference(void **state)
     uint32_t pushed = 0, popped = 0, nremoved = 0;
     while (pushed < N) {
         /* a burst of pushes: soon, in the past, or far (past the window) */
-        uint32_t burst = 1 + (uint32_t)(rnd() % 300);
+        uint32_t burst = 1 + (uint32_t)(rnd() % max_burst);
         for (uint32_t b = 0; b < burst && pushed < N; b++) {
             uint64_t r = rnd() % 100;
-            int64_t at = r < 70 ? now + (int64_t)(rnd() % 2000) : r < 80 ? now - (int64_t)(rnd() % 50)
+            int64_t at = r < 70 ? now + (int64_t)(rnd() % (uint64_t)spread) : r < 80 ? now - (int64_t)(rnd() % 50)
                          : now + QWHEEL_SLOTS + (int64_t)(rnd() % 20000);
             g_late[pushed] = at <= now;
             qwheel_push(&w, entry(pushed++, at), now);
         }
         /* a few removals from anywhere that is still waiting */
-        for (uint32_t r = 0; r < 3; r++) {
+        for (uint32_t r = 0; r < removals; r++) {
             uint32_t i = (uint32_t)(rnd() % pushed);
             if (out[i] || removed[i]) continue;
             qwheel_remove(&w, &g_e[i]);
@@ -124,6 +126,21 @@ static void test_wheel_matches_the_reference(void **state)
     assert_int_equal(popped + nremoved, N);
     for (uint32_t i = 0; i < N; i++) assert_int_equal(out[i] + removed[i], 1);
     qwheel_free(&w);
+}
+
+static void test_wheel_matches_the_reference(void **state)
+{
+    (void)state;
+    wheel_vs_reference(2000, 300, 3);
+}
+
+/* Hundreds due in the same milliseconds: slots of several blocks, popped
+ * across block ends and removed from anywhere in them. */
+static void test_crowded_wheel_matches_the_reference(void **state)
+{
+    (void)state;
+    wheel_vs_reference(4, 1000, 40);
+    qwheel_pool_release();
 }
 
 static void test_take_any_empties_the_wheel(void **state)
@@ -170,6 +187,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wheel_matches_the_reference),
+        cmocka_unit_test(test_crowded_wheel_matches_the_reference),
         cmocka_unit_test(test_take_any_empties_the_wheel),
         cmocka_unit_test(test_expiry_heap_removes_from_the_middle),
     };
