@@ -761,6 +761,13 @@ static int give_back(queue_t *q, qentry_t *e, int64_t now)
         queue_entry_free(e);
         return 0;
     }
+    /* A queue that is not stored writes it to its spill log (once
+     * written, it waits there as above). */
+    if (!q->fwd.p && q->delayed.bytes >= (uint64_t)broker_config(q->b)->delay_memory_bytes &&
+        queue_spill_wait(q, e)) {
+        queue_entry_free(e);
+        return 0;
+    }
     e->state = QE_DELAYED;
     qwheel_push(&q->delayed, e, now);
     return 0;
@@ -890,11 +897,17 @@ int queue_publish(queue_t *q, qmsg_t *m, uint32_t *epoch, int64_t *target)
     return wait;
 }
 
-void queue_keep_in_memory(queue_t *q, qmsg_t *m)
+void queue_keep_in_memory(queue_t *q, const qpend_t *p)
 {
+    qmsg_t *m = p->m;
     qentry_t *e = entry_new(q, qmsg_ref(m), queue_prio_of(q, m));
     if (q->dedup) queue_dedup_add(q, qmsg_props(m), -1, m->ts_ms);
-    if (e->ready_at_ms) { /* one that was to wait on disk for its x-delay waits here */
+    if (p->delayed && p->wait_at) { /* a retry wait, with its delivery count */
+        e->ready_at_ms = p->wait_at;
+        e->returns = p->returns;
+        e->redelivered = 1;
+    }
+    if (e->ready_at_ms) { /* one that was to wait on disk waits here */
         queue_place(q, e, 0);
         wake_at(q, e->ready_at_ms);
     } else {

@@ -41,10 +41,11 @@ static void push_delayed(queue_t *q, size_t a, size_t b, int64_t base, int64_t p
     for (size_t i = a; i < b; i++) {
         if (!q->pend[i].delayed) continue;
         const uint32_t *rp = g_scratch.rpos + (i - a);
-        int64_t at = q->pend[i].m->ready_at_ms, at_pos = pos + rp[0];
+        int64_t at = q->pend[i].wait_at ? q->pend[i].wait_at : q->pend[i].m->ready_at_ms, at_pos = pos + rp[0];
         uint32_t len = rp[1] - rp[0];
         int known = pos >= 0 && at_pos + len < (int64_t)QDELAY_NOPOS;
-        queue_delay_push(q, at, base + (int64_t)(i - a), known ? (uint32_t)at_pos : QDELAY_NOPOS, len, 0);
+        queue_delay_push(q, at, base + (int64_t)(i - a), known ? (uint32_t)at_pos : QDELAY_NOPOS, len,
+                         q->pend[i].returns);
         queue_wake_at(q, at);
     }
 }
@@ -125,11 +126,11 @@ static void fail_pending(queue_t *q, size_t a, int rc)
     for (size_t i = a; i < n; i++)
         if (q->pend[i].e) q->pend[i].e->offset = -1;
         else if (q->pend[i].delayed) {
-            queue_keep_in_memory(q, q->pend[i].m);
+            queue_keep_in_memory(q, &q->pend[i]);
             kept++;
         } else if (queue_page_remove(q, expect + (int64_t)(i - a), q->pend[i].m->body_len)) {
             queue_dedup_forget_offset(q, expect + (int64_t)(i - a));
-            queue_keep_in_memory(q, q->pend[i].m);
+            queue_keep_in_memory(q, &q->pend[i]);
             kept++;
         }
     if (kept) {

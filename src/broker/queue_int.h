@@ -19,6 +19,8 @@ typedef struct {
     int64_t expires_ms; /* for a paged message (no entry): its expiry, 0 none */
     uint8_t transient;  /* a transient message written only because the queue pages ("T") */
     uint8_t delayed;    /* a delay queue's message that waits on disk (queue_delay_push once written) */
+    uint32_t returns;   /* delayed: the delivery count it waits with (a retry wait in a spill log) */
+    int64_t wait_at;    /* delayed: its due time when not the message's (a retry wait), else 0 */
 } qpend_t;
 
 /* Paging (queue_page.c): in-memory ready messages above which new ones
@@ -326,10 +328,14 @@ int queue_pageable(const queue_t *q);
 int queue_is_spilling(const queue_t *q);
 /* Opens q's spill log if it can have one. Returns 1 if q has it now. */
 int queue_spill_open(queue_t *q);
-/* A message that was to wait on disk but whose record could not be
- * written stays in memory: at the tail of the ready list of its level, or,
- * one waiting for its x-delay, in the delay wheel. */
-void queue_keep_in_memory(queue_t *q, qmsg_t *m);
+/* The message of p, which was to wait on disk but whose record could not
+ * be written, stays in memory: at the tail of the ready list of its level,
+ * or, one waiting for its x-delay or a retry, in the delay wheel. */
+void queue_keep_in_memory(queue_t *q, const qpend_t *p);
+/* A queue that is not stored: e, waiting for a retry (ready_at_ms, its
+ * returns), waits in the spill log instead of in memory. Returns 1 if so
+ * (the caller frees e), 0 if it has to wait in memory. */
+int queue_spill_wait(queue_t *q, const qentry_t *e);
 int queue_page_out(const queue_t *q, uint8_t prio); /* 1: a new publish of that level stays on disk */
 void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len);
 int queue_page_remove(queue_t *q, int64_t offset, uint64_t body_len); /* 1 if it was paged */

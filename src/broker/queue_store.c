@@ -87,7 +87,7 @@ int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *targe
         q->cappend = q->cappend ? q->cappend * 2 : 64;
         q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
     }
-    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0, 0};
+    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0, 0, 0, 0};
     e->pend_slot = (uint32_t)q->npend;
     queue_mark_dirty(q);
     *epoch = q->epoch;
@@ -104,7 +104,8 @@ int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, int del
         q->cappend = q->cappend ? q->cappend * 2 : 64;
         q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
     }
-    q->pend[q->npend++] = (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent, (uint8_t)(delayed != 0)};
+    q->pend[q->npend++] =
+        (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent, (uint8_t)(delayed != 0), 0, 0};
     queue_mark_dirty(q);
     if (!m->persistent || q->data->spill) return QP_DONE; /* on disk only to keep its place */
     *epoch = q->epoch;
@@ -558,6 +559,17 @@ int queue_spill_open(queue_t *q)
     q->data->spill = 1;
     q->page_dmark = -1; /* nothing read back was handed out before */
     LOG_D("queue %s: backlog past %d messages pages to %s", q->name, QUEUE_PAGE_HIGH, q->spill_dir);
+    return 1;
+}
+
+int queue_spill_wait(queue_t *q, const qentry_t *e)
+{
+    if (queue_is_stored(q) || !queue_spill_open(q)) return 0;
+    uint32_t epoch;
+    int64_t target, offset;
+    if (queue_store_publish_paged(q, e->m, e->expires_ms, 1, &epoch, &target, &offset) < 0) return 0;
+    q->pend[q->npend - 1].wait_at = e->ready_at_ms;
+    q->pend[q->npend - 1].returns = e->returns;
     return 1;
 }
 

@@ -65,8 +65,8 @@ static const entry_t table[] = {
      "with flush always: least time between the starts of two group-commit sync rounds, microseconds "
      "(0 = back to back); bounds fdatasyncs to one per gap under light steady load"},
     {"delay.memory.bytes", K_SIZE, F(delay_memory_bytes), "128MiB", 0, 1LL << 40,
-     "memory each queue (and each durable delayed exchange) may hold in messages waiting for their x-delay, "
-     "and a durable queue in persistent ones waiting for a retry backoff (soonest due first); the rest wait on "
+     "memory each queue (and each durable delayed exchange) may hold in messages waiting for their x-delay or "
+     "a retry backoff (a durable queue: its persistent ones for a retry; soonest due first); the rest wait on "
      "disk (a non-durable queue's in its spill log), 32 bytes each in memory"},
     {"log.level", K_LEVEL, F(log_level), "info", NOLIM, "debug | info | warn | error | off"},
     {"max.request.bytes", K_SIZE, F(max_request_bytes), "104857600", 1024, 1LL << 31,

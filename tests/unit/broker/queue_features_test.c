@@ -1215,6 +1215,80 @@ static void test_retry_waits_on_disk(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* A non-durable queue's messages waiting for a retry wait in its spill log
+ * past the budget, and come back once each with their delivery counts. */
+static void test_retry_waits_in_spill_log(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = RETRY_N };
+    fx_delay_memory_bytes = 2048; /* a few entries */
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "nrq", 0, args_of(&w, 1, "x-retry-backoff", 'S', "300ms"), NULL);
+    for (int i = 0; i < N; i++) assert_int_equal(publish(q, msg(i, -1, NULL)), QP_DONE);
+    qentry_t *held[N];
+    for (int i = 0; i < N; i++) held[i] = queue_get(q);
+    queue_requeue(held, N); /* every one waits 300 ms for its second attempt */
+    assert_int_equal(queue_ready_count(q), 0);
+    queue_flush_all(fx->b);
+    assert_int_equal(queue_delayed_count(q), N);
+    assert_true(q->dpaged.n >= N / 2); /* past the budget: in the spill log, 32 bytes each */
+    assert_true(q->delayed.bytes <= 2048 + 512);
+    assert_true(path_exists(q->spill_dir));
+    fx_run_until(fx, all_ready, q, 10000);
+    assert_int_equal(queue_ready_count(q), N);
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(e->returns, 1); /* the delivery count came back with it */
+        assert_true(e->redelivered);
+        assert_int_equal(e->offset, -1);
+        seen[idx(e)]++;
+        queue_ack(e);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    queue_maintain(q);
+    assert_false(path_exists(q->spill_dir));
+    wbuf_destroy(&w);
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
+/* ... and when their spill write fails, they wait in memory with their
+ * counts. */
+static void test_retry_spill_write_fails(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = RETRY_N };
+    fx_delay_memory_bytes = 2048;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "nrq", 0, args_of(&w, 1, "x-retry-backoff", 'S', "300ms"), NULL);
+    for (int i = 0; i < N; i++) publish(q, msg(i, -1, NULL));
+    qentry_t *held[N];
+    for (int i = 0; i < N; i++) held[i] = queue_get(q);
+    queue_requeue(held, N);
+    st_fail(ENOSPC, 0, 1);
+    io_ops.pwrite = st_fail_pwrite;
+    queue_flush_all(fx->b);
+    io_ops_reset();
+    assert_int_equal(q->dpaged.n, 0);
+    assert_int_equal(queue_delayed_count(q), N); /* all waiting, in memory */
+    fx_run_until(fx, all_ready, q, 10000);
+    assert_int_equal(queue_ready_count(q), N);
+    for (int i = 0; i < N; i++) {
+        qentry_t *e = queue_get(q);
+        assert_int_equal(e->returns, 1);
+        queue_ack(e);
+    }
+    wbuf_destroy(&w);
+    close_broker(fx);
+    fx_delay_memory_bytes = -1;
+}
+
 /* A message published through a delayed exchange waits in its queue; a
  * snapshot taken while it waits records it by its due time alone: after a
  * restart it still waits, and is not flagged redelivered (it never was
@@ -1329,6 +1403,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup_with_paged_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_waits_in_spill_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_spill_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_delayed_messages_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
