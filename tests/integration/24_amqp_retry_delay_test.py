@@ -689,3 +689,48 @@ def test_retry_waits_on_disk_past_the_budget_across_sigkill(broker_factory):
         assert ready_count(conn, q) == 0
     finally:
         env.cleanup()
+
+
+def test_non_durable_retry_waits_in_the_spill_log(broker_factory):
+    """The same outage on a non-durable queue of transient messages: past delay.memory.bytes the
+    messages waiting for their retry wait in the queue's spill log, and each comes back once,
+    with its delivery count; then the spill log goes."""
+    b, env = herald_env(broker_factory, "--delay-memory-bytes", "16KiB")
+    n = 2000
+    spill = os.path.join(b.data_dir, "queues", "*-spill")
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        q = env.q("outage-nd")
+        ch.queue_declare(q, arguments={"x-retry-backoff": "2s"})
+        for i in range(n):
+            ch.basic_publish("", q, b"%06d" % i + b"." * 94)
+        c2 = conn.channel()
+        c2.basic_qos(prefetch_count=500)
+        nacked, got = [], []
+
+        def on(ch_, m, p, body):
+            if not m.redelivered:
+                nacked.append(body[:6])
+                ch_.basic_nack(m.delivery_tag, requeue=True)
+                return
+            assert p.headers["x-delivery-count"] == 1
+            got.append(body[:6])
+            ch_.basic_ack(m.delivery_tag)
+
+        c2.basic_consume(q, on)
+        deadline = time.monotonic() + 20
+        while len(nacked) < n and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.05)
+        assert len(nacked) == n
+        assert len(got) < n  # (the first come back 2 s after their nack)
+        assert len(glob.glob(spill)) == 1  # waiting there, past the budget
+        while len(got) < n and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        assert sorted(got) == sorted(nacked) and len(set(got)) == n
+        deadline = time.monotonic() + 10  # the spill log goes within a maintenance tick
+        while glob.glob(spill) and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert glob.glob(spill) == []
+    finally:
+        env.cleanup()
