@@ -242,6 +242,7 @@ void queue_set_spill_dir(queue_t *q, char *dir)
     free(q->spill_dir);
     q->spill_dir = dir;
 }
+
 int64_t queue_last_used_ms(const queue_t *q) { return q->last_used_ms; }
 void queue_touch(queue_t *q) { q->last_used_ms = clock_mono_ms(); }
 int64_t queue_expires_ms(const queue_t *q) { return q->opt.expires_ms; }

@@ -121,7 +121,7 @@ static void fail_pending(queue_t *q, size_t a, int rc)
      * recorded for their offsets must not reach the state log (the
      * offsets will be reused). Their publishers' confirms fail through
      * the waiters (a transient one's, or a spill log's, was given). One
-     * that was to wait on disk joins the tail of the ready list. */
+     * that was to wait on disk stays in memory (queue_keep_in_memory). */
     size_t kept = 0;
     for (size_t i = a; i < n; i++)
         if (q->pend[i].e) q->pend[i].e->offset = -1;

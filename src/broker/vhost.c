@@ -297,7 +297,8 @@ static queue_t *make_queue(vhost_t *v, amqp_bytes_t name, uint64_t id, unsigned 
     queue_t *q = queue_new(v->b, name, id, flags, args, dir);
     /* One that is not stored pages a deep backlog into a spill log there
      * (left by a crash, it is an orphan sweep_orphans removes). */
-    if (!dir && !(flags & QF_STREAM)) queue_set_spill_dir(q, xasprintf("%s/%016llx-spill", v->qdir, (unsigned long long)id));
+    if (!dir && !(flags & QF_STREAM))
+        queue_set_spill_dir(q, xasprintf("%s/%016llx-spill", v->qdir, (unsigned long long)id));
     add_node(v, q);
     return q;
 }

@@ -71,8 +71,8 @@ int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out);
  * may be in flight (flusher_forget() first). NULL ok. */
 void plog_close(plog_t *log);
 /* Closes and frees without syncing or marking a clean shutdown: for a log
- * that is removed right after (a scratch log, whose data has no value once
- * its owner is gone). NULL ok. */
+ * that is removed right after (a queue's spill log, whose data has no value
+ * once its owner is gone). NULL ok. */
 void plog_discard(plog_t *log);
 
 /* Values out of range are clamped (segment_bytes to [4096, 2^31-1],

@@ -1159,6 +1159,38 @@ static void test_transient_delayed_on_disk(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* A non-durable priority queue spills per level and stays strict, also
+ * with a second spill log whose offsets start over. */
+static void test_transient_priority_queue_spills(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "ndp", 0, args_of(&w, 1, "x-max-priority", 'l', (int64_t)9), NULL);
+    wbuf_destroy(&w);
+    int *want = prio_order(PRIO_N);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < PRIO_N; i++) {
+            publish(q, msg(i, prio_of_i(i), NULL));
+            if (i % 4096 == 0) queue_flush_all(fx->b);
+        }
+        queue_flush_all(fx->b);
+        assert_true(q->npaged >= 30000);
+        for (int k = 0; k < PRIO_N; k++) {
+            qentry_t *e = queue_get(q);
+            assert_non_null(e);
+            assert_int_equal(idx(e), want[k]);
+            queue_ack(e);
+        }
+        assert_null(queue_get(q));
+        queue_maintain(q);
+        assert_null(q->data);
+    }
+    test_free(want);
+    close_broker(fx);
+}
+
 /* ---- messages waiting for a retry wait on disk past the budget ---- */
 
 enum { RETRY_N = 60 };
@@ -1404,6 +1436,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_in_spill_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_priority_queue_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_spill_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_delayed_messages_page, setup, teardown),
