@@ -377,6 +377,15 @@ def test_delayed_messages_survive_sigkill(env, amqp_broker):
     assert got == list(range(200))
 
 
+def spill_gone(conn, pattern, timeout=10):
+    """Whether the spill logs matching pattern go within timeout seconds (a drained queue's
+    goes at the next maintenance tick), serving conn meanwhile."""
+    deadline = time.monotonic() + timeout
+    while glob.glob(pattern) and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    return glob.glob(pattern) == []
+
+
 def delayed_on_small_budget(broker_factory, budget, name, durable=True):
     """A broker with delay.memory.bytes = budget, and a queue (durable or not) bound with key "k"
     to a delayed exchange. Returns (broker, env, connection, confirming channel, exchange,
@@ -429,10 +438,7 @@ def test_delayed_messages_past_the_budget_wait_on_disk_in_their_queue(broker_fac
         early = [i for i in got if got[i] < sent[i] - 0.05]
         assert not early, early[:5]  # none before its time (clock rounding aside)
         assert ch.basic_get(q)[0] is None
-        deadline = time.monotonic() + 10  # the spill log goes within a maintenance tick
-        while glob.glob(spill) and time.monotonic() < deadline:
-            conn.process_data_events(time_limit=0.2)
-        assert glob.glob(spill) == []
+        assert spill_gone(conn, spill)
     finally:
         env.cleanup()
 
@@ -728,9 +734,6 @@ def test_non_durable_retry_waits_in_the_spill_log(broker_factory):
         while len(got) < n and time.monotonic() < deadline:
             conn.process_data_events(time_limit=0.1)
         assert sorted(got) == sorted(nacked) and len(set(got)) == n
-        deadline = time.monotonic() + 10  # the spill log goes within a maintenance tick
-        while glob.glob(spill) and time.monotonic() < deadline:
-            conn.process_data_events(time_limit=0.2)
-        assert glob.glob(spill) == []
+        assert spill_gone(conn, spill)
     finally:
         env.cleanup()

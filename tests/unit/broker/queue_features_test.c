@@ -1197,6 +1197,26 @@ enum { RETRY_N = 60 };
 static int all_ready(void *ctx) { return queue_ready_count(ctx) >= RETRY_N; }
 static int one_ready(void *ctx) { return queue_ready_count(ctx) >= 1; }
 
+/* Waits until q's RETRY_N messages are back from their retry wait, then
+ * takes each once: with its delivery count, redelivered (and only in
+ * memory when memory_only: a non-durable queue's). */
+static void take_retried(fx_t *fx, queue_t *q, int memory_only)
+{
+    fx_run_until(fx, all_ready, q, 10000);
+    assert_int_equal(queue_ready_count(q), RETRY_N);
+    int seen[RETRY_N] = {0};
+    for (int i = 0; i < RETRY_N; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(e->returns, 1); /* the delivery count came back with it */
+        assert_true(e->redelivered);
+        if (memory_only) assert_int_equal(e->offset, -1);
+        seen[idx(e)]++;
+        queue_ack(e);
+    }
+    for (int i = 0; i < RETRY_N; i++) assert_int_equal(seen[i], 1);
+}
+
 static void test_retry_waits_on_disk(void **state)
 {
     fx_t *fx = *state;
@@ -1226,18 +1246,7 @@ static void test_retry_waits_on_disk(void **state)
     assert_int_equal(queue_ready_count(q), 0); /* still waiting */
     assert_int_equal(queue_delayed_count(q), N);
     assert_true(q->dpaged.n >= N / 2);
-    fx_run_until(fx, all_ready, q, 10000);
-    assert_int_equal(queue_ready_count(q), N);
-    int seen[N] = {0};
-    for (int i = 0; i < N; i++) {
-        qentry_t *e = queue_get(q);
-        assert_non_null(e);
-        assert_int_equal(e->returns, 1); /* the delivery count came back from disk */
-        assert_true(e->redelivered);
-        seen[idx(e)]++;
-        queue_ack(e);
-    }
-    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    take_retried(fx, q, 0);
     sync_all(fx);
     restart(fx);
     assert_int_equal(queue_ready_count(fx_findq(fx, "rq")), 0);
@@ -1247,43 +1256,40 @@ static void test_retry_waits_on_disk(void **state)
     fx_delay_memory_bytes = -1;
 }
 
+/* A broker with a budget of a few entries and a non-durable queue "nrq"
+ * (x-retry-backoff 300ms) whose RETRY_N messages were all handed out and
+ * given back: each waits 300 ms for its second attempt, not written yet. */
+static queue_t *nacked_non_durable(fx_t *fx)
+{
+    fx_delay_memory_bytes = 2048;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "nrq", 0, args_of(&w, 1, "x-retry-backoff", 'S', "300ms"), NULL);
+    wbuf_destroy(&w);
+    for (int i = 0; i < RETRY_N; i++) assert_int_equal(publish(q, msg(i, -1, NULL)), QP_DONE);
+    qentry_t *held[RETRY_N];
+    for (int i = 0; i < RETRY_N; i++) held[i] = queue_get(q);
+    queue_requeue(held, RETRY_N);
+    assert_int_equal(queue_ready_count(q), 0);
+    return q;
+}
+
 /* A non-durable queue's messages waiting for a retry wait in its spill log
  * past the budget, and come back once each with their delivery counts. */
 static void test_retry_waits_in_spill_log(void **state)
 {
     fx_t *fx = *state;
     enum { N = RETRY_N };
-    fx_delay_memory_bytes = 2048; /* a few entries */
-    open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *q = fx_queue(fx, "nrq", 0, args_of(&w, 1, "x-retry-backoff", 'S', "300ms"), NULL);
-    for (int i = 0; i < N; i++) assert_int_equal(publish(q, msg(i, -1, NULL)), QP_DONE);
-    qentry_t *held[N];
-    for (int i = 0; i < N; i++) held[i] = queue_get(q);
-    queue_requeue(held, N); /* every one waits 300 ms for its second attempt */
-    assert_int_equal(queue_ready_count(q), 0);
+    queue_t *q = nacked_non_durable(fx);
     queue_flush_all(fx->b);
     assert_int_equal(queue_delayed_count(q), N);
     assert_true(q->dpaged.n >= N / 2); /* past the budget: in the spill log, 32 bytes each */
     assert_true(q->delayed.bytes <= 2048 + 512);
     assert_true(path_exists(q->spill_dir));
-    fx_run_until(fx, all_ready, q, 10000);
-    assert_int_equal(queue_ready_count(q), N);
-    int seen[N] = {0};
-    for (int i = 0; i < N; i++) {
-        qentry_t *e = queue_get(q);
-        assert_non_null(e);
-        assert_int_equal(e->returns, 1); /* the delivery count came back with it */
-        assert_true(e->redelivered);
-        assert_int_equal(e->offset, -1);
-        seen[idx(e)]++;
-        queue_ack(e);
-    }
-    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    take_retried(fx, q, 1);
     queue_maintain(q);
     assert_false(path_exists(q->spill_dir));
-    wbuf_destroy(&w);
     close_broker(fx);
     fx_delay_memory_bytes = -1;
 }
@@ -1294,29 +1300,14 @@ static void test_retry_spill_write_fails(void **state)
 {
     fx_t *fx = *state;
     enum { N = RETRY_N };
-    fx_delay_memory_bytes = 2048;
-    open_broker(fx);
-    wbuf_t w;
-    wbuf_init(&w);
-    queue_t *q = fx_queue(fx, "nrq", 0, args_of(&w, 1, "x-retry-backoff", 'S', "300ms"), NULL);
-    for (int i = 0; i < N; i++) publish(q, msg(i, -1, NULL));
-    qentry_t *held[N];
-    for (int i = 0; i < N; i++) held[i] = queue_get(q);
-    queue_requeue(held, N);
+    queue_t *q = nacked_non_durable(fx);
     st_fail(ENOSPC, 0, 1);
     io_ops.pwrite = st_fail_pwrite;
     queue_flush_all(fx->b);
     io_ops_reset();
     assert_int_equal(q->dpaged.n, 0);
     assert_int_equal(queue_delayed_count(q), N); /* all waiting, in memory */
-    fx_run_until(fx, all_ready, q, 10000);
-    assert_int_equal(queue_ready_count(q), N);
-    for (int i = 0; i < N; i++) {
-        qentry_t *e = queue_get(q);
-        assert_int_equal(e->returns, 1);
-        queue_ack(e);
-    }
-    wbuf_destroy(&w);
+    take_retried(fx, q, 1);
     close_broker(fx);
     fx_delay_memory_bytes = -1;
 }
