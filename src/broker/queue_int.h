@@ -230,7 +230,7 @@ struct queue {
                               * have data as its spill log (no state log) */
     char *spill_dir;         /* not stored: "<data>/queues/<id>-spill", where its backlog pages
                               * (opened when first needed), owned; NULL: stays in memory */
-    int spill_failed;        /* the spill log could not be opened: not tried again */
+    int64_t spill_retry_ms;  /* the spill log could not be opened: not tried before (mono ms) */
     void *owner;             /* exclusive owner */
     int64_t last_used_ms;
 

@@ -21,6 +21,7 @@
 /* Queue logs roll smaller segments than topics: whole segments below the
  * live floor (data) or the last snapshot (state) are what gets freed. */
 #define QUEUE_DATA_SEGMENT_BYTES (64 << 20)
+#define QUEUE_SPILL_RETRY_MS 10000 /* after a spill log could not be opened */
 #define QUEUE_STATE_SEGMENT_BYTES (8 << 20)
 
 /* ---- removals, returns and publishes recorded ---- */
@@ -548,14 +549,17 @@ int queue_spill_open(queue_t *q)
     if (q->data) return q->data->spill;
     /* (A de-duplication queue keeps the values of records on disk by
      * offset, and a new spill log starts its offsets over.) */
-    if (!q->spill_dir || q->spill_failed || q->deleted || q->fwd.p || q->dedup) return 0;
+    if (!q->spill_dir || q->deleted || q->fwd.p || q->dedup) return 0;
+    if (q->spill_retry_ms && clock_mono_ms() < q->spill_retry_ms) return 0;
     int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, &q->data);
     if (rc < 0) {
-        /* (partition_open logged why) */
-        LOG_W("queue %s: its backlog stays in memory: no spill log", q->name);
-        q->spill_failed = 1;
+        /* (partition_open logged why) Not at every publish: once in a
+         * while, as the disk may have room again. */
+        LOG_W("queue %s: its backlog stays in memory for now: no spill log", q->name);
+        q->spill_retry_ms = clock_mono_ms() + QUEUE_SPILL_RETRY_MS;
         return 0;
     }
+    q->spill_retry_ms = 0;
     q->data->spill = 1;
     q->page_dmark = -1; /* nothing read back was handed out before */
     LOG_D("queue %s: backlog past %d messages pages to %s", q->name, QUEUE_PAGE_HIGH, q->spill_dir);

@@ -349,6 +349,40 @@ static void test_transient_queue_spills(void **state)
     close_broker(fx);
 }
 
+/* A spill log that cannot be opened keeps the backlog in memory, and is
+ * tried again a while later. */
+static void test_spill_log_open_fails_then_works(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = fx_queue(fx, "nd", 0, none, NULL);
+    char *good = xstrdup(q->spill_dir), *file = xasprintf("%s/a-file", fx->dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    queue_set_spill_dir(q, xasprintf("%s/spill", file)); /* under a file: cannot be made */
+    int n = QUEUE_PAGE_HIGH + 100;
+    for (int i = 0; i < n; i++) assert_int_equal(publish(q, msg(i, -1, NULL)), QP_DONE);
+    assert_int_equal(q->npaged, 0); /* all in memory */
+    assert_null(q->data);
+    assert_true(q->spill_retry_ms > 0);
+    queue_set_spill_dir(q, good);
+    publish(q, msg(n, -1, NULL));
+    assert_null(q->data); /* not before the retry time */
+    q->spill_retry_ms = 1;  /* (as if it had come) */
+    for (int i = n + 1; i < n + 100; i++) publish(q, msg(i, -1, NULL));
+    queue_flush_all(fx->b);
+    assert_true(q->npaged > 0);
+    for (int i = 0; i < n + 100; i++) {
+        qentry_t *e = queue_get(q);
+        assert_non_null(e);
+        assert_int_equal(idx(e), i);
+        queue_ack(e);
+    }
+    free(file);
+    close_broker(fx);
+}
+
 /* A spill write that fails keeps the messages in memory, in order. */
 static void test_transient_spill_write_fails(void **state)
 {
@@ -1409,6 +1443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_backlog_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_queue_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_spill_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spill_log_open_fails_then_works, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_spill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_backlog_pages, setup, teardown),
