@@ -209,8 +209,20 @@ static void build_headers(wbuf_t *h, amqp_bytes_t headers, const death_t *d, int
  * buffers for each copy was a visible share of malloc in ttl-expire). */
 static wbuf_t g_hbuf, g_pbuf;
 
-/* The dead-letter copy of m leaving q for reason. */
-static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_bytes_t *headers_out)
+/* What making a copy found out that routing it needs, so that route_copy
+ * does not look it up again in the copy's headers (ttl-expire: 5 % of the
+ * broker's CPU went to those lookups). */
+typedef struct {
+    amqp_bytes_t cc;  /* the CC keys it is also routed by, {NULL, 0} none */
+    int first_death;  /* it had no x-death: the copy's one death is in q, for
+                       * reason (a cycle is a target that is q, unless
+                       * rejected) */
+    int rejected;
+} copy_info_t;
+
+/* The dead-letter copy of m leaving q for reason; *ci for route_copy. */
+static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_bytes_t *headers_out,
+                         copy_info_t *ci)
 {
     amqp_props_t p;
     if (amqp_props_decode(qmsg_props(m), &p) < 0) memset(&p, 0, sizeof p);
@@ -220,6 +232,9 @@ static qmsg_t *make_copy(queue_t *q, const qmsg_t *m, const char *reason, amqp_b
     amqp_bytes_t old_headers = (p.flags & PROP_HEADERS) ? p.headers : (amqp_bytes_t){NULL, 0};
     fvalue_t cc;
     if (old_headers.p && ftable_get(old_headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) d.cc = cc.v.array;
+    ci->cc = q->opt.dlrk.p ? (amqp_bytes_t){NULL, 0} : d.cc; /* (a routing key replaces them) */
+    ci->first_death = !old_headers.p || ftable_get(old_headers, "x-death", &cc) != 1;
+    ci->rejected = !strcmp(reason, "rejected");
     wbuf_reset(&g_hbuf);
     wbuf_reset(&g_pbuf);
     build_headers(&g_hbuf, old_headers, &d, q->opt.dlrk.p != NULL);
@@ -354,7 +369,8 @@ static void add_part(dlmove_t *mv, queue_t *t, uint32_t epoch, int64_t target)
 
 /* Routes c through exchange xname into its targets; mv (if not NULL) gets
  * the stored copies to wait for. */
-static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv)
+static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t headers, dlmove_t *mv,
+                       const copy_info_t *ci)
 {
     vhost_t *v = q->b->vhost;
     exchange_t *ex = v ? xregistry_find(vhost_exchanges(v), xname) : NULL;
@@ -364,8 +380,9 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
     queue_t *first[8], **targets = first; /* on the heap only past 8 */
     size_t n = 0, cap = 8;
     fvalue_t cc;
-    ftable_iter_t ci = {{NULL, 0}};
-    if (ftable_get(headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) ci.rest = cc.v.array;
+    ftable_iter_t cci = {{NULL, 0}};
+    if (ci) cci.rest = ci->cc;
+    else if (ftable_get(headers, "CC", &cc) == 1 && cc.type == FV_ARRAY) cci.rest = cc.v.array;
     amqp_bytes_t key = qmsg_key(c);
     for (;;) {
         g_route.n = 0;
@@ -384,7 +401,7 @@ static void route_copy(queue_t *q, amqp_bytes_t xname, qmsg_t *c, amqp_bytes_t h
         }
         fvalue_t kv;
         do {
-            if (!farray_next(&ci, &kv)) goto routed;
+            if (!farray_next(&cci, &kv)) goto routed;
         } while (kv.type != FV_LONGSTR);
         key = kv.v.str;
     }
@@ -397,7 +414,7 @@ routed:
     for (size_t i = 0; i < n; i++) {
         queue_t *t = targets[i];
         int forwarded = mv && !mv->reason[0]; /* from a delay queue: no death, no cycle */
-        if (!forwarded && forms_cycle(headers, t)) continue;
+        if (!forwarded && (ci && ci->first_death ? !ci->rejected && t == q : forms_cycle(headers, t))) continue;
         if (mv && c->origin_off >= 0 && (queue_flags(t) & QF_STREAM)) { /* after the intent */
             queue_pin(t);
             mv->streams = xrealloc(mv->streams, (mv->nstreams + 1) * sizeof *mv->streams);
@@ -550,9 +567,11 @@ static void move_publish_now(dlmove_t *mv)
     queue_t *q = mv->src;
     qentry_t *e = mv->e;
     amqp_bytes_t headers, xname = q->opt.dlx;
+    copy_info_t info, *ci = NULL;
     qmsg_t *c;
     if (mv->reason[0]) {
-        c = make_copy(q, e->m, mv->reason, &headers);
+        c = make_copy(q, e->m, mv->reason, &headers, &info);
+        ci = &info;
     } else { /* a delay queue's message, routed as published */
         qmsg_t *m = e->m;
         if (m->refs == 1) {
@@ -578,7 +597,7 @@ static void move_publish_now(dlmove_t *mv)
         c->origin_qid = queue_id(q);
         c->origin_off = e->offset;
     }
-    if (!q->deleted) route_copy(q, xname, c, headers, mv);
+    if (!q->deleted) route_copy(q, xname, c, headers, mv, ci);
     if (mv->nstreams) {
         mv->copy = c;
         write_intent(mv);
@@ -693,8 +712,9 @@ static void move_start(dlmove_t *mv)
 void deadletter_copy(queue_t *q, qmsg_t *m, const char *reason)
 {
     amqp_bytes_t headers;
-    qmsg_t *c = make_copy(q, m, reason, &headers);
-    route_copy(q, q->opt.dlx, c, headers, NULL);
+    copy_info_t ci;
+    qmsg_t *c = make_copy(q, m, reason, &headers, &ci);
+    route_copy(q, q->opt.dlx, c, headers, NULL, &ci);
     qmsg_unref(c);
 }
 

@@ -505,6 +505,28 @@ def test_cycle_of_automatic_deaths_is_dropped(env):
     assert ready_count(conn, b) == 0
 
 
+def test_queue_dead_lettering_into_itself(env):
+    """A queue whose dead letters route back into itself: an expired message is dropped (a cycle
+    of one automatic death), a rejected one comes back once, with its x-death."""
+    conn = env.connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    t = env.q("self-ttl")
+    r = env.q("self-rej")
+    ch.queue_declare(t, arguments=dl_args("", t, **{"x-message-ttl": 200}))
+    ch.queue_declare(r, arguments=dl_args("", r))
+    ch.basic_publish("", t, b"exp")
+    time.sleep(0.8)
+    assert ready_count(conn, t) == 0
+    ch.basic_publish("", r, b"rej")
+    m, _, _ = get_one(ch, r, auto_ack=False, timeout=3)
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, p, body = get_one(ch, r, auto_ack=True, timeout=3)
+    assert body == b"rej"
+    assert [(d["queue"], d["reason"], d["count"]) for d in deaths(p)] == [(r, "rejected", 1)]
+    assert ready_count(conn, r) == 0
+
+
 # ---- Herald only: dead-lettered messages survive a restart ----
 
 def test_dead_lettered_messages_survive_restart(env, amqp_broker):
