@@ -15,11 +15,16 @@
 #endif
 #ifdef MEM_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 void mem_poison(const void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
 void mem_unpoison(const void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+void mem_root_add(const void *p, size_t n) { __lsan_register_root_region(p, n); }
+void mem_root_del(const void *p, size_t n) { __lsan_unregister_root_region(p, n); }
 #else
 void mem_poison(const void *p, size_t n) { (void)p, (void)n; }
 void mem_unpoison(const void *p, size_t n) { (void)p, (void)n; }
+void mem_root_add(const void *p, size_t n) { (void)p, (void)n; }
+void mem_root_del(const void *p, size_t n) { (void)p, (void)n; }
 #endif
 
 static void oom(size_t n)

@@ -22,6 +22,11 @@ char *xstrndup(const char *s, size_t n);
  * without ASan. */
 void mem_poison(const void *p, size_t n);
 void mem_unpoison(const void *p, size_t n);
+/* Memory mapped outside malloc that holds pointers to malloc blocks (the
+ * slab's chunks): the leak checker scans it as a root. No-ops without
+ * ASan. */
+void mem_root_add(const void *p, size_t n);
+void mem_root_del(const void *p, size_t n);
 /* Returns a heap string formatted like printf; caller frees. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -7,24 +7,6 @@
 #include "base/log.h"
 #include "base/mem.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SLAB_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLAB_ASAN 1
-#endif
-#endif
-#ifdef SLAB_ASAN
-#include <sanitizer/lsan_interface.h>
-/* Chunks are not malloc blocks: the leak checker must scan them for the
- * pointers their objects hold. */
-#define ROOT_ADD(p, n) __lsan_register_root_region((p), (n))
-#define ROOT_DEL(p, n) __lsan_unregister_root_region((p), (n))
-#else
-#define ROOT_ADD(p, n) ((void)(p), (void)(n))
-#define ROOT_DEL(p, n) ((void)(p), (void)(n))
-#endif
-
 #define NCLASS (SLAB_MAX_SIZE / SLAB_UNIT)
 #define HEAD 64 /* bytes of the chunk its header takes; objects follow */
 
@@ -83,14 +65,14 @@ static chunk_t *chunk_map(void)
     munmap((uint8_t *)a + SLAB_CHUNK, SLAB_CHUNK - lead);
     (void)madvise((void *)a, SLAB_CHUNK, MADV_HUGEPAGE); /* a hint: 4 KiB pages still work */
     g_chunks++;
-    ROOT_ADD((void *)a, SLAB_CHUNK);
+    mem_root_add((void *)a, SLAB_CHUNK); /* its objects hold pointers to malloc blocks */
     return (chunk_t *)a;
 }
 
 static void chunk_unmap(chunk_t *c)
 {
     g_chunks--;
-    ROOT_DEL((void *)c, SLAB_CHUNK);
+    mem_root_del((void *)c, SLAB_CHUNK);
     mem_unpoison((void *)c, SLAB_CHUNK);
     munmap(c, SLAB_CHUNK);
 }
@@ -116,6 +98,10 @@ static chunk_t *chunk_for(uint8_t cls)
 
 void *slab_alloc(size_t size, uint8_t *cls)
 {
+    if (size > SLAB_MAX_SIZE) { /* not served: from malloc, as when no chunk can be mapped */
+        *cls = 0;
+        return xmalloc(size);
+    }
     uint8_t k = (uint8_t)((size + SLAB_UNIT - 1) / SLAB_UNIT);
     if (!k) k = 1;
     chunk_t *c = g_room[k];

@@ -28,10 +28,11 @@
 #define SLAB_CHUNK ((size_t)2 << 20)
 #define SLAB_SPARES 2 /* empty chunks kept for reuse */
 
-/* Returns an object of at least size (1 .. SLAB_MAX_SIZE) bytes and sets
- * *cls to its class (1 .. SLAB_MAX_SIZE / SLAB_UNIT; the object holds
- * *cls * SLAB_UNIT bytes). If no chunk can be mapped, the object comes
- * from xmalloc instead and *cls is 0: the caller frees it with free. */
+/* Returns an object of at least size bytes and sets *cls to its class
+ * (1 .. SLAB_MAX_SIZE / SLAB_UNIT; the object holds *cls * SLAB_UNIT
+ * bytes). If size is over SLAB_MAX_SIZE or no chunk can be mapped, the
+ * object comes from xmalloc instead and *cls is 0: the caller frees it
+ * with free. */
 void *slab_alloc(size_t size, uint8_t *cls);
 /* Gives back an object slab_alloc returned with a class (not 0). */
 void slab_free(void *p);

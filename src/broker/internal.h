@@ -91,6 +91,9 @@ struct broker {
 /* Opens an internal or topic partition log in dir (taking ownership of dir)
  * and registers it with the flusher map. */
 partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err);
+/* The same for a queue's spill log: nothing in it is synced (on open, at
+ * close, or by the flusher: appends are not waited for). */
+partition_t *partition_open_spill(broker_t *b, char *dir, int *err);
 /* Closes the log (clean), fails its waiters with HE_CLOSED, frees. */
 void partition_close(broker_t *b, partition_t *p);
 /* Called when the high watermark may have moved: fires satisfied waiters

@@ -47,7 +47,7 @@ static qmsg_t *msg_alloc(size_t size)
 {
     qmsg_t *m;
     uint8_t c = 0;
-    if (size <= SLAB_MAX_SIZE && g_msg_bytes >= g_slab_from) m = slab_alloc(size, &c);
+    if (g_msg_bytes >= g_slab_from) m = slab_alloc(size, &c); /* (past SLAB_MAX_SIZE: malloc, class 0) */
     else m = xmalloc(size);
     m->pool_class = c;
     return m;

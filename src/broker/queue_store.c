@@ -78,19 +78,28 @@ void queue_entry_release(qentry_t *e)
     queue_entry_free(e);
 }
 
+/* A record of m to append with the loop turn's writes; the caller fills in
+ * the rest. */
+static qpend_t *pend_push(queue_t *q, qmsg_t *m)
+{
+    if (q->npend == q->cappend) {
+        q->cappend = q->cappend ? q->cappend * 2 : 64;
+        q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
+    }
+    qpend_t *p = &q->pend[q->npend++];
+    *p = (qpend_t){.m = qmsg_ref(m)};
+    queue_mark_dirty(q);
+    return p;
+}
+
 int queue_store_publish(queue_t *q, qentry_t *e, uint32_t *epoch, int64_t *target)
 {
     qmsg_t *m = e->m;
     if (!m->persistent || !queue_is_stored(q)) return QP_DONE;
     if (q->data->failed) return HE_STORAGE;
     e->offset = plog_end_offset(q->data->log) + (int64_t)q->npend;
-    if (q->npend == q->cappend) {
-        q->cappend = q->cappend ? q->cappend * 2 : 64;
-        q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
-    }
-    q->pend[q->npend++] = (qpend_t){e, qmsg_ref(m), 0, 0, 0, 0, 0};
+    pend_push(q, m)->e = e;
     e->pend_slot = (uint32_t)q->npend;
-    queue_mark_dirty(q);
     *epoch = q->epoch;
     *target = e->offset + 1;
     return QP_WAIT;
@@ -101,13 +110,10 @@ int queue_store_publish_paged(queue_t *q, qmsg_t *m, int64_t expires_ms, int del
 {
     if (q->data->failed) return HE_STORAGE;
     *offset = plog_end_offset(q->data->log) + (int64_t)q->npend;
-    if (q->npend == q->cappend) {
-        q->cappend = q->cappend ? q->cappend * 2 : 64;
-        q->pend = xrealloc(q->pend, q->cappend * sizeof *q->pend);
-    }
-    q->pend[q->npend++] =
-        (qpend_t){NULL, qmsg_ref(m), expires_ms, (uint8_t)!m->persistent, (uint8_t)(delayed != 0), 0, 0};
-    queue_mark_dirty(q);
+    qpend_t *p = pend_push(q, m);
+    p->expires_ms = expires_ms;
+    p->transient = !m->persistent;
+    p->delayed = delayed != 0;
     if (!m->persistent || q->data->spill) return QP_DONE; /* on disk only to keep its place */
     *epoch = q->epoch;
     *target = *offset + 1;
@@ -400,11 +406,11 @@ static void data_record(void *ctx, const batch_rec_t *rec)
     queue_place(q, e, dc->now);
 }
 
-/* Opens the log in dir (owned by it from here). */
-static int open_log(queue_t *q, char *dir, int64_t segment_bytes, partition_t **out)
+/* Opens the log in dir (owned by it from here); spill: a spill log. */
+static int open_log(queue_t *q, char *dir, int64_t segment_bytes, int spill, partition_t **out)
 {
     int err = 0;
-    *out = partition_open(q->b, NULL, 0, dir, &err);
+    *out = spill ? partition_open_spill(q->b, dir, &err) : partition_open(q->b, NULL, 0, dir, &err);
     if (!*out) return err;
     plog_config_t pc;
     plog_config_default(&pc);
@@ -445,8 +451,8 @@ static void keep_live_intents(const queue_t *q, const qstate_t *st)
 int queue_open(queue_t *q)
 {
     int rc;
-    if ((rc = open_log(q, xasprintf("%s-state", q->dir), QUEUE_STATE_SEGMENT_BYTES, &q->state)) < 0) return rc;
-    if ((rc = open_log(q, xasprintf("%s-log", q->dir), QUEUE_DATA_SEGMENT_BYTES, &q->data)) < 0) return rc;
+    if ((rc = open_log(q, xasprintf("%s-state", q->dir), QUEUE_STATE_SEGMENT_BYTES, 0, &q->state)) < 0) return rc;
+    if ((rc = open_log(q, xasprintf("%s-log", q->dir), QUEUE_DATA_SEGMENT_BYTES, 0, &q->data)) < 0) return rc;
     qstate_t st = {.snap_end = -1, .dmark = -1};
     rc = partition_scan(q->state, state_record, &st);
     if (rc == 0) {
@@ -551,7 +557,7 @@ int queue_spill_open(queue_t *q)
      * offset, and a new spill log starts its offsets over.) */
     if (!q->spill_dir || q->deleted || q->fwd.p || q->dedup) return 0;
     if (q->spill_retry_ms && clock_mono_ms() < q->spill_retry_ms) return 0;
-    int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, &q->data);
+    int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, 1, &q->data);
     if (rc < 0) {
         /* (partition_open logged why) Not at every publish: once in a
          * while, as the disk may have room again. */
@@ -560,7 +566,6 @@ int queue_spill_open(queue_t *q)
         return 0;
     }
     q->spill_retry_ms = 0;
-    q->data->spill = 1;
     q->page_dmark = -1; /* nothing read back was handed out before */
     LOG_D("queue %s: backlog past %d messages pages to %s", q->name, QUEUE_PAGE_HIGH, q->spill_dir);
     return 1;
@@ -568,12 +573,13 @@ int queue_spill_open(queue_t *q)
 
 int queue_spill_wait(queue_t *q, const qentry_t *e)
 {
-    if (queue_is_stored(q) || !queue_spill_open(q)) return 0;
-    uint32_t epoch;
-    int64_t target, offset;
-    if (queue_store_publish_paged(q, e->m, e->expires_ms, 1, &epoch, &target, &offset) < 0) return 0;
-    q->pend[q->npend - 1].wait_at = e->ready_at_ms;
-    q->pend[q->npend - 1].returns = e->returns;
+    if (queue_is_stored(q) || !queue_spill_open(q) || q->data->failed) return 0;
+    qpend_t *p = pend_push(q, e->m);
+    p->expires_ms = e->expires_ms;
+    p->transient = !e->m->persistent;
+    p->delayed = 1;
+    p->wait_at = e->ready_at_ms;
+    p->returns = e->returns;
     return 1;
 }
 

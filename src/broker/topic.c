@@ -218,12 +218,12 @@ static void producer_state_rebuild(partition_t *p)
     wbuf_destroy(&buf);
 }
 
-partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err)
+static partition_t *open_partition(broker_t *b, topic_t *t, int32_t index, char *dir, int spill, int *err)
 {
     plog_config_t pc;
     topic_plog_config(b, t, &pc);
     plog_t *log = NULL;
-    int rc = plog_open(dir, &pc, &log);
+    int rc = spill ? plog_open_scratch(dir, &pc, &log) : plog_open(dir, &pc, &log);
     if (rc < 0) {
         LOG_E("cannot open log %s: %s", dir, herald_strerror(rc));
         free(dir);
@@ -235,18 +235,25 @@ partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, i
     p->index = index;
     p->log = log;
     p->dir = dir;
+    p->spill = spill;
     HASH_ADD(hh_log, b->by_log, log, sizeof(plog_t *), p);
     if (t) producer_state_rebuild(p);
     return p;
 }
+
+partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err)
+{
+    return open_partition(b, t, index, dir, 0, err);
+}
+
+partition_t *partition_open_spill(broker_t *b, char *dir, int *err) { return open_partition(b, NULL, 0, dir, 1, err); }
 
 void partition_close(broker_t *b, partition_t *p)
 {
     partition_hw_advanced(p, HE_CLOSED); /* fails every waiter */
     flusher_forget(b->flusher, p->log);
     HASH_DELETE(hh_log, b->by_log, p);
-    if (p->spill) plog_discard(p->log);
-    else plog_close(p->log);
+    plog_close(p->log);
     producer_state_t *ps, *tmp;
     HASH_ITER(hh, p->producers, ps, tmp)
     {

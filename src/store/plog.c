@@ -74,12 +74,13 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
-int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out)
+static int open_log(const char *dir, const plog_config_t *cfg, int scratch, plog_t **out)
 {
     int rc = mkdir_p(dir);
     if (rc) return rc;
     plog_t *log = xcalloc(1, sizeof *log);
     log->last_pos = -1;
+    log->scratch = scratch;
     log->dir = xstrdup(dir);
     plog_set_config(log, cfg);
     log->dirfd = io_open(dir, O_RDONLY | O_DIRECTORY, 0);
@@ -98,10 +99,13 @@ fail:
     return rc;
 }
 
-static void plog_close_(plog_t *log, int keep)
+int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out) { return open_log(dir, cfg, 0, out); }
+int plog_open_scratch(const char *dir, const plog_config_t *cfg, plog_t **out) { return open_log(dir, cfg, 1, out); }
+
+void plog_close(plog_t *log)
 {
     if (!log) return;
-    if (keep && !log->failed && log->nsegs) {
+    if (!log->failed && !log->scratch && log->nsegs) {
         segment_seal_index(plog_active(log));
         int rc = plog_sync_all_(log);
         if (!rc) {
@@ -120,9 +124,6 @@ static void plog_close_(plog_t *log, int keep)
     free(log->dir);
     free(log);
 }
-
-void plog_close(plog_t *log) { plog_close_(log, 1); }
-void plog_discard(plog_t *log) { plog_close_(log, 0); }
 
 /* Seals the active segment and starts a new one at the end offset. */
 static int plog_roll(plog_t *log)

@@ -66,14 +66,16 @@ void plog_config_default(plog_config_t *c);
  * Returns 0 and *out, or -errno / HE_*. */
 int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out);
 
+/* Opens (or creates) a log in dir as plog_open does, for data that needs no
+ * durability (a queue's spill log): nothing is synced, on open or at
+ * close, so it may run on the loop; remove dir after plog_close. */
+int plog_open_scratch(const char *dir, const plog_config_t *cfg, plog_t **out);
+
 /* Syncs data and indexes, writes the checkpoint and the clean-shutdown
- * marker (not if the log failed), closes and frees. Blocking. No sync round
- * may be in flight (flusher_forget() first). NULL ok. */
+ * marker (not if the log failed, nor for a scratch log), closes and frees.
+ * Blocking. No sync round may be in flight (flusher_forget() first). NULL
+ * ok. */
 void plog_close(plog_t *log);
-/* Closes and frees without syncing or marking a clean shutdown: for a log
- * that is removed right after (a queue's spill log, whose data has no value
- * once its owner is gone). NULL ok. */
-void plog_discard(plog_t *log);
 
 /* Values out of range are clamped (segment_bytes to [4096, 2^31-1],
  * index_interval_bytes to >= 0). */

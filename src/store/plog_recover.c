@@ -234,6 +234,7 @@ int plog_recover_(plog_t *log)
     /* Segments from the checkpoint's on were (re)scanned: make them durable. */
     log->covered_seg_base = log->segs[ci < log->nsegs ? ci : log->nsegs - 1]->base;
     log->roll_gen = 1; /* force a checkpoint */
+    if (log->scratch) goto out; /* nothing in it is to be durable */
     rc = plog_sync_all_(log);
     if (rc) goto out;
     if (clean) {

@@ -149,6 +149,19 @@ static void test_unmappable_chunk_falls_back_to_malloc(void **state)
     release_all();
 }
 
+/* An object over SLAB_MAX_SIZE comes from malloc (class 0) instead of
+ * indexing past the classes. */
+static void test_oversized_object_comes_from_malloc(void **state)
+{
+    (void)state;
+    uint8_t cls = 9;
+    uint8_t *p = slab_alloc(SLAB_MAX_SIZE + 1, &cls);
+    assert_int_equal(cls, 0);
+    memset(p, 0x5a, SLAB_MAX_SIZE + 1);
+    free(p);
+    release_all();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_many_objects_over_chunks),
         cmocka_unit_test(test_spare_serves_another_class),
         cmocka_unit_test(test_unmappable_chunk_falls_back_to_malloc),
+        cmocka_unit_test(test_oversized_object_comes_from_malloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -604,6 +604,34 @@ static void test_pread_by_position(void **state)
     plog_close(log);
 }
 
+static int g_syncs;
+static int counting_fdatasync(int fd)
+{
+    g_syncs++;
+    return fdatasync(fd);
+}
+
+/* A scratch log (a queue's spill log) is written and read as any log but
+ * never synced: not on open, not at close (no clean-shutdown marker). */
+static void test_scratch_log_never_syncs(void **state)
+{
+    fx_t *fx = *state;
+    g_syncs = 0;
+    io_ops.fdatasync = counting_fdatasync;
+    plog_t *log = NULL;
+    assert_int_equal(plog_open_scratch(fx->dir, &fx->cfg, &log), 0);
+    int64_t base, next;
+    for (int i = 0; i < 25; i++) assert_int_equal(append(log, 10, 1000 + i, i, &base), 0);
+    assert_int_equal(read_all(log, 0, 1 << 20, &next), 25);
+    assert_int_equal(next, 250);
+    plog_close(log);
+    assert_int_equal(g_syncs, 0);
+    assert_int_equal(st_file_size(fx->dir, "clean-shutdown"), -1);
+    log = open_log(fx); /* (the counter sees a plain log's syncs) */
+    plog_close(log);
+    assert_true(g_syncs > 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -613,7 +641,7 @@ int main(void)
         T(test_retention_time), T(test_roll_by_time),       T(test_delete_before), T(test_drop_segments_before),
         T(test_reopen_clean),   T(test_enospc_on_write),    T(test_eio_on_fdatasync),
         T(test_bad_append_args), T(test_destroy_dir),      T(test_rename_failures),
-        T(test_index_write_failure_fails_log), T(test_pread_by_position),
+        T(test_index_write_failure_fails_log), T(test_pread_by_position), T(test_scratch_log_never_syncs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
