@@ -209,7 +209,6 @@ queue_t *queue_new(broker_t *b, amqp_bytes_t name, uint64_t id, unsigned flags, 
     queue_dedup_init(q);
     q->nlv = 1 + q->opt.max_prio;
     q->lv = xcalloc(q->nlv, sizeof *q->lv);
-    q->expiring.expiry = 1;
     q->dir = dir;
     q->last_used_ms = clock_mono_ms();
     q->dmark = -1;
@@ -286,7 +285,7 @@ uint8_t queue_prio_of(const queue_t *q, const qmsg_t *m) { return queue_prio_of_
 /* The time the vhost should call queue_run_due next (0: none). */
 static int64_t next_due(queue_t *q)
 {
-    const qentry_t *x = qheap_top(&q->expiring);
+    const qentry_t *x = qexpiry_top(&q->expiring);
     int64_t t = qwheel_next(&q->delayed);
     if (x && (!t || x->expires_ms < t)) t = x->expires_ms;
     return t;
@@ -351,7 +350,7 @@ static void ready_add(queue_t *q, qentry_t *e, qentry_t **pos)
     e->state = QE_READY;
     q->nready++;
     q->ready_bytes += e->m->body_len;
-    if (e->expires_ms) qheap_push(&q->expiring, e);
+    if (e->expires_ms) qexpiry_push(&q->expiring, e);
 }
 
 static void ready_remove(queue_t *q, qentry_t *e)
@@ -363,7 +362,7 @@ static void ready_remove(queue_t *q, qentry_t *e)
     else l->tail = e->prev;
     l->n--;
     e->prev = e->next = NULL;
-    if (e->hidx) qheap_remove(&q->expiring, e);
+    if (e->hidx) qexpiry_remove(&q->expiring, e);
     e->state = 0;
     q->nready--;
     q->ready_bytes -= e->m->body_len;
@@ -959,6 +958,15 @@ static void wait_over(queue_t *q, qentry_t *e)
     enforce_limit(q);
 }
 
+/* Asks for a message's lines past the first (names, properties, body),
+ * up to 512 bytes: a delivery or a dead-letter copy reads all of them. */
+static void prefetch_rest(const qmsg_t *m)
+{
+    size_t len = sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
+    if (len > 512) len = 512;
+    for (size_t off = 64; off < len; off += 64) __builtin_prefetch((const char *)m + off);
+}
+
 int64_t queue_run_due(queue_t *q, int64_t now_ms)
 {
     q->wake_at = 0;
@@ -979,12 +987,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
              * had time to arrive. */
             if (i + DUE_AHEAD < n) __builtin_prefetch(due[i + DUE_AHEAD]);
             if (i + DUE_AHEAD / 2 < n) __builtin_prefetch(due[i + DUE_AHEAD / 2]->m);
-            if (i + DUE_AHEAD / 4 < n) {
-                const qmsg_t *pm = due[i + DUE_AHEAD / 4]->m;
-                size_t len = sizeof *pm + pm->exchange_len + pm->key_len + pm->props_len + pm->body_len;
-                if (len > 512) len = 512;
-                for (size_t off = 64; off < len; off += 64) __builtin_prefetch((const char *)pm + off);
-            }
+            if (i + DUE_AHEAD / 4 < n) prefetch_rest(due[i + DUE_AHEAD / 4]->m);
             e = due[i];
             q->delayed.bytes -= queue_entry_mem(e);
             e->ready_at_ms = 0;
@@ -992,7 +995,13 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
             else wait_over(q, e);
         }
     }
-    while ((e = qheap_top(&q->expiring)) && e->expires_ms <= now_ms) {
+    /* The expired ones, fetched ahead in the same way (dead-lettering
+     * copies each message). */
+    while ((e = qexpiry_top(&q->expiring)) && e->expires_ms <= now_ms) {
+        const qentry_t *a = qexpiry_ahead(&q->expiring, DUE_AHEAD);
+        if (a) __builtin_prefetch(a);
+        if ((a = qexpiry_ahead(&q->expiring, DUE_AHEAD / 2))) __builtin_prefetch(a->m);
+        if ((a = qexpiry_ahead(&q->expiring, DUE_AHEAD / 4))) prefetch_rest(a->m);
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
@@ -1080,7 +1089,7 @@ void queue_maybe_free(queue_t *q)
     free((void *)q->fwd.p);
     free(q->dpaged.v);
     qwheel_free(&q->delayed);
-    qheap_free(&q->expiring);
+    qexpiry_free(&q->expiring);
     queue_store_free(q);
     free(q);
 }

@@ -106,7 +106,7 @@ static int append_chunk(queue_t *q, wbuf_t *w, size_t a, size_t b)
     wbuf_reset(w);
     batch_build_spans(w, base_ts, recs, b - a, g_scratch.rpos);
     append_result_t res;
-    int rc = partition_append(q->b, q->data, w->p, w->len, &res);
+    int rc = partition_append_built(q->b, q->data, w->p, w->len, &res);
     if (rc == 0) push_delayed(q, a, b, res.base_offset, plog_last_batch_pos(q->data->log));
     return rc;
 }
@@ -214,7 +214,7 @@ static void flush_state(queue_t *q, wbuf_t *vals, wbuf_t *w)
     wbuf_reset(w);
     batch_build(w, clock_wall_ms(), recs, n);
     append_result_t res;
-    int rc = partition_append(q->b, q->state, w->p, w->len, &res);
+    int rc = partition_append_built(q->b, q->state, w->p, w->len, &res);
     if (rc < 0) LOG_E("queue %s: cannot write delivery state: %s", q->name, herald_strerror(rc));
 }
 

@@ -105,6 +105,80 @@ void qheap_free(qheap_t *h)
     h->n = h->cap = 0;
 }
 
+/* ---- expiry: the ring and the heap ---- */
+
+static uint32_t ring_slot(const qexpiry_t *x, uint32_t pos) { return pos & (x->cap - 1); }
+
+static void ring_set(qexpiry_t *x, uint32_t pos, qhslot_t v)
+{
+    x->ring[ring_slot(x, pos)] = v;
+    v.e->hidx = QEXP_RING | (pos & ~QEXP_RING);
+}
+
+/* Room for one more at the tail: the entries close up over the removed
+ * ones when at least half the slots are removed ones (each entry moved
+ * once per cap / 2 pushes), else the ring doubles (positions stay: no
+ * entry is touched). */
+static void ring_make_room(qexpiry_t *x)
+{
+    if (x->cap && x->nring <= x->cap / 2) {
+        uint32_t to = x->head;
+        for (uint32_t pos = x->head; pos != x->tail; pos++) {
+            qhslot_t v = x->ring[ring_slot(x, pos)];
+            if (v.e) ring_set(x, to++, v);
+        }
+        x->tail = to;
+        return;
+    }
+    uint32_t cap = x->cap ? x->cap * 2 : 64;
+    if (cap > QEXP_RING / 2) abort(); /* (a billion entries: positions would no longer tell slots apart) */
+    qhslot_t *ring = xmalloc(cap * sizeof *ring);
+    for (uint32_t pos = x->head; pos != x->tail; pos++) ring[pos & (cap - 1)] = x->ring[ring_slot(x, pos)];
+    free(x->ring);
+    x->ring = ring;
+    x->cap = cap;
+}
+
+void qexpiry_push(qexpiry_t *x, qentry_t *e)
+{
+    if (x->nring && e->expires_ms < x->ring[ring_slot(x, x->tail - 1)].key) {
+        x->heap.expiry = 1;
+        qheap_push(&x->heap, e);
+        return;
+    }
+    if (!x->nring) x->head = x->tail; /* (only removed ones were left) */
+    if (x->tail - x->head == x->cap) ring_make_room(x);
+    ring_set(x, x->tail++, (qhslot_t){e->expires_ms, e});
+    x->nring++;
+}
+
+void qexpiry_remove(qexpiry_t *x, qentry_t *e)
+{
+    if (!(e->hidx & QEXP_RING)) {
+        qheap_remove(&x->heap, e);
+        return;
+    }
+    x->ring[ring_slot(x, e->hidx)].e = NULL; /* (cap <= QEXP_RING / 2: the bits kept tell the slot) */
+    e->hidx = 0;
+    if (--x->nring)
+        while (!x->ring[ring_slot(x, x->head)].e) x->head++;
+}
+
+qentry_t *qexpiry_top(const qexpiry_t *x)
+{
+    const qhslot_t *r = x->nring ? &x->ring[ring_slot(x, x->head)] : NULL;
+    if (!x->heap.n) return r ? r->e : NULL;
+    if (!r || x->heap.v[0].key < r->key) return x->heap.v[0].e;
+    return r->e;
+}
+
+void qexpiry_free(qexpiry_t *x)
+{
+    free(x->ring);
+    qheap_free(&x->heap);
+    memset(x, 0, sizeof *x);
+}
+
 /* ---- the wheel ---- */
 
 /* The far heap's key: the due time, then the order of pushes (so that

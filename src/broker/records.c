@@ -48,7 +48,7 @@ int records_append(broker_t *b, partition_t *p, const records_rec_t *recs, size_
     free(br);
     free(hk);
     append_result_t res;
-    int rc = partition_append(b, p, w.p, w.len, &res);
+    int rc = partition_append_built(b, p, w.p, w.len, &res);
     wbuf_destroy(&w);
     if (rc < 0) return rc;
     *base = res.base_offset;

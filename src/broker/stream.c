@@ -254,7 +254,7 @@ static void flush(stream_t *s)
         stream_map_batch(&w, s->pend, n);
         int64_t expect = partition_end_offset(p);
         append_result_t res;
-        int rc = partition_append(s->b, p, w.p, w.len, &res);
+        int rc = partition_append_built(s->b, p, w.p, w.len, &res);
         wbuf_destroy(&w);
         if (rc < 0) {
             LOG_E("stream %s: cannot store %zu message(s): %s", queue_name_cstr(s->q), n, herald_strerror(rc));

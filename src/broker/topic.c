@@ -468,13 +468,13 @@ static void producer_record(partition_t *p, producer_state_t *ps, const batch_he
     ps->ring[ps->head].base_offset = base;
 }
 
-int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, append_result_t *res)
+static int append_batch(broker_t *b, partition_t *p, uint8_t *batch, size_t len, append_result_t *res, int verify)
 {
     batch_header_t h;
     int rc = batch_header_parse(batch, len, &h);
     if (rc < 0) return rc;
     if ((size_t)h.batch_length + 12 != len) return HE_MALFORMED;
-    if (batch_verify_crc(batch, len) < 0) return HE_CORRUPT;
+    if (verify && batch_verify_crc(batch, len) < 0) return HE_CORRUPT;
     if (h.record_count != h.last_offset_delta + 1 && !(h.attributes & 0x20)) return BROKER_E_INVALID_RECORD;
     if (p->failed) return HE_STORAGE;
     if (p->stream_pending) stream_before_append(p); /* keeps the offsets its publishers were given */
@@ -504,6 +504,16 @@ int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, ap
     return 0;
 }
 
+int partition_append(broker_t *b, partition_t *p, uint8_t *batch, size_t len, append_result_t *res)
+{
+    return append_batch(b, p, batch, len, res, 1);
+}
+
+int partition_append_built(broker_t *b, partition_t *p, uint8_t *batch, size_t len, append_result_t *res)
+{
+    return append_batch(b, p, batch, len, res, 0);
+}
+
 int internal_append(broker_t *b, partition_t *p, const void *key, int32_t klen, const void *val, int32_t vlen,
                     int64_t *target)
 {
@@ -516,7 +526,7 @@ int internal_append(broker_t *b, partition_t *p, const void *key, int32_t klen, 
     rec.value_len = vlen;
     batch_build(&w, clock_wall_ms(), &rec, 1);
     append_result_t res;
-    int rc = partition_append(b, p, w.p, w.len, &res);
+    int rc = partition_append_built(b, p, w.p, w.len, &res);
     wbuf_destroy(&w);
     if (rc == 0) *target = res.base_offset + 1;
     return rc;

@@ -183,6 +183,65 @@ static void test_expiry_heap_removes_from_the_middle(void **state)
     qheap_free(&h);
 }
 
+/* The expiry ring and heap against a scan of what is in: mostly pushes
+ * in expiry order (a queue TTL), some before the last (per-message
+ * expirations, requeues), removals from anywhere (deliveries: the ring
+ * closes up over them) and expiries from the top. */
+static void test_expiry_matches_the_reference(void **state)
+{
+    (void)state;
+    static uint8_t in[N];
+    memset(in, 0, sizeof in);
+    qexpiry_t x = {0};
+    int64_t now = 1000;
+    uint32_t pushed = 0, nin = 0, ring_seen = 0, heap_seen = 0;
+    while (pushed < N || nin) {
+        for (uint32_t b = (uint32_t)(rnd() % 200); b > 0 && pushed < N; b--) {
+            qentry_t *e = entry(pushed, 0);
+            e->expires_ms = rnd() % 10 ? now + 500 : now + 500 - (int64_t)(rnd() % 400);
+            qexpiry_push(&x, e);
+            if (e->hidx & QEXP_RING) ring_seen++;
+            else heap_seen++;
+            in[pushed++] = 1;
+            nin++;
+        }
+        /* deliveries: now and then most of what is in, from anywhere */
+        uint32_t removals = rnd() % 8 == 0 ? nin * 3 / 4 : (uint32_t)(rnd() % 50);
+        for (uint32_t r = 0; r < removals && nin; r++) {
+            uint32_t i = (uint32_t)(rnd() % pushed);
+            if (!in[i]) continue;
+            qexpiry_remove(&x, &g_e[i]);
+            assert_int_equal(g_e[i].hidx, 0);
+            in[i] = 0;
+            nin--;
+        }
+        now += (int64_t)(rnd() % 30);
+        if (pushed == N) now += 100;
+        /* expiries: the top is always the soonest of those in */
+        qentry_t *e;
+        while ((e = qexpiry_top(&x)) && e->expires_ms <= now) {
+            uint32_t idx = (uint32_t)(e - g_e);
+            assert_int_equal(in[idx], 1);
+            for (uint32_t i = 0; i < pushed; i++) assert_true(!in[i] || g_e[i].expires_ms >= e->expires_ms);
+            qexpiry_remove(&x, e);
+            in[idx] = 0;
+            nin--;
+        }
+        if (e) assert_int_equal(in[e - g_e], 1);
+        else assert_int_equal(nin, 0);
+        for (uint32_t k = 0; k < 16; k++) { /* the look-ahead sees only entries still in */
+            const qentry_t *a = qexpiry_ahead(&x, k);
+            if (a) assert_int_equal(in[a - g_e], 1);
+        }
+    }
+    assert_true(ring_seen > N / 2);
+    assert_true(heap_seen > N / 50);
+    assert_null(qexpiry_top(&x));
+    assert_int_equal(x.nring, 0);
+    assert_int_equal(x.heap.n, 0);
+    qexpiry_free(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_crowded_wheel_matches_the_reference),
         cmocka_unit_test(test_take_any_empties_the_wheel),
         cmocka_unit_test(test_expiry_heap_removes_from_the_middle),
+        cmocka_unit_test(test_expiry_matches_the_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
