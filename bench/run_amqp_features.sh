@@ -19,9 +19,15 @@
 #                        transient messages); 0: skip
 #   NACK_PCT=10 REJECT_PCT=1 BACKOFF=100ms EXPIRE_TTL=1000 DELAY_MAX=2000
 #   REPEAT=3             runs of each scenario; the table shows medians
-#   SETTLE=3             seconds of pause after each run (Herald gives a drained
-#                        run's memory back within 2 s; without the pause the
-#                        next scenario paid for it)
+#   FRESH="herald"       brokers started afresh (new data dir) for every
+#                        scenario run, after a plain warm-up of COUNT / 5: each
+#                        scenario starts from the same state, none pays for
+#                        the memory or files the one before left. The others
+#                        (RabbitMQ: ~10 s to boot) serve all the scenarios of
+#                        a repeat, with SETTLE seconds between runs.
+#   SETTLE=3             seconds of pause after each run on a shared broker
+#                        (Herald gives a drained run's memory back within 2 s;
+#                        without the pause the next scenario paid for it)
 #   TIMEOUT=300          seconds per scenario run before the tool gives up
 #   RABBIT_TIMEOUT=$TIMEOUT  the same for RabbitMQ
 #   RABBIT_PORT=5783, RABBIT_DIST_PORT=25783, HERALD_PORT=5793
@@ -47,6 +53,7 @@ EXPIRE_TTL=${EXPIRE_TTL:-1000}
 DELAY_MAX=${DELAY_MAX:-2000}
 REPEAT=${REPEAT:-3}
 SETTLE=${SETTLE:-3}
+FRESH=${FRESH:-herald}
 TIMEOUT=${TIMEOUT:-300}
 RABBIT_TIMEOUT=${RABBIT_TIMEOUT:-$TIMEOUT}
 RABBIT_PORT=${RABBIT_PORT:-5783}
@@ -158,12 +165,12 @@ check_crash() { # broker, tool exit status, what ran
 # Runs the tool against the broker started last; RESULT lines go to results.
 # The warm-up (a plain run of a fifth of the count, not reported) keeps a
 # fresh broker's first-touch costs out of the first scenario.
-run_tool() { # broker, count, scenarios, run number, warm-up messages
+run_tool() { # broker, count, scenarios, run number, warm-up messages, settle seconds
     rc=0
     timeout $((9 * (tmo + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
         --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --first-run "$4" \
         --timeout "$tmo" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
-        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --settle "$SETTLE" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
+        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --settle "${6:-$SETTLE}" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
     cat "$work/tool.err" >&2
     if [ "$rc" != 0 ]; then
         printf '%s\trun %s of %s: exit %s: %s\n' "$1" "$4" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
@@ -196,6 +203,23 @@ for b in $BROKERS; do
         continue
     fi
     printf '%s\t%s\n' "$b" "$(status_kb VmRSS)" >>"$work/idle"
+    case " $FRESH " in *" $b "*)
+        # A fresh broker for every scenario run (scenarios interleaved).
+        stop_broker
+        r=1
+        while [ $r -le "$REPEAT" ]; do
+            for s in $(echo "$scen" | tr , ' '); do
+                if ! "start_$b"; then
+                    printf '%s\tdid not start for run %s of %s\n' "$b" "$r" "$s" >>"$work/notes"
+                    continue
+                fi
+                run_tool "$b" "$count" "$s" "$r" $((count / 5)) 0
+                stop_broker
+            done
+            r=$((r + 1))
+        done
+        continue
+    esac
     # One tool run per repeat (scenarios interleaved); a broker that died is
     # restarted on a fresh data dir for the next repeat.
     r=1
@@ -300,8 +324,9 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT SETTLE=$SETTLE NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
+    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT SETTLE=$SETTLE FRESH=\"$FRESH\" NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
     echo "- tool: \`build/amqp_features\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, confirms (window 1,000), consumers with manual acks (prefetch 1,000, ack every 100), publisher and consumers at once, fresh queues per run"
+    echo "- started afresh for each scenario run, after a plain warm-up of $((COUNT / 5)) messages: ${FRESH:-none}; any other broker serves all the scenarios of a repeat, with ${SETTLE} s between runs"
     echo "- load average (1/5/15 min): $load_before before, $load_after after"
     echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
     echo

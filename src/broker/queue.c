@@ -977,8 +977,9 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
      * 15 % of the broker's CPU in the delayed benchmark. */
     enum { DUE_BATCH = 256, DUE_AHEAD = 8 };
     qentry_t *due[DUE_BATCH], *e;
-    size_t n;
-    while ((n = qwheel_pop_due(&q->delayed, now_ms, due, DUE_BATCH))) {
+    size_t n, left = QUEUE_DUE_RUN;
+    while (left && (n = qwheel_pop_due(&q->delayed, now_ms, due, left < DUE_BATCH ? left : DUE_BATCH))) {
+        left -= n;
         for (size_t i = 0; i < n && i < DUE_AHEAD; i++) __builtin_prefetch(due[i]);
         for (size_t i = 0; i < n; i++) {
             /* In three steps: the entry, its message's first line, then
@@ -997,7 +998,9 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     }
     /* The expired ones, fetched ahead in the same way (dead-lettering
      * copies each message). */
-    while ((e = qexpiry_top(&q->expiring)) && e->expires_ms <= now_ms) {
+    left = QUEUE_DUE_RUN;
+    while (left && (e = qexpiry_top(&q->expiring)) && e->expires_ms <= now_ms) {
+        left--;
         const qentry_t *a = qexpiry_ahead(&q->expiring, DUE_AHEAD);
         if (a) __builtin_prefetch(a);
         if ((a = qexpiry_ahead(&q->expiring, DUE_AHEAD / 2))) __builtin_prefetch(a->m);
@@ -1025,6 +1028,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     if (d && (!t || d < t)) t = d;
     if (paging_ttl && q->npaged && (!t || t > now_ms + 20))
         t = now_ms + 20; /* records not readable yet, or moves to finish: look again soon */
+    if (t && t <= now_ms) t = now_ms + 1; /* more due than one pass takes: the next turn */
     q->wake_at = t;
     return t;
 }

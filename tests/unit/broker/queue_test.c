@@ -27,6 +27,7 @@
 #include "base/log.h"
 #include "broker/internal.h"
 #include "broker/queue.h"
+#include "broker/queue_int.h"
 #include "broker/vhost.h"
 #include "vhost_fixture.h"
 
@@ -921,6 +922,38 @@ static void test_delete_with_ack_in_cancel_callback(void **state)
     close_broker(fx);
 }
 
+/* A burst of expiries is taken QUEUE_DUE_RUN per pass, oldest first, and
+ * each pass asks for the next one a millisecond later (the loop serves its
+ * sockets in between); entries requeued out of expiry order (the heap)
+ * still go in order with the others (the ring). */
+static void test_expiry_burst_in_passes(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "burst", 0, args_i64(&w, "x-message-ttl", 1000), NULL);
+    wbuf_destroy(&w);
+    enum { N = 2 * QUEUE_DUE_RUN + 100 };
+    for (int i = 0; i < N; i++) publish(q, i, 0);
+    qentry_t *e = queue_get(q); /* 0 goes back: its expiry is before the ring's last */
+    queue_requeue(&e, 1);
+    int64_t now = clock_wall_ms() + 5000, left = N;
+    for (int pass = 0; left; pass++) {
+        assert_true(pass < 3);
+        int64_t at = queue_run_due(q, now);
+        left -= left < QUEUE_DUE_RUN ? left : QUEUE_DUE_RUN;
+        assert_int_equal(queue_ready_count(q), left);
+        assert_int_equal(at, left ? now + 1 : 0);
+        if (left) { /* the oldest went first */
+            e = queue_get(q);
+            assert_int_equal(msg_index(e->m), N - left);
+            queue_requeue(&e, 1);
+        }
+    }
+    close_broker(fx);
+}
+
 static void test_message_ttl(void **state)
 {
     fx_t *fx = *state;
@@ -1142,6 +1175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_cancels_and_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_with_ack_in_cancel_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_burst_in_passes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_fires_when_durable_and_on_delete, setup, teardown),
