@@ -92,8 +92,9 @@ struct broker {
  * and registers it with the flusher map. */
 partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err);
 /* The same for a queue's spill log: nothing in it is synced (on open, at
- * close, or by the flusher: appends are not waited for). */
-partition_t *partition_open_spill(broker_t *b, char *dir, int *err);
+ * close, or by the flusher: appends are not waited for); a new one starts
+ * at offset base. */
+partition_t *partition_open_spill(broker_t *b, char *dir, int64_t base, int *err);
 /* Closes the log (clean), fails its waiters with HE_CLOSED, frees. */
 void partition_close(broker_t *b, partition_t *p);
 /* Called when the high watermark may have moved: fires satisfied waiters

@@ -264,6 +264,7 @@ struct queue {
     char *spill_dir;         /* not stored: "<data>/queues/<id>-spill", where its backlog pages
                               * (opened when first needed), owned; NULL: stays in memory */
     int64_t spill_retry_ms;  /* the spill log could not be opened: not tried before (mono ms) */
+    int64_t spill_base;      /* where the next spill log starts: offsets stay unique in a queue's life */
     void *owner;             /* exclusive owner */
     int64_t last_used_ms;
 

@@ -410,7 +410,7 @@ static void data_record(void *ctx, const batch_rec_t *rec)
 static int open_log(queue_t *q, char *dir, int64_t segment_bytes, int spill, partition_t **out)
 {
     int err = 0;
-    *out = spill ? partition_open_spill(q->b, dir, &err) : partition_open(q->b, NULL, 0, dir, &err);
+    *out = spill ? partition_open_spill(q->b, dir, q->spill_base, &err) : partition_open(q->b, NULL, 0, dir, &err);
     if (!*out) return err;
     plog_config_t pc;
     plog_config_default(&pc);
@@ -553,9 +553,9 @@ int queue_is_spilling(const queue_t *q) { return q->data && q->data->spill && !q
 int queue_spill_open(queue_t *q)
 {
     if (q->data) return q->data->spill;
-    /* (A de-duplication queue keeps the values of records on disk by
-     * offset, and a new spill log starts its offsets over.) */
-    if (!q->spill_dir || q->deleted || q->fwd.p || q->dedup) return 0;
+    /* (A new spill log goes on from the offsets of the one before, which
+     * a de-duplication queue may still hold for its values.) */
+    if (!q->spill_dir || q->deleted || q->fwd.p) return 0;
     if (q->spill_retry_ms && clock_mono_ms() < q->spill_retry_ms) return 0;
     int rc = open_log(q, xstrdup(q->spill_dir), QUEUE_DATA_SEGMENT_BYTES, 1, &q->data);
     if (rc < 0) {
@@ -588,6 +588,7 @@ int queue_spill_wait(queue_t *q, const qentry_t *e)
 static void spill_maintain(queue_t *q)
 {
     if (!q->npaged && !q->npend && !q->dpaged.n) {
+        q->spill_base = plog_end_offset(q->data->log); /* the next one goes on from here */
         char *dir = xstrdup(q->data->dir);
         partition_close(q->b, q->data);
         q->data = NULL;

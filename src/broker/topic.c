@@ -218,12 +218,13 @@ static void producer_state_rebuild(partition_t *p)
     wbuf_destroy(&buf);
 }
 
-static partition_t *open_partition(broker_t *b, topic_t *t, int32_t index, char *dir, int spill, int *err)
+static partition_t *open_partition(broker_t *b, topic_t *t, int32_t index, char *dir, int spill, int64_t base,
+                                   int *err)
 {
     plog_config_t pc;
     topic_plog_config(b, t, &pc);
     plog_t *log = NULL;
-    int rc = spill ? plog_open_scratch(dir, &pc, &log) : plog_open(dir, &pc, &log);
+    int rc = spill ? plog_open_scratch(dir, &pc, base, &log) : plog_open(dir, &pc, &log);
     if (rc < 0) {
         LOG_E("cannot open log %s: %s", dir, herald_strerror(rc));
         free(dir);
@@ -243,10 +244,13 @@ static partition_t *open_partition(broker_t *b, topic_t *t, int32_t index, char 
 
 partition_t *partition_open(broker_t *b, topic_t *t, int32_t index, char *dir, int *err)
 {
-    return open_partition(b, t, index, dir, 0, err);
+    return open_partition(b, t, index, dir, 0, 0, err);
 }
 
-partition_t *partition_open_spill(broker_t *b, char *dir, int *err) { return open_partition(b, NULL, 0, dir, 1, err); }
+partition_t *partition_open_spill(broker_t *b, char *dir, int64_t base, int *err)
+{
+    return open_partition(b, NULL, 0, dir, 1, base, err);
+}
 
 void partition_close(broker_t *b, partition_t *p)
 {

@@ -74,13 +74,14 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
-static int open_log(const char *dir, const plog_config_t *cfg, int scratch, plog_t **out)
+static int open_log(const char *dir, const plog_config_t *cfg, int scratch, int64_t base, plog_t **out)
 {
     int rc = mkdir_p(dir);
     if (rc) return rc;
     plog_t *log = xcalloc(1, sizeof *log);
     log->last_pos = -1;
     log->scratch = scratch;
+    log->fresh_base = base;
     log->dir = xstrdup(dir);
     plog_set_config(log, cfg);
     log->dirfd = io_open(dir, O_RDONLY | O_DIRECTORY, 0);
@@ -99,8 +100,11 @@ fail:
     return rc;
 }
 
-int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out) { return open_log(dir, cfg, 0, out); }
-int plog_open_scratch(const char *dir, const plog_config_t *cfg, plog_t **out) { return open_log(dir, cfg, 1, out); }
+int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out) { return open_log(dir, cfg, 0, 0, out); }
+int plog_open_scratch(const char *dir, const plog_config_t *cfg, int64_t base, plog_t **out)
+{
+    return open_log(dir, cfg, 1, base, out);
+}
 
 void plog_close(plog_t *log)
 {

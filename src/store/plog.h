@@ -68,8 +68,10 @@ int plog_open(const char *dir, const plog_config_t *cfg, plog_t **out);
 
 /* Opens (or creates) a log in dir as plog_open does, for data that needs no
  * durability (a queue's spill log): nothing is synced, on open or at
- * close, so it may run on the loop; remove dir after plog_close. */
-int plog_open_scratch(const char *dir, const plog_config_t *cfg, plog_t **out);
+ * close, so it may run on the loop; remove dir after plog_close. A log
+ * created here (dir holds no segment) starts at offset base: an owner that
+ * opens one scratch log after another keeps its offsets unique. */
+int plog_open_scratch(const char *dir, const plog_config_t *cfg, int64_t base, plog_t **out);
 
 /* Syncs data and indexes, writes the checkpoint and the clean-shutdown
  * marker (not if the log failed, nor for a scratch log), closes and frees.

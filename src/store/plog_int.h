@@ -31,6 +31,7 @@ struct plog {
     int64_t last_pos;        /* byte position of the last appended batch in the active segment, -1 none */
     int failed;              /* read-only after a storage failure */
     int scratch;             /* plog_open_scratch: never synced, discarded at close */
+    int64_t fresh_base;      /* the first offset if recovery finds no segment */
     int sync_inflight;
     int64_t covered_seg_base; /* segments with base below are wholly synced */
     uint64_t dir_gen, dir_synced_gen;   /* segment creations / covered by a dir fsync */

@@ -171,7 +171,7 @@ int plog_recover_(plog_t *log)
     int nb = 0, clean = 0;
     int rc = list_segments(log, &bases, &nb, &clean);
     if (rc) return rc;
-    plog_ckpt_t ck;
+    plog_ckpt_t ck = {0}; /* (gcc -O3 cannot see read_ckpt fills it whenever it returns 0) */
     int have_ck = read_ckpt(log, &ck) == 0;
     int64_t start = read_start(log);
     segment_t *s;
@@ -181,7 +181,7 @@ int plog_recover_(plog_t *log)
         plog_push_segment_(log, s);
     }
     if (log->nsegs == 0) {
-        rc = segment_create(log->dir, start > 0 ? start : 0, &s);
+        rc = segment_create(log->dir, start > 0 ? start : log->fresh_base, &s);
         if (rc) goto out;
         plog_push_segment_(log, s);
         log->dir_gen++;

@@ -61,6 +61,18 @@ def consume_all(conn, q, n, timeout=60):
     return got
 
 
+def fill_dedup(conn, q, values):
+    """Publishes one message per value, carrying it as its de-duplication header; the last
+    with a confirm."""
+    ch = conn.channel()
+    for k, v in enumerate(values):
+        if k == len(values) - 1:
+            ch.confirm_delivery()
+        props = pika.BasicProperties(delivery_mode=2, headers={"x-deduplication-header": "v%d" % v})
+        ch.basic_publish("", q, b"%08d" % v + b"." * 92, props)
+    ch.close()
+
+
 @pytest.mark.parametrize("how", ["restart", "kill"])
 def test_deep_backlog_keeps_order_across_restart(env, amqp_broker, how):
     conn = env.connect()
@@ -114,6 +126,25 @@ def test_non_durable_queue_spills_its_backlog_to_disk(env, amqp_broker):
         conn.channel().queue_declare(q, passive=True)
     assert e.value.reply_code == 404
     assert spill_dirs(amqp_broker) == []
+
+
+def test_non_durable_dedup_queue_spills_and_refuses_duplicates(env, amqp_broker):
+    conn = env.connect()
+    q = env.q("spill-dedup")
+    conn.channel().queue_declare(q, arguments={"x-message-deduplication": True})
+    fill_dedup(conn, q, range(N))
+    assert ready_count(conn, q) == N
+    assert len(spill_dirs(amqp_broker)) == 1  # its backlog pages too
+    # duplicates of messages in memory and in the spill log: confirmed, not enqueued
+    fill_dedup(conn, q, list(range(10)) + list(range(N - 10, N)))
+    assert ready_count(conn, q) == N
+    assert consume_all(conn, q, N) == list(range(N))
+    assert ready_count(conn, q) == 0
+    conn.close()  # (its consumer would take the next ones)
+    conn = env.connect()
+    # consumed: the values are free again
+    fill_dedup(conn, q, [0, N - 1])
+    assert ready_count(conn, q) == 2
 
 
 def test_deep_backlog_drains_in_order_while_publishing(env):

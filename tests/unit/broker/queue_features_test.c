@@ -901,6 +901,60 @@ static void test_dedup_with_paged_backlog(void **state)
     close_broker(fx);
 }
 
+/* A non-durable de-duplication queue spills too. Its values of records on
+ * disk are kept by offset, so a second spill log goes on from the offsets
+ * of the first: a message read back from the first (offset 0 there) and
+ * still held keeps its value when the second log's backlog is purged. */
+static void test_transient_dedup_queue_spills(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "ndd", 0, args_of(&w, 1, "x-message-deduplication", 't', 1), NULL);
+    wbuf_destroy(&w);
+    int n = QUEUE_PAGE_HIGH + 2000;
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        publish(q, msg(i, -1, key));
+        if (i % 4096 == 0) queue_flush_all(fx->b);
+    }
+    queue_flush_all(fx->b);
+    assert_true(q->npaged >= 2000);
+    assert_true(path_exists(q->spill_dir));
+    snprintf(key, sizeof key, "k%d", n - 1);
+    publish(q, msg(n, -1, key)); /* a duplicate of one in the spill log */
+    assert_int_equal(queue_ready_count(q), n);
+    qentry_t *held = NULL;
+    for (int i = 0; i < n; i++) {
+        qentry_t *e = queue_get(q);
+        assert_int_equal(idx(e), i);
+        if (i == QUEUE_PAGE_HIGH) held = e; /* the first paged: offset 0 of the first spill log */
+        else queue_ack(e);
+    }
+    assert_int_equal(held->offset, -1);
+    queue_maintain(q); /* nothing on disk: the spill log goes */
+    assert_null(q->data);
+    assert_true(q->spill_base >= 2000);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "r%d", i);
+        publish(q, msg(i, -1, key));
+        if (i % 4096 == 0) queue_flush_all(fx->b);
+    }
+    queue_flush_all(fx->b);
+    assert_true(q->npaged >= 2000);
+    assert_int_equal(partition_start_offset(q->data), q->spill_base); /* not 0 again */
+    assert_int_equal(queue_purge(q), (uint32_t)n);
+    snprintf(key, sizeof key, "k%d", QUEUE_PAGE_HIGH);
+    publish(q, msg(n, -1, key)); /* still held: a duplicate */
+    assert_int_equal(queue_ready_count(q), 0);
+    queue_ack(held);
+    publish(q, msg(n, -1, key)); /* acked: free again */
+    assert_int_equal(queue_ready_count(q), 1);
+    close_broker(fx);
+}
+
 /* ---- coalesced writes (queue_flush.c) ---- */
 
 /* A loop turn's publishes are written in batches of at most 4,096 records;
@@ -1459,6 +1513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_x_death_history_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_window_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_with_paged_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_dedup_queue_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_in_spill_log, setup, teardown),

@@ -619,7 +619,7 @@ static void test_scratch_log_never_syncs(void **state)
     g_syncs = 0;
     io_ops.fdatasync = counting_fdatasync;
     plog_t *log = NULL;
-    assert_int_equal(plog_open_scratch(fx->dir, &fx->cfg, &log), 0);
+    assert_int_equal(plog_open_scratch(fx->dir, &fx->cfg, 0, &log), 0);
     int64_t base, next;
     for (int i = 0; i < 25; i++) assert_int_equal(append(log, 10, 1000 + i, i, &base), 0);
     assert_int_equal(read_all(log, 0, 1 << 20, &next), 25);
@@ -632,6 +632,28 @@ static void test_scratch_log_never_syncs(void **state)
     assert_true(g_syncs > 0);
 }
 
+/* A scratch log created in an empty directory starts at the base it is
+ * given (a queue's next spill log goes on from the last one's offsets);
+ * one reopened keeps the offsets its segments hold. */
+static void test_scratch_log_starts_at_base(void **state)
+{
+    fx_t *fx = *state;
+    plog_t *log = NULL;
+    assert_int_equal(plog_open_scratch(fx->dir, &fx->cfg, 70000, &log), 0);
+    assert_int_equal(plog_start_offset(log), 70000);
+    assert_int_equal(plog_end_offset(log), 70000);
+    int64_t base, next;
+    assert_int_equal(append(log, 10, 1000, 0, &base), 0);
+    assert_int_equal(base, 70000);
+    assert_int_equal(read_all(log, 70000, 1 << 20, &next), 1); /* one batch of 10 */
+    assert_int_equal(next, 70010);
+    plog_close(log);
+    assert_int_equal(plog_open_scratch(fx->dir, &fx->cfg, 5, &log), 0);
+    assert_int_equal(plog_start_offset(log), 70000);
+    assert_int_equal(plog_end_offset(log), 70010);
+    plog_close(log);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -642,6 +664,7 @@ int main(void)
         T(test_reopen_clean),   T(test_enospc_on_write),    T(test_eio_on_fdatasync),
         T(test_bad_append_args), T(test_destroy_dir),      T(test_rename_failures),
         T(test_index_write_failure_fails_log), T(test_pread_by_position), T(test_scratch_log_never_syncs),
+        T(test_scratch_log_starts_at_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
