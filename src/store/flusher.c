@@ -15,18 +15,26 @@
 #define FLUSHER_DIRTY 1u    /* in f->dirty */
 #define FLUSHER_IN_ROUND 2u /* in the in-flight round */
 
-typedef struct {
-    plog_t *log;      /* NULL once forgotten */
-    plog_sync_t sync;
-    int64_t sync_ns;  /* how long plog_sync_run took (written by the worker, read after round_done) */
-} round_item_t;
+typedef struct round round_t;
 
+/* One log of a round: synced by a worker of its own, so the logs of a
+ * round sync at once and each one's waiters go as soon as it is durable
+ * (one after the other, a publish's confirm waited for the state log's
+ * fdatasync of the acks too). */
 typedef struct {
     uv_work_t work;
+    round_t *r;
+    plog_t *log;      /* NULL once forgotten */
+    plog_sync_t sync;
+    int64_t sync_ns;  /* how long plog_sync_run took (written by the worker, read in item_done) */
+} round_item_t;
+
+struct round {
     flusher_t *f;
     round_item_t *items;
     int n;
-} round_t;
+    int left; /* items whose sync has not completed */
+};
 
 struct flusher {
     uv_loop_t *loop;
@@ -135,37 +143,38 @@ void flusher_forget(flusher_t *f, plog_t *log)
     log->flush_state = 0;
 }
 
-static void round_work(uv_work_t *w)
+static void item_work(uv_work_t *w)
 {
-    round_t *r = w->data;
-    for (int i = 0; i < r->n; i++) {
-        uint64_t t0 = uv_hrtime();
-        plog_sync_run(&r->items[i].sync);
-        r->items[i].sync_ns = (int64_t)(uv_hrtime() - t0);
-    }
+    round_item_t *it = w->data;
+    uint64_t t0 = uv_hrtime();
+    plog_sync_run(&it->sync);
+    it->sync_ns = (int64_t)(uv_hrtime() - t0);
 }
 
-static void round_done(uv_work_t *w, int status)
+/* One log of the round is synced. The round ends with its last log, and
+ * the next one starts then: one round in flight at a time. */
+static void item_done(uv_work_t *w, int status)
 {
-    round_t *r = w->data;
+    round_item_t *it = w->data;
+    round_t *r = it->r;
     flusher_t *f = r->f;
     (void)status; /* queued work cannot be cancelled by us: always 0 */
-    f->round = NULL;
-    /* The worker's timings become visible here (uv_queue_work orders the
+    /* The worker's timing becomes visible here (uv_queue_work orders the
      * work callback before this one): folded in on the loop, no atomics. */
-    for (int i = 0; i < r->n; i++) histo_observe(&f->sync_histo, r->items[i].sync_ns);
-    for (int i = 0; i < r->n; i++) {
-        round_item_t *it = &r->items[i];
-        if (!it->log || f->freeing) {
-            plog_sync_discard(&it->sync);
-            continue;
-        }
+    histo_observe(&f->sync_histo, it->sync_ns);
+    if (!it->log || f->freeing) {
+        plog_sync_discard(&it->sync);
+    } else {
         it->log->flush_state &= ~FLUSHER_IN_ROUND;
         int rc = plog_sync_end(it->log, &it->sync);
         /* A round may cover only part of a log (fd limit): go on. */
         if (!rc && plog_needs_sync(it->log)) flusher_mark_dirty(f, it->log);
-        f->cb(f->ctx, it->log, rc);
+        plog_t *log = it->log;
+        it->log = NULL; /* done: forgetting the log now is no business of this round */
+        f->cb(f->ctx, log, rc);
     }
+    if (--r->left) return;
+    f->round = NULL;
     free(r->items);
     free(r);
     if (f->freeing) {
@@ -220,6 +229,7 @@ static void start_round(flusher_t *f)
         round_item_t *it = &r->items[r->n];
         int rc = plog_sync_begin(log, &it->sync);
         if (rc > 0) {
+            it->r = r;
             it->log = log;
             log->flush_state |= FLUSHER_IN_ROUND;
             r->n++;
@@ -235,15 +245,19 @@ static void start_round(flusher_t *f)
         free(r);
         return;
     }
-    r->work.data = r;
     f->round = r;
     f->rounds++;
-    int rc = uv_queue_work(f->loop, &r->work, round_work, round_done);
-    if (rc) {
-        /* Cannot happen with a valid loop; fail safe: sync inline. */
-        LOG_E("store: uv_queue_work: %s", uv_strerror(rc));
-        round_work(&r->work);
-        round_done(&r->work, 0);
+    r->left = r->n;
+    for (int i = 0, nitems = r->n; i < nitems; i++) { /* (an inline last item_done frees r) */
+        round_item_t *it = &r->items[i];
+        it->work.data = it;
+        int rc = uv_queue_work(f->loop, &it->work, item_work, item_done);
+        if (rc) {
+            /* Cannot happen with a valid loop; fail safe: sync inline. */
+            LOG_E("store: uv_queue_work: %s", uv_strerror(rc));
+            item_work(&it->work);
+            item_done(&it->work, 0);
+        }
     }
 }
 

@@ -7,10 +7,12 @@
  *   FLUSH_ALWAYS    a log marked dirty is synced in the next round. A round
  *                   starts from an idle callback once no round is in flight,
  *                   and syncs every log marked dirty by then, so all producers
- *                   that appended meanwhile share one fdatasync per log. When
- *                   it completes, cb runs for each log; logs marked dirty
- *                   during the round start the next one at once. Acks wait
- *                   for cb: plog_durable_offset() covers only synced data.
+ *                   that appended meanwhile share one fdatasync per log. Its
+ *                   logs sync at once, each on a worker of its own, and cb
+ *                   runs for each log as soon as that log is synced; logs
+ *                   marked dirty during the round start the next one once
+ *                   the round's last log is done. Acks wait for cb:
+ *                   plog_durable_offset() covers only synced data.
  *   FLUSH_INTERVAL  flusher_mark_dirty() advances the durable offset at once
  *                   (plog_mark_durable): an ack means "written to the page
  *                   cache". A timer syncs dirty logs every interval_ms; cb

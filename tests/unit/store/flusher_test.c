@@ -1,5 +1,5 @@
 /* Unit tests for store/flusher on a real libuv loop: group commit of several
- * dirty logs in one round, back-to-back rounds, interval and never modes,
+ * dirty logs in one round (synced at once), back-to-back rounds, interval and never modes,
  * fdatasync failure, forgetting a log and freeing the flusher while a round
  * is in flight. Every test ends with uv_loop_close() == 0. */
 #include <setjmp.h>
@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
+#include <time.h>
 #include <uv.h>
 
 #include "base/err.h"
@@ -23,6 +25,7 @@ typedef struct {
     int calls[NLOGS];      /* cb calls per log */
     int last_status[NLOGS];
     int reappend;          /* cb appends to log 0 again this many times */
+    int early;             /* callbacks that ran while the gate held a sync (gated_fdatasync) */
     uv_timer_t timer;
 } fx_t;
 
@@ -257,6 +260,63 @@ static void test_forget_in_flight(void **state)
     finish(fx);
 }
 
+/* The first fdatasync waits at a gate until a callback opens it (or, as
+ * a way out, 2 s pass: g_gate_timed_out); the others go through. */
+static pthread_mutex_t g_gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gate_cv = PTHREAD_COND_INITIALIZER;
+static int g_gate_open, g_gate_taken, g_gate_timed_out;
+
+static int gated_fdatasync(int fd)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&g_gate_mu);
+    int first = !g_gate_taken;
+    g_gate_taken = 1;
+    while (first && !g_gate_open)
+        if (pthread_cond_timedwait(&g_gate_cv, &g_gate_mu, &until) != 0) {
+            g_gate_timed_out = 1;
+            break;
+        }
+    pthread_mutex_unlock(&g_gate_mu);
+    return fdatasync(fd);
+}
+
+static void on_synced_gate(void *ctx, plog_t *log, int status)
+{
+    fx_t *fx = ctx;
+    on_synced(ctx, log, status);
+    pthread_mutex_lock(&g_gate_mu);
+    if (!g_gate_open) fx->early++;
+    g_gate_open = 1;
+    pthread_cond_broadcast(&g_gate_cv);
+    pthread_mutex_unlock(&g_gate_mu);
+}
+
+/* The logs of a round sync at once, each on a worker: one whose sync is
+ * held does not hold the other's callback (its waiters). */
+static void test_logs_of_a_round_sync_at_once(void **state)
+{
+    fx_t *fx = *state;
+    fx->f = flusher_new(&fx->loop, FLUSH_ALWAYS, 0, on_synced_gate, fx);
+    g_gate_open = g_gate_taken = g_gate_timed_out = 0;
+    io_ops.fdatasync = gated_fdatasync;
+    for (int i = 0; i < 2; i++) {
+        append(fx->logs[i]);
+        flusher_mark_dirty(fx->f, fx->logs[i]);
+    }
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    io_ops_reset();
+    assert_int_equal(flusher_rounds(fx->f), 1);
+    assert_int_equal(fx->calls[0], 1);
+    assert_int_equal(fx->calls[1], 1);
+    assert_int_equal(fx->early, 1);
+    assert_false(g_gate_timed_out); /* the free one's callback opened the gate */
+    for (int i = 0; i < 2; i++) assert_int_equal(plog_durable_offset(fx->logs[i]), 5);
+    finish(fx);
+}
+
 static void on_free_timer(uv_timer_t *t)
 {
     fx_t *fx = t->data;
@@ -287,7 +347,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_group_commit_one_round), T(test_next_round_at_once), T(test_round_gap), T(test_interval_mode),
         T(test_never_mode),             T(test_sync_failure),       T(test_forget_in_flight),
-        T(test_free_in_flight),
+        T(test_free_in_flight),         T(test_logs_of_a_round_sync_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
