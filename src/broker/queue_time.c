@@ -107,6 +107,8 @@ void qheap_free(qheap_t *h)
 
 /* ---- expiry: the ring and the heap ---- */
 
+#define QEXP_RING_KEEP 4096 /* slots an empty ring keeps (64 KiB) */
+
 static uint32_t ring_slot(const qexpiry_t *x, uint32_t pos) { return pos & (x->cap - 1); }
 
 static void ring_set(qexpiry_t *x, uint32_t pos, qhslot_t v)
@@ -160,8 +162,13 @@ void qexpiry_remove(qexpiry_t *x, qentry_t *e)
     }
     x->ring[ring_slot(x, e->hidx)].e = NULL; /* (cap <= QEXP_RING / 2: the bits kept tell the slot) */
     e->hidx = 0;
-    if (--x->nring)
+    if (--x->nring) {
         while (!x->ring[ring_slot(x, x->head)].e) x->head++;
+    } else if (x->cap > QEXP_RING_KEEP) { /* empty: a burst's ring is not kept */
+        free(x->ring);
+        x->ring = NULL;
+        x->cap = x->head = x->tail = 0;
+    }
 }
 
 qentry_t *qexpiry_top(const qexpiry_t *x)

@@ -951,6 +951,7 @@ static void test_expiry_burst_in_passes(void **state)
             queue_requeue(&e, 1);
         }
     }
+    assert_null(q->expiring.ring); /* empty: the burst's ring went */
     close_broker(fx);
 }
 
