@@ -978,6 +978,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     enum { DUE_BATCH = 256, DUE_AHEAD = 8 };
     qentry_t *due[DUE_BATCH], *e;
     size_t n, left = QUEUE_DUE_RUN;
+    int more;
     while (left && (n = qwheel_pop_due(&q->delayed, now_ms, due, left < DUE_BATCH ? left : DUE_BATCH))) {
         left -= n;
         for (size_t i = 0; i < n && i < DUE_AHEAD; i++) __builtin_prefetch(due[i]);
@@ -996,6 +997,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
             else wait_over(q, e);
         }
     }
+    more = !left;
     /* The expired ones, fetched ahead in the same way (dead-lettering
      * copies each message). */
     left = QUEUE_DUE_RUN;
@@ -1008,6 +1010,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
         ready_remove(q, e);
         dead_letter(q, e, "expired");
     }
+    more |= !left;
     /* Delayed messages on disk: the due ones are routed and, while the
      * memory budget is less than half used, the soonest due up to the
      * budget come back to memory; the next time may be the next turn when
@@ -1028,7 +1031,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
     if (d && (!t || d < t)) t = d;
     if (paging_ttl && q->npaged && (!t || t > now_ms + 20))
         t = now_ms + 20; /* records not readable yet, or moves to finish: look again soon */
-    if (t && t <= now_ms) t = now_ms + 1; /* more due than one pass takes: the next turn */
+    if (more || (t && t < now_ms)) t = now_ms; /* more due than one pass takes: the next turn */
     q->wake_at = t;
     return t;
 }

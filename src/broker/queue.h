@@ -248,8 +248,10 @@ uint32_t queue_purge(queue_t *q);
 
 /* Timed work due at now_ms: expired ready messages (x-message-ttl /
  * expiration) are dead-lettered or dropped, delayed ones whose time came
- * become ready. Returns the wall-clock time of the next such event, 0 none.
- * The vhost's due timer calls it (queues ask for it with vhost_wake_at). */
+ * become ready, at most QUEUE_DUE_RUN of each. Returns the wall-clock time
+ * of the next such event (now_ms when more is due than one call takes), 0
+ * none. The vhost's due timer calls it (queues ask for it with
+ * vhost_wake_at), and calls it again in the loop's next turn for more. */
 int64_t queue_run_due(queue_t *q, int64_t now_ms);
 
 /* Writes a snapshot of the delivery state when its log has grown, and

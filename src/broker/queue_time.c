@@ -175,7 +175,7 @@ qentry_t *qexpiry_top(const qexpiry_t *x)
 {
     const qhslot_t *r = x->nring ? &x->ring[ring_slot(x, x->head)] : NULL;
     if (!x->heap.n) return r ? r->e : NULL;
-    if (!r || x->heap.v[0].key < r->key) return x->heap.v[0].e;
+    if (!r || x->heap.v[0].key <= r->key) return x->heap.v[0].e; /* (a tie: the heap holds requeued, older ones) */
     return r->e;
 }
 

@@ -69,7 +69,8 @@ struct vhost {
     uv_prepare_t flush;
     uv_timer_t tick;
     uv_timer_t due;  /* queue_run_due passes: delays, expiries */
-    int64_t due_at;  /* wall ms the due timer is set for, 0 none */
+    uv_idle_t more;  /* a pass that left due work: the next one after the loop's I/O */
+    int64_t due_at;  /* wall ms the next pass is set for (timer or idle), 0 none */
     int replaying;
     uint64_t msg_peak; /* most live message bytes seen since the last malloc_trim */
     uint64_t msg_prev; /* live message bytes at the last tick */
@@ -591,9 +592,14 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-static void on_due(uv_timer_t *t)
+static void on_more(uv_idle_t *h);
+
+/* One pass over the queues' due work. A queue that had more due than one
+ * pass takes (QUEUE_DUE_RUN) answers now or earlier: the next pass comes
+ * in the next turn of the loop, after its sockets were served, not from a
+ * timer (a timer started in a timer callback runs again before any I/O). */
+static void due_pass(vhost_t *v)
 {
-    vhost_t *v = t->data;
     int64_t now = clock_wall_ms(), next = 0;
     v->due_at = 0;
     qnode_t *n, *tmp;
@@ -606,7 +612,21 @@ static void on_due(uv_timer_t *t)
         int64_t at = queue_run_due(d->q, now);
         if (at && (!next || at < next)) next = at;
     }
-    if (next) vhost_wake_at(v, next);
+    if (next && next <= now) {
+        v->due_at = next;
+        uv_idle_start(&v->more, on_more);
+    } else if (next) {
+        vhost_wake_at(v, next);
+    }
+}
+
+static void on_due(uv_timer_t *t) { due_pass(t->data); }
+
+
+static void on_more(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    due_pass(h->data);
 }
 
 void vhost_wake_at(vhost_t *v, int64_t wall_ms)
@@ -715,6 +735,9 @@ int vhost_open(vhost_t *v)
     uv_timer_init(broker_loop(v->b), &v->due);
     v->due.data = v;
     uv_unref((uv_handle_t *)&v->due);
+    uv_idle_init(broker_loop(v->b), &v->more);
+    v->more.data = v;
+    uv_unref((uv_handle_t *)&v->more);
     for (qnode_t *n = v->queues; n; n = n->hh.next) {
         unsigned f = queue_flags(n->q);
         if (!(f & QF_DURABLE) || (f & QF_EXCLUSIVE)) continue;
@@ -768,10 +791,11 @@ void vhost_free(vhost_t *v)
     queue_scratch_free();
     free(v->qdir);
     if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
-        v->flush.data = v->due.data = v->tick.data = v;
-        v->closing = 3;
+        v->flush.data = v->due.data = v->more.data = v->tick.data = v;
+        v->closing = 4;
         uv_close((uv_handle_t *)&v->flush, on_handle_closed);
         uv_close((uv_handle_t *)&v->due, on_handle_closed);
+        uv_close((uv_handle_t *)&v->more, on_handle_closed);
         uv_close((uv_handle_t *)&v->tick, on_handle_closed);
     } else {
         free(v);
