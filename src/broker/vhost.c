@@ -622,7 +622,6 @@ static void due_pass(vhost_t *v)
 
 static void on_due(uv_timer_t *t) { due_pass(t->data); }
 
-
 static void on_more(uv_idle_t *h)
 {
     uv_idle_stop(h);
