@@ -901,6 +901,19 @@ static void test_dedup_with_paged_backlog(void **state)
     close_broker(fx);
 }
 
+/* Publishes messages 0 .. n-1 with de-duplication values "<prefix><i>",
+ * written as a loop would (every 4,096). */
+static void publish_keyed(fx_t *fx, queue_t *q, char prefix, int n)
+{
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%c%d", prefix, i);
+        publish(q, msg(i, -1, key));
+        if (i % 4096 == 0) queue_flush_all(fx->b);
+    }
+    queue_flush_all(fx->b);
+}
+
 /* A non-durable de-duplication queue spills too. Its values of records on
  * disk are kept by offset, so a second spill log goes on from the offsets
  * of the first: a message read back from the first (offset 0 there) and
@@ -915,12 +928,7 @@ static void test_transient_dedup_queue_spills(void **state)
     wbuf_destroy(&w);
     int n = QUEUE_PAGE_HIGH + 2000;
     char key[32];
-    for (int i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "k%d", i);
-        publish(q, msg(i, -1, key));
-        if (i % 4096 == 0) queue_flush_all(fx->b);
-    }
-    queue_flush_all(fx->b);
+    publish_keyed(fx, q, 'k', n);
     assert_true(q->npaged >= 2000);
     assert_true(path_exists(q->spill_dir));
     snprintf(key, sizeof key, "k%d", n - 1);
@@ -937,12 +945,7 @@ static void test_transient_dedup_queue_spills(void **state)
     queue_maintain(q); /* nothing on disk: the spill log goes */
     assert_null(q->data);
     assert_true(q->spill_base >= 2000);
-    for (int i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "r%d", i);
-        publish(q, msg(i, -1, key));
-        if (i % 4096 == 0) queue_flush_all(fx->b);
-    }
-    queue_flush_all(fx->b);
+    publish_keyed(fx, q, 'r', n);
     assert_true(q->npaged >= 2000);
     assert_int_equal(partition_start_offset(q->data), q->spill_base); /* not 0 again */
     assert_int_equal(queue_purge(q), (uint32_t)n);
