@@ -36,7 +36,7 @@ import pika
 import pytest
 
 from amqp_util import Env, drain, pump_until, queue_exists, ready_count, time_limit, wait_ready_count
-from queue_util import check_death, deaths, first_death, get_n, get_one, persistent
+from queue_util import check_death, death_counts, deaths, first_death, get_n, get_one, persistent
 
 
 @pytest.fixture(autouse=True)
@@ -398,7 +398,7 @@ def test_x_death_through_a_two_queue_cycle_with_rejections(env):
         assert b == b"job" and m.routing_key == dst and not m.redelivered
         assert p.message_id == "j" and p.headers["keep"] == "me"
         ch.basic_nack(m.delivery_tag, requeue=True)  # leave it in dst
-        return [(d["queue"], d["reason"], d["count"]) for d in deaths(p)], p
+        return death_counts(p), p
 
     xd, p = bounce(w, r)
     assert xd == [(w, "rejected", 1)]
@@ -440,7 +440,7 @@ def test_x_death_retry_loop_reject_then_ttl(env):
         [(r, "expired", 2), (w, "rejected", 2)],
     ]
     m, p, b = get_one(ch, w, timeout=3)
-    assert [(d["queue"], d["reason"], d["count"]) for d in deaths(p)] == [(r, "expired", 3), (w, "rejected", 3)]
+    assert death_counts(p) == [(r, "expired", 3), (w, "rejected", 3)]
     assert first_death(p) == (w, "rejected", "")
     assert p.headers["keep"] == "me"
 
@@ -459,26 +459,22 @@ def test_x_death_same_queue_other_reason_is_a_new_entry_and_the_rest_reverses(en
     ch.queue_declare(w, arguments=dl_args("", r, **{"x-message-ttl": 300}))
     ch.queue_declare(r, arguments=dl_args("", w))
     ch.basic_publish("", w, b"job")
-
-    def xd(p):
-        return [(d["queue"], d["reason"], d["count"]) for d in deaths(p)]
-
     m, _, _ = get_one(ch, w, auto_ack=False)
     ch.basic_reject(m.delivery_tag, requeue=False)  # W rejected -> R
     m, p, _ = get_one(ch, r, auto_ack=False)
-    assert xd(p) == [(w, "rejected", 1)]
+    assert death_counts(p) == [(w, "rejected", 1)]
     ch.basic_reject(m.delivery_tag, requeue=False)  # R rejected -> W, where it expires -> R
     m, p, b = get_one(ch, r, auto_ack=False, timeout=3)
     assert b == b"job"
     # before this death it was [R rejected, W rejected]; the new entry is in front and the
     # other two are reversed
-    assert xd(p) == [(w, "expired", 1), (w, "rejected", 1), (r, "rejected", 1)]
+    assert death_counts(p) == [(w, "expired", 1), (w, "rejected", 1), (r, "rejected", 1)]
     assert first_death(p) == (w, "rejected", "")
     ch.basic_reject(m.delivery_tag, requeue=False)  # R rejected again -> W
     m, p, b = get_one(ch, w, auto_ack=False)
     assert b == b"job"
     # R/rejected incremented and in front; the other two reversed again
-    assert xd(p) == [(r, "rejected", 2), (w, "rejected", 1), (w, "expired", 1)]
+    assert death_counts(p) == [(r, "rejected", 2), (w, "rejected", 1), (w, "expired", 1)]
     ch.basic_ack(m.delivery_tag)
 
 
@@ -497,7 +493,7 @@ def test_cycle_of_automatic_deaths_is_dropped(env):
     # it reaches B (count 1 there) ...
     m, p, body = get_one(ch, b, auto_ack=False, timeout=3)
     assert body == b"cyc"
-    assert [(d["queue"], d["reason"], d["count"]) for d in deaths(p)] == [(a, "expired", 1)]
+    assert death_counts(p) == [(a, "expired", 1)]
     ch.basic_nack(m.delivery_tag, requeue=True)  # back into B: the TTL clock is not reset
     # ... then expires in B and is dropped, not sent back to A
     time.sleep(0.8)
@@ -523,7 +519,7 @@ def test_queue_dead_lettering_into_itself(env):
     ch.basic_reject(m.delivery_tag, requeue=False)
     m, p, body = get_one(ch, r, auto_ack=True, timeout=3)
     assert body == b"rej"
-    assert [(d["queue"], d["reason"], d["count"]) for d in deaths(p)] == [(r, "rejected", 1)]
+    assert death_counts(p) == [(r, "rejected", 1)]
     assert ready_count(conn, r) == 0
 
 

@@ -42,6 +42,11 @@ def deaths(props):
     return props.headers["x-death"]
 
 
+def death_counts(props):
+    """The x-death header as (queue, reason, count) triples, most recent death first."""
+    return [(d["queue"], d["reason"], d["count"]) for d in deaths(props)]
+
+
 def check_death(d, *, count, reason, queue, exchange, routing_keys, original_expiration=None):
     """One x-death entry, with RabbitMQ's field set and field types: count is a long ('l'),
     time a timestamp ('T', pika gives a naive UTC datetime), routing-keys an array of strings,

@@ -81,6 +81,15 @@ static qmsg_t *msg(int i, int prio, const char *dedup)
 
 static int idx(const qentry_t *e) { return fx_key_idx(qmsg_key(e->m)); }
 
+/* Takes q's next ready message, checks it is message i, acks it. */
+static void ack_next(queue_t *q, int i)
+{
+    qentry_t *e = queue_get(q);
+    assert_non_null(e);
+    assert_int_equal(idx(e), i);
+    queue_ack(e);
+}
+
 /* The index of a dead-letter copy's original: its x-death routing key. */
 static int dead_idx(const qentry_t *e)
 {
@@ -285,10 +294,7 @@ static void test_deep_backlog_pages(void **state)
     assert_int_equal(queue_ready_count(q), n);
     assert_true(q->nready <= QUEUE_PAGE_HIGH); /* recovery pages too */
     for (int i = 0; i < n; i++) {
-        qentry_t *e = queue_get(q);
-        assert_non_null(e);
-        assert_int_equal(idx(e), i);
-        queue_ack(e);
+        ack_next(q, i);
         if (i == n / 2) {
             sync_all(fx);
             restart(fx); /* half drained, part of it paged */
@@ -373,12 +379,7 @@ static void test_spill_log_open_fails_then_works(void **state)
     for (int i = n + 1; i < n + 100; i++) publish(q, msg(i, -1, NULL));
     queue_flush_all(fx->b);
     assert_true(q->npaged > 0);
-    for (int i = 0; i < n + 100; i++) {
-        qentry_t *e = queue_get(q);
-        assert_non_null(e);
-        assert_int_equal(idx(e), i);
-        queue_ack(e);
-    }
+    for (int i = 0; i < n + 100; i++) ack_next(q, i);
     free(file);
     close_broker(fx);
 }
@@ -400,12 +401,7 @@ static void test_transient_spill_write_fails(void **state)
     io_ops_reset();
     assert_int_equal(q->npaged, 0);
     assert_int_equal(queue_ready_count(q), n);
-    for (int i = 0; i < n; i++) {
-        qentry_t *e = queue_get(q);
-        assert_non_null(e);
-        assert_int_equal(idx(e), i);
-        queue_ack(e);
-    }
+    for (int i = 0; i < n; i++) ack_next(q, i);
     assert_null(queue_get(q));
     close_broker(fx);
 }
@@ -543,15 +539,6 @@ static void test_priority_backlog_drains_in_order(void **state)
 }
 
 /* ---- a dead-letter copy's claim removes its original at start-up ---- */
-
-/* Takes q's next ready message, checks it is message i, acks it. */
-static void ack_next(queue_t *q, int i)
-{
-    qentry_t *e = queue_get(q);
-    assert_non_null(e);
-    assert_int_equal(idx(e), i);
-    queue_ack(e);
-}
 
 static void test_claim_removes_original(void **state)
 {
