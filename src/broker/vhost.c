@@ -789,14 +789,20 @@ void vhost_free(vhost_t *v)
     xroute_destroy(&v->recheck);
     queue_scratch_free();
     free(v->qdir);
-    if (uv_is_active((uv_handle_t *)&v->tick) || v->tick.loop) {
-        v->flush.data = v->due.data = v->more.data = v->tick.data = v;
-        v->closing = 4;
-        uv_close((uv_handle_t *)&v->flush, on_handle_closed);
-        uv_close((uv_handle_t *)&v->due, on_handle_closed);
-        uv_close((uv_handle_t *)&v->more, on_handle_closed);
-        uv_close((uv_handle_t *)&v->tick, on_handle_closed);
-    } else {
+    /* Every handle vhost_open set up is closed, also after it failed half
+     * way (v is zeroed: a handle never set up has no loop). */
+    uv_handle_t *hs[] = {(uv_handle_t *)&v->flush, (uv_handle_t *)&v->due, (uv_handle_t *)&v->more,
+                         (uv_handle_t *)&v->tick};
+    v->closing = 0;
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; i++)
+        if (hs[i]->loop) v->closing++;
+    if (!v->closing) {
         free(v);
+        return;
     }
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; i++)
+        if (hs[i]->loop) {
+            hs[i]->data = v;
+            uv_close(hs[i], on_handle_closed);
+        }
 }

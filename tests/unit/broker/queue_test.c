@@ -24,11 +24,13 @@
 #include "amqp/ftable.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/mem.h"
 #include "base/log.h"
 #include "broker/internal.h"
 #include "broker/queue.h"
 #include "broker/queue_int.h"
 #include "broker/vhost.h"
+#include "store/deleter.h"
 #include "vhost_fixture.h"
 
 /* The data ("log") or delivery-state ("state") partition of a durable queue. */
@@ -1155,6 +1157,26 @@ static void test_wait_fires_when_durable_and_on_delete(void **state)
     close_broker(fx);
 }
 
+/* A durable queue whose log cannot be opened fails the start with an
+ * error, and the failed start leaves nothing behind on the loop (every
+ * handle it had set up is closed: teardown closes the loop). */
+static void test_start_fails_on_an_unopenable_queue(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = fx_queue(fx, "unopenable", QF_DURABLE, none, NULL);
+    char *log = xasprintf("%s-log", q->dir);
+    close_broker(fx);
+    assert_int_equal(store_remove_dir(log), 0);
+    FILE *f = fopen(log, "w"); /* a file where its log directory was */
+    assert_non_null(f);
+    fclose(f);
+    assert_null(broker_open_dir(&fx->loop, fx->dir));
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    unlink(log);
+    free(log);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -1175,6 +1197,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_fires_when_durable_and_on_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_fails_on_an_unopenable_queue, setup, teardown),
     };
     /* Twice: messages and entries from malloc (a broker holding little),
      * then all from base/slab (one holding more than 1 MiB). */
