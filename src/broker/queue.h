@@ -36,6 +36,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "amqp/wire.h"
 #include "base/buf.h"
@@ -44,6 +45,15 @@
 typedef struct queue queue_t;
 typedef struct qentry qentry_t;
 typedef struct qconsumer qconsumer_t;
+
+/* The exchange and routing key that many messages share (queue.c keeps
+ * the pairs it saw recently): one allocation, refcounted. */
+typedef struct qnames {
+    uint32_t refs;
+    uint32_t hash;
+    uint8_t exchange_len, key_len;
+    uint8_t data[]; /* exchange | routing key */
+} qnames_t;
 
 /* A published message: one allocation shared (refcounted) by every queue
  * it was routed to. Immutable after qmsg_new + filling the body. */
@@ -54,13 +64,15 @@ typedef struct qmsg {
     uint8_t key_len;       /* routing key bytes */
     uint8_t pool_class;    /* internal: base/slab class of its allocation (32-byte units), 0 malloc */
     uint32_t props_len;    /* property bytes (flags + list) */
+    uint8_t shared_names;  /* internal: data starts with a qnames_t * (one reference), not the names */
     uint64_t body_len;
     int64_t ts_ms;         /* arrival, wall clock */
     int64_t expiration_ms; /* per-message TTL from the "expiration" property, -1 none */
     int64_t ready_at_ms;   /* not deliverable before this wall-clock time (delayed exchange), 0 none */
     uint64_t origin_qid;   /* a dead-letter copy: the queue it left (its claim, see deadletter.h) */
     int64_t origin_off;    /* ... and its offset there; -1: not a claiming copy */
-    uint8_t data[];        /* exchange | routing key | props | body */
+    uint8_t data[];        /* exchange | routing key | props | body; with shared_names,
+                            * the qnames_t pointer instead of exchange | routing key */
 } qmsg_t;
 
 /* Allocates a message with refs = 1, arriving now; the caller copies the
@@ -84,13 +96,30 @@ uint64_t queue_msg_bytes(void);
 void queue_slab_from(uint64_t bytes);
 /* Frees the pool of blocks that emptied delay-wheel slots gave back. */
 void qwheel_pool_release(void);
-static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){m->data, m->exchange_len}; }
-static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){m->data + m->exchange_len, m->key_len}; }
+/* Frees the recently seen exchange and routing-key pairs that no message
+ * holds (the broker's end, tests). */
+void qmsg_names_release(void);
+static inline const uint8_t *qmsg_names(const qmsg_t *m)
+{
+    const qnames_t *n;
+    if (!m->shared_names) return m->data;
+    memcpy(&n, m->data, sizeof n);
+    return n->data;
+}
+/* Bytes the names take in the message itself. */
+static inline size_t qmsg_names_size(const qmsg_t *m)
+{
+    return m->shared_names ? sizeof(qnames_t *) : (size_t)m->exchange_len + m->key_len;
+}
+/* Bytes of the message's allocation in use: header, names, props, body. */
+static inline size_t qmsg_size(const qmsg_t *m) { return sizeof *m + qmsg_names_size(m) + m->props_len + m->body_len; }
+static inline amqp_bytes_t qmsg_exchange(const qmsg_t *m) { return (amqp_bytes_t){qmsg_names(m), m->exchange_len}; }
+static inline amqp_bytes_t qmsg_key(const qmsg_t *m) { return (amqp_bytes_t){qmsg_names(m) + m->exchange_len, m->key_len}; }
 static inline amqp_bytes_t qmsg_props(const qmsg_t *m)
 {
-    return (amqp_bytes_t){m->data + m->exchange_len + m->key_len, m->props_len};
+    return (amqp_bytes_t){m->data + qmsg_names_size(m), m->props_len};
 }
-static inline uint8_t *qmsg_body(qmsg_t *m) { return m->data + m->exchange_len + m->key_len + m->props_len; }
+static inline uint8_t *qmsg_body(qmsg_t *m) { return m->data + qmsg_names_size(m) + m->props_len; }
 
 /* Where an entry is (qentry.state). */
 enum {

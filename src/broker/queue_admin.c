@@ -18,9 +18,8 @@
 
 static void peek_entry(const qentry_t *e, void (*fn)(void *, const queue_peek_msg_t *), void *ctx)
 {
-    const qmsg_t *m = e->m;
-    queue_peek_msg_t pm = {qmsg_exchange(m), qmsg_key(m), qmsg_props(m),
-                           m->data + m->exchange_len + m->key_len + m->props_len, m->body_len,
+    qmsg_t *m = e->m;
+    queue_peek_msg_t pm = {qmsg_exchange(m), qmsg_key(m), qmsg_props(m), qmsg_body(m), m->body_len,
                            e->redelivered, e->returns};
     fn(ctx, &pm);
 }

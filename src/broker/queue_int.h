@@ -238,8 +238,7 @@ void qwheel_free(qwheel_t *w);
  * the whole message), bytes: what a delay queue's budget counts. */
 static inline uint64_t queue_entry_mem(const qentry_t *e)
 {
-    const qmsg_t *m = e->m;
-    return sizeof *e + sizeof *m + m->exchange_len + m->key_len + m->props_len + m->body_len;
+    return sizeof *e + qmsg_size(e->m);
 }
 
 struct queue {

@@ -543,6 +543,7 @@ void queue_scratch_free(void)
     queue_delay_scratch_free();
     queue_entry_pool_free();
     qwheel_pool_release();
+    qmsg_names_release();
     slab_release();
 }
 
