@@ -198,6 +198,11 @@ void qmsg_unref(qmsg_t *m)
 
 uint64_t queue_msg_bytes(void) { return g_msg_bytes; }
 
+/* Entries the due passes handed on or expired (from memory), in all. */
+static uint64_t g_due_work;
+
+uint64_t queue_due_work(void) { return g_due_work; }
+
 /* ---- arguments ---- */
 
 int queue_parse_backoff(amqp_bytes_t s, int64_t *out, int max)
@@ -1079,6 +1084,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
         }
     }
     more = !left;
+    g_due_work += QUEUE_DUE_RUN - left;
     /* The expired ones, each entry (and then its message) fetched a few
      * ahead of its turn: they are taken one at a time from the ring or the
      * heap (dead-lettering copies each message). */
@@ -1094,6 +1100,7 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
         dead_letter(q, e, "expired");
     }
     more |= !left;
+    g_due_work += QUEUE_DUE_RUN - left;
     /* Delayed messages on disk: the due ones are routed and, while the
      * memory budget is less than half used, the soonest due up to the
      * budget come back to memory; the next time may be the next turn when

@@ -282,6 +282,9 @@ uint32_t queue_purge(queue_t *q);
  * none. The vhost's due timer calls it (queues ask for it with
  * vhost_wake_at), and calls it again in the loop's next turn for more. */
 int64_t queue_run_due(queue_t *q, int64_t now_ms);
+/* Entries that due passes handed on or expired from memory so far, in
+ * all queues (the vhost spaces its passes while they take many). */
+uint64_t queue_due_work(void);
 
 /* Writes a snapshot of the delivery state when its log has grown, and
  * drops log segments nobody needs any more. From the maintenance timer. */

@@ -64,6 +64,9 @@ static const entry_t table[] = {
     {"flush.round.gap.us", K_I32, F(flush_round_gap_us), "1000", 0, 1000000,
      "with flush always: least time between the starts of two group-commit sync rounds, microseconds "
      "(0 = back to back); bounds fdatasyncs to one per gap under light steady load"},
+    {"due.pass.gap.ms", K_I32, F(due_pass_gap_ms), "5", 0, 10000,
+     "least time between two timer passes over due work (delayed messages, retry backoffs, TTL expiries) "
+     "while it keeps coming, ms (0 = each on its millisecond); a pass after a quiet spell is on time"},
     {"delay.memory.bytes", K_SIZE, F(delay_memory_bytes), "128MiB", 0, 1LL << 40,
      "memory each queue (and each durable delayed exchange) may hold in messages waiting for their x-delay or "
      "a retry backoff (a durable queue: its persistent ones for a retry; soonest due first); the rest wait on "

@@ -40,6 +40,7 @@ typedef struct {
     config_flush_t flush_mode;     /* "flush" */
     int32_t flush_interval_ms;     /* from "flush = interval:MS" */
     int32_t flush_round_gap_us;    /* "flush.round.gap.us": least time between sync round starts */
+    int32_t due_pass_gap_ms;       /* "due.pass.gap.ms": least time between timer passes over due work */
     int64_t delay_memory_bytes;    /* "delay.memory.bytes": bytes of pending delayed messages kept in memory per delay queue */
     int32_t log_level;             /* "log.level", a log_level_t */
     int64_t max_request_bytes;     /* "max.request.bytes" */

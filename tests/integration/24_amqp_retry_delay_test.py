@@ -219,6 +219,41 @@ def test_delayed_exchange_routes_when_due(env):
     assert ch.basic_get(q)[0] is None
 
 
+def test_due_passes_are_spaced_after_a_busy_one(broker_factory):
+    """due.pass.gap.ms: after a timer pass that handed on many due messages, the next waits for
+    the gap (here an exaggerated 1.5 s, so that scheduling noise cannot blur it); messages due a
+    few at a time are handed on on time. Nothing arrives before its time."""
+    b, env = herald_env(broker_factory, "--due-pass-gap-ms", "1500")
+    try:
+        conn = env.connect()
+        ch = conn.channel()
+        x, q = env.x("gap"), env.q("gap")
+        delayed_exchange(ch, x, **{q: "k"})
+        ch.confirm_delivery()
+        # A few at a time: each on time.
+        t0 = time.monotonic()
+        ch.basic_publish(x, "k", b"lone-1", persistent(headers={"x-delay": 200}))
+        ch.basic_publish(x, "k", b"lone-2", persistent(headers={"x-delay": 400}))
+        got = get_timed(ch, q, 2, t0, limit=6)
+        assert [m for m, _ in got] == [b"lone-1", b"lone-2"]
+        assert 0.18 <= got[0][1] < 1.2 and 0.38 <= got[1][1] < 1.4
+        # 100 due at once make a busy pass; one due 200 ms later comes with the pass a gap on.
+        pub = conn.channel()
+        pub.tx_select()  # x-delay counts from the commit: the 100 fall due in the same millisecond
+        for i in range(100):
+            pub.basic_publish(x, "k", b"batch", persistent(headers={"x-delay": 300}))
+        pub.basic_publish(x, "k", b"after", persistent(headers={"x-delay": 500}))
+        t0 = time.monotonic()
+        pub.tx_commit()
+        got = get_timed(ch, q, 101, t0, limit=8)
+        assert [m for m, _ in got] == [b"batch"] * 100 + [b"after"]
+        assert 0.28 <= got[0][1] < 1.3
+        assert got[100][1] >= got[0][1] + 1.4  # the pass a gap after the busy one
+        assert got[100][1] < 5
+    finally:
+        env.cleanup()
+
+
 def test_delayed_publish_in_a_transaction_counts_from_the_commit(env):
     # The message reaches its queue at tx.commit, so its x-delay counts from
     # there, not from when the publish arrived.
