@@ -58,6 +58,17 @@ def delayed_exchange(ch, x, xtype="direct", **queues):
         ch.queue_bind(q, x, key)
 
 
+def confirming_delayed(env, name):
+    """A connection, a confirming channel, a durable delayed exchange and a durable queue bound
+    to it with key "k": (connection, channel, exchange, queue)."""
+    conn = env.connect()
+    ch = conn.channel()
+    x, q = env.x(name), env.q(name)
+    delayed_exchange(ch, x, **{q: "k"})
+    ch.confirm_delivery()
+    return conn, ch, x, q
+
+
 def get_timed(ch, q, n, t0, limit=5):
     """Takes up to n messages from q (basic.get, auto-ack) within limit seconds of t0
     (time.monotonic()): [(body, seconds since t0)]."""
@@ -225,11 +236,7 @@ def test_due_passes_are_spaced_after_a_busy_one(broker_factory):
     few at a time are handed on on time. Nothing arrives before its time."""
     b, env = herald_env(broker_factory, "--due-pass-gap-ms", "1500")
     try:
-        conn = env.connect()
-        ch = conn.channel()
-        x, q = env.x("gap"), env.q("gap")
-        delayed_exchange(ch, x, **{q: "k"})
-        ch.confirm_delivery()
+        conn, ch, x, q = confirming_delayed(env, "gap")
         # A few at a time: each on time.
         t0 = time.monotonic()
         ch.basic_publish(x, "k", b"lone-1", persistent(headers={"x-delay": 200}))
@@ -354,11 +361,7 @@ def test_delayed_message_checks_its_route_after_a_restart(env, amqp_broker):
 def test_delayed_message_keeps_its_ttl_after_routing(env, amqp_broker):
     """A delayed message's expiration counts in the queue it is routed to, from then on (not
     while it waits): also when it waited on disk and was read back."""
-    conn = env.connect()
-    ch = conn.channel()
-    x, q = env.x("delayed-ttl"), env.q("delayed-ttl")
-    delayed_exchange(ch, x, **{q: "k"})
-    ch.confirm_delivery()
+    conn, ch, x, q = confirming_delayed(env, "delayed-ttl")
     t0 = time.monotonic()
     ch.basic_publish(x, "k", b"short", persistent(expiration="1500", headers={"x-delay": 1000}))
     ch.basic_publish(x, "k", b"long", persistent(expiration="60000", headers={"x-delay": 1000}))
@@ -397,11 +400,7 @@ def test_delayed_exchange_needs_a_type(env):
 
 
 def test_delayed_messages_survive_sigkill(env, amqp_broker):
-    conn = env.connect()
-    ch = conn.channel()
-    x, q = env.x("delayed-crash"), env.q("delayed-crash")
-    delayed_exchange(ch, x, **{q: "k"})
-    ch.confirm_delivery()
+    conn, ch, x, q = confirming_delayed(env, "delayed-crash")
     for i in range(200):
         ch.basic_publish(x, "k", b"%d" % i, persistent(headers={"x-delay": 1500 + (i % 5) * 100}))
     assert ready_count(conn, q) == 0
