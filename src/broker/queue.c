@@ -1072,8 +1072,8 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms)
      * message is still in a cache, and one miss after the other was 15 %
      * of the broker's CPU in the delayed benchmark: a batch's entries are
      * asked for all at once, then their messages (every line of them goes
-     * into the delivery), so that the misses overlap; a batch of 256 is
-     * about 100 KB, well within the L2 cache. */
+     * into the delivery), so that the misses overlap; a batch of 256 of
+     * the benchmark's is about 75 KB, well within the L2 cache. */
     enum { DUE_BATCH = 256 };
     qentry_t *due[DUE_BATCH], *e;
     size_t n, left = QUEUE_DUE_RUN;
