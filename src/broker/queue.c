@@ -10,6 +10,7 @@
 #include "amqp/ftable.h"
 #include "amqp/props.h"
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -112,10 +113,7 @@ static qnames_t *names_share(amqp_bytes_t exchange, amqp_bytes_t key)
     if ((size_t)exchange.len + key.len <= sizeof(qnames_t *)) return NULL;
     qnames_t *n = g_names_last;
     if (n && names_is(n, exchange, key)) return n->refs++, n;
-    uint32_t h = 0x811c9dc5u ^ exchange.len;
-    for (uint32_t i = 0; i < exchange.len; i++) h = (h ^ exchange.p[i]) * 0x01000193u;
-    h = (h ^ 0xffu) * 0x01000193u;
-    for (uint32_t i = 0; i < key.len; i++) h = (h ^ key.p[i]) * 0x01000193u;
+    uint32_t h = crc32c(crc32c(exchange.len, exchange.p, exchange.len), key.p, key.len);
     names_slot_t *s = &g_names[h & (NAMES_SLOTS - 1)];
     if (s->n && s->n->hash == h && names_is(s->n, exchange, key)) return g_names_last = s->n, s->n->refs++, s->n;
     if (!s->seen || s->hash != h) { /* first sighting here: remembered, not shared */

@@ -256,6 +256,79 @@ static amqp_bytes_t args_i64(wbuf_t *w, const char *name, int64_t v)
     return (amqp_bytes_t){w->p, (uint32_t)w->len};
 }
 
+/* ======================= messages ======================= */
+
+static int names_are(const qmsg_t *m, const char *ex, const char *key, const char *props)
+{
+    amqp_bytes_t e = qmsg_exchange(m), k = qmsg_key(m), p = qmsg_props(m);
+    return e.len == strlen(ex) && !memcmp(e.p, ex, e.len) && k.len == strlen(key) && !memcmp(k.p, key, k.len) &&
+           p.len == strlen(props) && !memcmp(p.p, props, p.len) && !memcmp(qmsg_body((qmsg_t *)m), "body", 4);
+}
+
+static qmsg_t *names_msg(const char *ex, const char *key)
+{
+    qmsg_t *m = qmsg_new(amqp_cstr(ex), amqp_cstr(key), amqp_cstr("pp"), 4);
+    memcpy(qmsg_body(m), "body", 4);
+    return m;
+}
+
+/* A pair of exchange and routing key seen twice running is shared by the
+ * messages that carry it from then on; a pair seen once (a key per
+ * message), or one no longer than the pointer, stays inline; the copy goes
+ * when its last holder does (ASan reports a leak or a double free). */
+static void test_message_names_shared(void **state)
+{
+    (void)state;
+    qmsg_names_release();
+    uint64_t before = queue_msg_bytes();
+    qmsg_t *a = names_msg("orders-exchange", "orders.created");
+    qmsg_t *b = names_msg("orders-exchange", "orders.created");
+    qmsg_t *c = names_msg("orders-exchange", "orders.created");
+    assert_false(a->shared_names);
+    assert_true(b->shared_names && c->shared_names);
+    for (const qmsg_t *m = a; m; m = m == a ? b : m == b ? c : NULL)
+        assert_true(names_are(m, "orders-exchange", "orders.created", "pp"));
+    /* Shared: the pointer, not the 29 bytes of names. */
+    assert_int_equal(qmsg_size(b), sizeof(qmsg_t) + sizeof(qnames_t *) + 2 + 4);
+    assert_int_equal(qmsg_size(a), sizeof(qmsg_t) + 29 + 2 + 4);
+    /* A key per message stays inline. */
+    char key[32];
+    qmsg_t *u[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "order.%d.created", i);
+        u[i] = names_msg("orders-exchange", key);
+        assert_false(u[i]->shared_names);
+        assert_true(names_are(u[i], "orders-exchange", key, "pp"));
+    }
+    /* Short names stay inline; an empty exchange is fine. */
+    qmsg_t *s1 = names_msg("", "jobs"), *s2 = names_msg("", "jobs");
+    assert_false(s1->shared_names || s2->shared_names);
+    qmsg_t *d1 = names_msg("", "a-longer-queue-name"), *d2 = names_msg("", "a-longer-queue-name");
+    assert_true(d2->shared_names && names_are(d2, "", "a-longer-queue-name", "pp"));
+    /* A grown message keeps its reference, and the shared copy outlives
+     * the table that made it. */
+    qmsg_t *g = qmsg_new_room(amqp_cstr(""), amqp_cstr("a-longer-queue-name"), amqp_cstr("pp"), 4000, 4, 0);
+    assert_true(g->shared_names);
+    g = qmsg_grow(g, 4000);
+    qmsg_names_release();
+    qmsg_ref(c);
+    qmsg_unref(b);
+    assert_true(names_are(c, "orders-exchange", "orders.created", "pp"));
+    qmsg_unref(c);
+    memcpy(qmsg_body(g), "body", 4);
+    assert_true(names_are(g, "", "a-longer-queue-name", "pp"));
+    qmsg_unref(g);
+    qmsg_unref(a);
+    qmsg_unref(c);
+    for (int i = 0; i < 8; i++) qmsg_unref(u[i]);
+    qmsg_unref(s1);
+    qmsg_unref(s2);
+    qmsg_unref(d1);
+    qmsg_unref(d2);
+    qmsg_names_release();
+    assert_int_equal(queue_msg_bytes(), before);
+}
+
 /* ======================= consumers and delivery ======================= */
 
 static void test_round_robin_credit_and_get(void **state)
@@ -816,77 +889,6 @@ static void test_snapshot_not_rewritten_every_tick(void **state)
 }
 
 /* ======================= purge, delete, TTL ======================= */
-
-static int names_are(const qmsg_t *m, const char *ex, const char *key, const char *props)
-{
-    amqp_bytes_t e = qmsg_exchange(m), k = qmsg_key(m), p = qmsg_props(m);
-    return e.len == strlen(ex) && !memcmp(e.p, ex, e.len) && k.len == strlen(key) && !memcmp(k.p, key, k.len) &&
-           p.len == strlen(props) && !memcmp(p.p, props, p.len) && !memcmp(qmsg_body((qmsg_t *)m), "body", 4);
-}
-
-static qmsg_t *names_msg(const char *ex, const char *key)
-{
-    qmsg_t *m = qmsg_new(amqp_cstr(ex), amqp_cstr(key), amqp_cstr("pp"), 4);
-    memcpy(qmsg_body(m), "body", 4);
-    return m;
-}
-
-/* A pair of exchange and routing key seen twice running is shared by the
- * messages that carry it from then on; a pair seen once (a key per
- * message), or one no longer than the pointer, stays inline; the copy goes
- * when its last holder does (ASan reports a leak or a double free). */
-static void test_message_names_shared(void **state)
-{
-    (void)state;
-    qmsg_names_release();
-    uint64_t before = queue_msg_bytes();
-    qmsg_t *a = names_msg("orders-exchange", "orders.created");
-    qmsg_t *b = names_msg("orders-exchange", "orders.created");
-    qmsg_t *c = names_msg("orders-exchange", "orders.created");
-    assert_false(a->shared_names);
-    assert_true(b->shared_names && c->shared_names);
-    for (const qmsg_t *m = a; m; m = m == a ? b : m == b ? c : NULL)
-        assert_true(names_are(m, "orders-exchange", "orders.created", "pp"));
-    /* Shared: the pointer, not the 29 bytes of names. */
-    assert_int_equal(qmsg_size(b), sizeof(qmsg_t) + sizeof(qnames_t *) + 2 + 4);
-    assert_int_equal(qmsg_size(a), sizeof(qmsg_t) + 29 + 2 + 4);
-    /* A key per message stays inline. */
-    char key[32];
-    qmsg_t *u[8];
-    for (int i = 0; i < 8; i++) {
-        snprintf(key, sizeof key, "order.%d.created", i);
-        u[i] = names_msg("orders-exchange", key);
-        assert_false(u[i]->shared_names);
-        assert_true(names_are(u[i], "orders-exchange", key, "pp"));
-    }
-    /* Short names stay inline; an empty exchange is fine. */
-    qmsg_t *s1 = names_msg("", "jobs"), *s2 = names_msg("", "jobs");
-    assert_false(s1->shared_names || s2->shared_names);
-    qmsg_t *d1 = names_msg("", "a-longer-queue-name"), *d2 = names_msg("", "a-longer-queue-name");
-    assert_true(d2->shared_names && names_are(d2, "", "a-longer-queue-name", "pp"));
-    /* A grown message keeps its reference, and the shared copy outlives
-     * the table that made it. */
-    qmsg_t *g = qmsg_new_room(amqp_cstr(""), amqp_cstr("a-longer-queue-name"), amqp_cstr("pp"), 4000, 4, 0);
-    assert_true(g->shared_names);
-    g = qmsg_grow(g, 4000);
-    qmsg_names_release();
-    qmsg_ref(c);
-    qmsg_unref(b);
-    assert_true(names_are(c, "orders-exchange", "orders.created", "pp"));
-    qmsg_unref(c);
-    memcpy(qmsg_body(g), "body", 4);
-    assert_true(names_are(g, "", "a-longer-queue-name", "pp"));
-    qmsg_unref(g);
-    qmsg_unref(a);
-    qmsg_unref(c);
-    for (int i = 0; i < 8; i++) qmsg_unref(u[i]);
-    qmsg_unref(s1);
-    qmsg_unref(s2);
-    qmsg_unref(d1);
-    qmsg_unref(d2);
-    qmsg_names_release();
-    assert_int_equal(queue_msg_bytes(), before);
-}
 
 static void test_purge(void **state)
 {
