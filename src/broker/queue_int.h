@@ -199,6 +199,7 @@ void qexpiry_free(qexpiry_t *x);
  * in the first slot. */
 #define QWHEEL_SLOTS 4096 /* a power of two */
 #define QWBLOCK_N 63      /* entries per block of a slot: 512 bytes with the link */
+#define QWHEEL_INBOX 32   /* pushes gathered before they go into their slots */
 typedef struct qwblock {
     struct qwblock *next;
     qentry_t *v[QWBLOCK_N];
@@ -213,12 +214,14 @@ typedef struct {
 } qwslot_t;
 typedef struct {
     qwslot_t *slot;  /* QWHEEL_SLOTS of them while it holds any, else NULL */
+    qentry_t **in;   /* QWHEEL_INBOX pushes not yet in their slots (with slot) */
+    uint32_t nin;
     int64_t base;    /* the window [base, base + QWHEEL_SLOTS): slot t % QWHEEL_SLOTS holds time t */
     int64_t lo;      /* every slot in [base, lo) is empty */
-    uint32_t nw;     /* entries in the slots */
+    uint32_t nw;     /* entries in the slots (not counting in) */
     qheap_t far;     /* entries due past the window (its bytes are not kept) */
     uint64_t far_pushes;
-    uint32_t n;      /* entries in all */
+    uint32_t n;      /* entries in all (in included) */
     uint64_t bytes;  /* memory of the entries (queue_entry_mem), bytes */
 } qwheel_t;
 /* now: the wall clock (the window never starts past it). */
