@@ -161,6 +161,9 @@ void broker_free(broker_t *b)
     alarm_free(b->alarm);
     group_coord_free(b->groups);
     vhost_free(b->vhost);
+    free(b->due_queues); /* (every queue was closed: none is in it) */
+    b->due_queues = NULL;
+    b->ndue = b->capdue = 0;
     while (b->first) topic_free(b, b->first);
     if (b->offsets) partition_close(b, b->offsets);
     if (b->catalog) partition_close(b, b->catalog);

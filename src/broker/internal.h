@@ -85,6 +85,8 @@ struct broker {
     histo_map_t amqp_histos;          /* method handling durations by AMQP class << 16 | method */
     vhost_t *vhost;                   /* AMQP: the one virtual host, "/" */
     queue_t *dirty_queues;            /* queues with records to append this loop turn */
+    queue_t **due_queues;             /* queues that may have timed work: the due passes' round (queue.c) */
+    uint32_t ndue, capdue;
     void (*tick_hook)(broker_t *b);   /* broker_set_tick_hook */
 };
 

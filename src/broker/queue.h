@@ -285,6 +285,13 @@ int64_t queue_run_due(queue_t *q, int64_t now_ms);
 /* Entries that due passes handed on or expired from memory so far, in
  * all queues (the vhost spaces its passes while they take many). */
 uint64_t queue_due_work(void);
+/* One due pass: queue_run_due on each queue of b that may have timed work
+ * (an expiry, a delay, a paged TTL); a queue in which it finds none leaves
+ * that round until it gets some again. Returns the earliest next due
+ * time, as queue_run_due does (0 none). */
+int64_t queue_run_all_due(broker_t *b, int64_t now_ms);
+/* Calls of queue_run_due so far (tests). */
+uint64_t queue_due_visits(void);
 
 /* Writes a snapshot of the delivery state when its log has grown, and
  * drops log segments nobody needs any more. From the maintenance timer. */

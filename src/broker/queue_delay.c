@@ -72,6 +72,7 @@ void queue_delay_push(queue_t *q, int64_t at, int64_t offset, uint32_t pos, uint
     }
     h->v[h->n++] = (qdelay_t){at, offset, pos, len, returns};
     dheap_up(h, h->n - 1);
+    queue_arm(q);
 }
 
 static void dheap_pop(qdheap_t *h)

@@ -290,6 +290,7 @@ struct queue {
     int deleted;
     int sac_wait;            /* single active consumer changed while deliveries were out */
     int64_t wake_at;         /* the due time last asked of the vhost, 0 none */
+    uint32_t due_slot;       /* 1 + index in b->due_queues (queue_arm), 0 none */
     queue_counters_t counters;
 
     /* pending writes */
@@ -315,6 +316,8 @@ struct queue {
 int queue_is_stored(const queue_t *q);
 void queue_mark_dirty(queue_t *q);
 void queue_wake_at(queue_t *q, int64_t t); /* asks the vhost to call queue_run_due at t (wall ms) */
+void queue_arm(queue_t *q); /* q may have timed work: the due passes visit it until they find none */
+void queue_due_round_free(void); /* queue_run_all_due's scratch (queue_scratch_free) */
 /* Puts a recovered (or claimed-back) entry where its state says: ready
  * list of its level, or the delay heap. */
 void queue_place(queue_t *q, qentry_t *e, int64_t now_ms);

@@ -251,6 +251,7 @@ void queue_page_add(queue_t *q, int64_t offset, uint8_t prio, uint64_t body_len)
     ranges_insert(&q->paged, offset);
     q->npaged++;
     q->paged_bytes += body_len;
+    if (q->opt.ttl_ms >= 0) queue_arm(q); /* read back to expire (queue_run_due) */
     if (q->nlv == 1) return;
     pmap_set(&q->pmap, offset, prio);
     if (!q->lv[prio].npaged++ || offset < q->lv[prio].scan) q->lv[prio].scan = offset;

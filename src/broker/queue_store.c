@@ -541,6 +541,7 @@ void queue_scratch_free(void)
     free(g_intents.v);
     g_intents = (found_t){0};
     queue_delay_scratch_free();
+    queue_due_round_free();
     queue_entry_pool_free();
     qwheel_pool_release();
     qmsg_names_release();

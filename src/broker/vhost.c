@@ -596,25 +596,18 @@ static void on_tick(uv_timer_t *t)
 
 static void on_more(uv_idle_t *h);
 
-/* One pass over the queues' due work. A queue that had more due than one
- * pass takes (QUEUE_DUE_RUN) answers now or earlier: the next pass comes
- * in the next turn of the loop, after its sockets were served, not from a
- * timer (a timer started in a timer callback runs again before any I/O). */
+/* One pass over the due work of the queues that have some (the delay
+ * queues of delayed exchanges among them). A queue that had more due than
+ * one pass takes (QUEUE_DUE_RUN) answers now or earlier: the next pass
+ * comes in the next turn of the loop, after its sockets were served, not
+ * from a timer (a timer started in a timer callback runs again before any
+ * I/O). */
 static void due_pass(vhost_t *v)
 {
-    int64_t now = clock_wall_ms(), next = 0;
+    int64_t now = clock_wall_ms();
     uint64_t work = queue_due_work();
     v->due_at = 0;
-    qnode_t *n, *tmp;
-    HASH_ITER(hh, v->queues, n, tmp)
-    {
-        int64_t at = queue_run_due(n->q, now);
-        if (at && (!next || at < next)) next = at;
-    }
-    for (dnode_t *d = v->delays; d; d = d->next) {
-        int64_t at = queue_run_due(d->q, now);
-        if (at && (!next || at < next)) next = at;
-    }
+    int64_t next = queue_run_all_due(v->b, now);
     if (queue_due_work() - work >= VHOST_DUE_BUSY) v->due_busy = now;
     if (next && next <= now) {
         v->due_at = next;

@@ -1085,6 +1085,52 @@ static void test_message_ttl(void **state)
     close_broker(fx);
 }
 
+static int none_ready(void *ctx) { return queue_ready_count(ctx) == 0; }
+
+/* The due timer's passes visit only the queues with timed work: beside
+ * 1,000 idle queues, the passes that expire one queue's messages run that
+ * queue alone. It leaves their list once nothing is due in it and joins
+ * again with its next expiry, also one it recovers at a restart. */
+static void test_due_passes_visit_queues_with_timed_work(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    char name[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "idle%d", i);
+        fx_queue(fx, name, 0, none, NULL);
+    }
+    wbuf_t w;
+    wbuf_init(&w);
+    queue_t *q = fx_queue(fx, "ttl", QF_DURABLE, args_i64(&w, "x-message-ttl", 1500), NULL);
+    wbuf_destroy(&w);
+    assert_int_equal(fx->b->ndue, 0);
+    publish(q, 0, 1);
+    publish(q, 1, 1);
+    assert_int_equal(fx->b->ndue, 1);
+    uint64_t visits = queue_due_visits();
+    fx_run_until(fx, none_ready, q, 10000);
+    assert_int_equal(queue_ready_count(q), 0);
+    assert_true(queue_due_visits() - visits >= 1);
+    assert_true(queue_due_visits() - visits <= 20); /* a pass over all was 1,001 each */
+    assert_int_equal(fx->b->ndue, 0);
+
+    /* one that waits through a restart */
+    publish(q, 2, 1);
+    assert_int_equal(fx->b->ndue, 1);
+    sync_all(fx);
+    restart(fx);
+    q = fx_findq(fx, "ttl");
+    assert_int_equal(queue_ready_count(q), 1);
+    assert_int_equal(fx->b->ndue, 1);
+    visits = queue_due_visits();
+    fx_run_until(fx, none_ready, q, 10000);
+    assert_int_equal(queue_ready_count(q), 0);
+    assert_true(queue_due_visits() - visits <= 20);
+    assert_int_equal(fx->b->ndue, 0);
+    close_broker(fx);
+}
+
 /* ======================= failed writes ======================= */
 
 static void test_failed_append(void **state)
@@ -1267,6 +1313,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_cancels_and_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_with_ack_in_cancel_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_passes_visit_queues_with_timed_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_burst_in_passes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_sync, setup, teardown),
