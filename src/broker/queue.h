@@ -65,6 +65,7 @@ typedef struct qmsg {
     uint8_t pool_class;    /* internal: base/slab class of its allocation (32-byte units), 0 malloc */
     uint32_t props_len;    /* property bytes (flags + list) */
     uint8_t shared_names;  /* internal: data starts with a qnames_t * (one reference), not the names */
+    uint8_t entry_used;    /* internal: the room for an entry after the data holds one (queue.c) */
     uint64_t body_len;
     int64_t ts_ms;         /* arrival, wall clock */
     int64_t expiration_ms; /* per-message TTL from the "expiration" property, -1 none */
@@ -147,7 +148,7 @@ struct qentry {
     uint8_t state;         /* QE_* */
     uint8_t prio;          /* priority level, 0 .. x-max-priority */
     uint8_t parked;        /* QE_MOVING whose move failed: stays until a restart */
-    uint8_t slab;          /* internal: allocated by base/slab */
+    uint8_t slab;          /* internal: allocated by base/slab (1), or in its message's room (2) */
 };
 
 /* A consumer, embedded in the front end's struct. */

@@ -890,6 +890,45 @@ static void test_snapshot_not_rewritten_every_tick(void **state)
 
 /* ======================= purge, delete, TTL ======================= */
 
+/* A message from the slab holds the entry of the first queue it reaches in
+ * the room after its bytes; a second queue's entry is an allocation of
+ * its own. Either may go first, a requeued one keeps its place, and the
+ * message goes with the last (ASan checks each step). From malloc there
+ * is no room. */
+static void test_entry_in_message_room(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *a = fx_queue(fx, "ra", 0, none, NULL), *b = fx_queue(fx, "rb", 0, none, NULL);
+    for (int first = 0; first < 2; first++) {
+        qmsg_t *m = msg_new(first, 0);
+        qmsg_ref(m);
+        publish_msg(a, m);
+        publish_msg(b, m);
+        qentry_t *ea = queue_get(a), *eb = queue_get(b);
+        assert_ptr_equal(ea->m, m);
+        assert_ptr_equal(eb->m, m);
+        const uint8_t *lo = (const uint8_t *)m, *hi = lo + (size_t)m->pool_class * SLAB_UNIT;
+        int in_a = (const uint8_t *)ea >= lo && (const uint8_t *)ea < hi;
+        int in_b = (const uint8_t *)eb >= lo && (const uint8_t *)eb < hi;
+        assert_int_equal(in_a, m->pool_class != 0); /* the first queue's, from the slab */
+        assert_false(in_b);
+        queue_requeue(first ? &eb : &ea, 1);
+        qentry_t *again = queue_get(first ? b : a);
+        assert_non_null(again);
+        check_msg(again->m, first);
+        if (first) {
+            queue_ack(again);
+            queue_ack(ea);
+        } else {
+            queue_ack(again);
+            queue_ack(eb);
+        }
+        assert_int_equal(queue_ready_count(a) + queue_ready_count(b), 0);
+    }
+    close_broker(fx);
+}
+
 static void test_purge(void **state)
 {
     fx_t *fx = *state;
@@ -1310,6 +1349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_not_rewritten_every_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test(test_message_names_shared),
+        cmocka_unit_test_setup_teardown(test_entry_in_message_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_cancels_and_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_with_ack_in_cancel_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_ttl, setup, teardown),
