@@ -69,6 +69,11 @@ case " $BROKERS " in *" herald "*)
     [ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=true >/dev/null
     ninja -C build herald >/dev/null
 esac
+# What the binary was built from, read now: files edited while the run
+# goes on are not in it.
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no -- src 2>/dev/null | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $2 }')
+if [ -n "$dirty" ]; then rev="$rev + uncommitted changes in $dirty"; fi
 mkdir -p build
 cc -O2 -Wall -Wextra -Werror -o build/amqp_features bench/amqp_features.c bench/bench_amqp.c bench/bench_common.c \
     $(pkg-config --cflags --libs librabbitmq 2>/dev/null || echo -lrabbitmq) -lpthread -lm
@@ -320,9 +325,6 @@ backlog=$(awk -v fullf="$work/backlog_full" '
     }' "$work/results")
 
 rabbit_ver=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?')
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain --untracked-files=no -- src 2>/dev/null | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $2 }')
-if [ -n "$dirty" ]; then rev="$rev + uncommitted changes in $dirty"; fi
 machine="$(nproc) vCPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
 section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
