@@ -470,8 +470,9 @@ int64_t queue_run_all_due(broker_t *b, int64_t now_ms)
 /* Asks the vhost for a call at the next due time when it moved earlier. */
 static void wake_at(queue_t *q, int64_t t)
 {
-    if (t) queue_arm(q);
-    if (!t || (q->wake_at && q->wake_at <= t) || !q->b->vhost) return;
+    if (!t) return;
+    queue_arm(q);
+    if ((q->wake_at && q->wake_at <= t) || !q->b->vhost) return;
     q->wake_at = t;
     vhost_wake_at(q->b->vhost, t);
 }
@@ -624,20 +625,20 @@ qentry_t *queue_entry_alloc(void)
         e = xmalloc(sizeof *e);
     }
     memset(e, 0, sizeof *e);
-    e->slab = c != 0;
+    e->slab = c ? QE_FROM_SLAB : QE_FROM_MALLOC;
     return e;
 }
 
 void queue_entry_free(qentry_t *e)
 {
-    if (e->slab == 2) { /* in its message's room: free with the message */
+    if (e->slab == QE_FROM_MSG) { /* freed with its message */
         qmsg_t *m = e->m;
         m->entry_used = 0;
         qmsg_unref(m); /* (e is not touched after: it may be gone with m) */
         return;
     }
     qmsg_unref(e->m);
-    if (e->slab) {
+    if (e->slab == QE_FROM_SLAB) {
         slab_free(e);
     } else if (g_entry_npool >= QUEUE_ENTRY_POOL_MAX) {
         free(e);
@@ -724,7 +725,7 @@ static qentry_t *entry_new(queue_t *q, qmsg_t *m, uint8_t prio)
     qentry_t *e = entry_room_take(m);
     if (e) {
         memset(e, 0, sizeof *e);
-        e->slab = 2;
+        e->slab = QE_FROM_MSG;
     } else {
         e = queue_entry_alloc();
     }
@@ -1290,7 +1291,6 @@ void queue_unpin(queue_t *q)
 void queue_maybe_free(queue_t *q)
 {
     if (!q->deleted || q->nheld || q->pins || q->nmoving) return;
-    disarm(q);
     free(q->name);
     free(q->args);
     free(q->dir);

@@ -148,8 +148,11 @@ struct qentry {
     uint8_t state;         /* QE_* */
     uint8_t prio;          /* priority level, 0 .. x-max-priority */
     uint8_t parked;        /* QE_MOVING whose move failed: stays until a restart */
-    uint8_t slab;          /* internal: allocated by base/slab (1), or in its message's room (2) */
+    uint8_t slab;          /* internal: where its memory is from, a QE_FROM_* */
 };
+
+/* Where an entry's memory is from (qentry.slab). */
+enum { QE_FROM_MALLOC, QE_FROM_SLAB, QE_FROM_MSG /* the room after its message's bytes */ };
 
 /* A consumer, embedded in the front end's struct. */
 struct qconsumer {
