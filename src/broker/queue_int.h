@@ -189,40 +189,54 @@ static inline qentry_t *qexpiry_ahead(const qexpiry_t *x, uint32_t k)
 }
 void qexpiry_free(qexpiry_t *x);
 
-/* The delay wheel: entries waiting for their ready_at_ms. One slot per
- * millisecond for the next QWHEEL_SLOTS ms, each a FIFO of entries;
- * later ones wait in a heap (far) until the window reaches them. Pushing
- * appends to a slot and popping reads slots in order: the heap it
- * replaced cost a cache miss per level for each message of the delayed
- * benchmark (10 % of the broker's CPU with 300,000 waiting). The window
- * starts no later than the clock: one due before it (already due) waits
- * in the first slot. */
+/* The delay wheel: entries waiting for their ready_at_ms, in two levels.
+ * The window [base, base + QWHEEL_SLOTS ms) is cut into buckets of
+ * QWHEEL_GRAIN ms; a push appends to its bucket, and a bucket is opened
+ * when the wheel is first read at its time: its entries move, in push
+ * order, into one slot per millisecond, each a FIFO, and popping reads
+ * the slots in order. Due times before `opened` are in slots, later ones
+ * in buckets, ones past the window in a heap (far) until the window
+ * reaches them. The heap this replaced cost a cache miss per level for
+ * each message of the delayed benchmark (10 % of the broker's CPU with
+ * 300,000 waiting); pushing into the slots directly cost a miss on a slot
+ * tail per push (2,000 of them in use with a second of delays ahead,
+ * each touched every few milliseconds), where the ~30 bucket tails in use
+ * stay in the cache. The window starts no later than the clock: one due
+ * before it (already due) waits in the first slot. */
 #define QWHEEL_SLOTS 4096 /* a power of two */
+#define QWHEEL_GRAIN 64   /* ms per bucket, a power of two */
+#define QWHEEL_BUCKETS 128 /* > QWHEEL_SLOTS / QWHEEL_GRAIN + 1: two in the window never share one */
 #define QWBLOCK_N 63      /* entries per block of a slot: 512 bytes with the link */
-#define QWHEEL_INBOX 32   /* pushes gathered before they go into their slots */
+#define QWCBLOCK_N 56     /* entries per block of a bucket: 512 bytes with their times and the link */
 typedef struct qwblock {
     struct qwblock *next;
     qentry_t *v[QWBLOCK_N];
 } qwblock_t;
-/* A slot: a FIFO of blocks, none when empty. Blocks come from a pool, so
- * a slot that fills up takes another block instead of growing an array by
- * copying it (realloc was 3 % of the broker's CPU in the delayed
+typedef struct qwcblock {
+    struct qwcblock *next;
+    qentry_t *v[QWCBLOCK_N];
+    uint8_t dt[QWCBLOCK_N]; /* due time - the bucket's start, ms */
+} qwcblock_t;
+/* A slot or a bucket: a FIFO of blocks, none when empty. Blocks come from
+ * a pool, so one that fills up takes another block instead of growing an
+ * array by copying it (realloc was 3 % of the broker's CPU in the delayed
  * benchmark). */
 typedef struct {
-    qwblock_t *head, *tail;
+    void *head, *tail;   /* qwblock_t (a slot) or qwcblock_t (a bucket) */
     uint32_t hpos, tpos; /* waiting: head->v[hpos ..] through tail->v[.. tpos) */
 } qwslot_t;
 typedef struct {
-    qwslot_t *slot;  /* QWHEEL_SLOTS of them while it holds any, else NULL */
-    qentry_t **in;   /* QWHEEL_INBOX pushes not yet in their slots (with slot) */
-    uint32_t nin;
-    int64_t base;    /* the window [base, base + QWHEEL_SLOTS): slot t % QWHEEL_SLOTS holds time t */
-    int64_t lo;      /* every slot in [base, lo) is empty */
-    uint32_t nw;     /* entries in the slots (not counting in) */
-    qheap_t far;     /* entries due past the window (its bytes are not kept) */
+    qwslot_t *slot;   /* QWHEEL_SLOTS of them while it holds any, else NULL */
+    qwslot_t *bucket; /* QWHEEL_BUCKETS of them (with slot) */
+    int64_t base;     /* the window [base, base + QWHEEL_SLOTS): slot t % QWHEEL_SLOTS holds time t */
+    int64_t lo;       /* every slot in [base, lo) is empty */
+    int64_t opened;   /* due times before it are in slots, from it on (in the window) in buckets */
+    uint32_t nw;      /* entries in the slots */
+    uint32_t nc;      /* entries in the buckets */
+    qheap_t far;      /* entries due past the window (its bytes are not kept) */
     uint64_t far_pushes;
-    uint32_t n;      /* entries in all (in included) */
-    uint64_t bytes;  /* memory of the entries (queue_entry_mem), bytes */
+    uint32_t n;       /* entries in all */
+    uint64_t bytes;   /* memory of the entries (queue_entry_mem), bytes */
 } qwheel_t;
 /* now: the wall clock (the window never starts past it). */
 void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now);

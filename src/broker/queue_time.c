@@ -194,28 +194,35 @@ void qexpiry_free(qexpiry_t *x)
 static int64_t far_time(const qwheel_t *w) { return w->far.v[0].key >> FAR_SHIFT; }
 
 static qwslot_t *slot_of(qwheel_t *w, int64_t t) { return &w->slot[(uint64_t)t % QWHEEL_SLOTS]; }
+static qwslot_t *bucket_of(qwheel_t *w, int64_t t) { return &w->bucket[(uint64_t)t / QWHEEL_GRAIN % QWHEEL_BUCKETS]; }
 
-/* The pool of free slot blocks (one loop: no locking), at most
- * QWBLOCK_POOL of them: a burst's blocks serve the next one. */
+/* The pool of free blocks, of slots and buckets alike (one loop: no
+ * locking), at most QWBLOCK_POOL of them: a burst's blocks serve the next
+ * one. */
 #define QWBLOCK_POOL 8192 /* 4 MiB */
-static qwblock_t *g_blocks;
+_Static_assert(sizeof(qwblock_t) == 512 && sizeof(qwcblock_t) == 512, "one pool serves both kinds of block");
+typedef struct pooled {
+    struct pooled *next;
+} pooled_t;
+static pooled_t *g_blocks;
 static uint32_t g_nblocks;
 
-static qwblock_t *block_new(void)
+static void *block_new(void)
 {
-    qwblock_t *b = g_blocks;
+    pooled_t *b = g_blocks;
     if (b) {
         g_blocks = b->next;
         g_nblocks--;
     } else {
-        b = xmalloc(sizeof *b);
+        b = xmalloc(sizeof(qwblock_t));
     }
     b->next = NULL;
     return b;
 }
 
-static void block_free(qwblock_t *b)
+static void block_free(void *p)
 {
+    pooled_t *b = p;
     if (g_nblocks >= QWBLOCK_POOL) {
         free(b);
         return;
@@ -228,24 +235,28 @@ static void block_free(qwblock_t *b)
 void qwheel_pool_release(void)
 {
     while (g_blocks) {
-        qwblock_t *b = g_blocks;
+        pooled_t *b = g_blocks;
         g_blocks = b->next;
         free(b);
     }
     g_nblocks = 0;
 }
 
+/* ---- slots ---- */
+
 static void slot_add(qwheel_t *w, int64_t t, qentry_t *e)
 {
     qwslot_t *s = slot_of(w, t);
-    if (!s->tail) {
-        s->head = s->tail = block_new();
+    qwblock_t *tail = s->tail;
+    if (!tail) {
+        s->head = s->tail = tail = block_new();
         s->hpos = s->tpos = 0;
     } else if (s->tpos == QWBLOCK_N) {
-        s->tail = s->tail->next = block_new();
+        tail = tail->next = block_new();
+        s->tail = tail;
         s->tpos = 0;
     }
-    s->tail->v[s->tpos++] = e;
+    tail->v[s->tpos++] = e;
     w->nw++;
     if (t < w->lo) w->lo = t;
 }
@@ -267,13 +278,134 @@ static void slot_pop_block(qwslot_t *s)
 /* Entries waiting in s, up to the end of its head block. */
 static uint32_t head_run(const qwslot_t *s) { return (s->head == s->tail ? s->tpos : QWBLOCK_N) - s->hpos; }
 
+/* Takes e out of slot s: found, then every later one moves back by one
+ * (the slot keeps its order). */
+static void slot_remove(qwslot_t *s, const qentry_t *e)
+{
+    qwblock_t *b = s->head;
+    uint32_t i = s->hpos;
+    while (b->v[i] != e)
+        if (++i == QWBLOCK_N) b = b->next, i = 0;
+    for (;;) {
+        qwblock_t *nb = b;
+        uint32_t ni = i + 1;
+        if (ni == QWBLOCK_N) nb = b->next, ni = 0;
+        if (!nb || (nb == s->tail && ni == s->tpos)) break;
+        b->v[i] = nb->v[ni];
+        b = nb;
+        i = ni;
+    }
+    /* b->v[i] is now the last one: the tail shrinks by one. */
+    if (s->head == s->tail && s->tpos - 1 == s->hpos) {
+        slot_pop_block(s);
+    } else if (s->tpos == 1) { /* the tail block empties: its predecessor ends the slot */
+        qwblock_t *p = s->head;
+        while (p->next != s->tail) p = p->next;
+        block_free(s->tail);
+        p->next = NULL;
+        s->tail = p;
+        s->tpos = QWBLOCK_N;
+    } else {
+        s->tpos--;
+    }
+}
+
+/* ---- buckets ---- */
+
+/* Appends e, due at t (t >= w->opened, in the window), to its bucket. */
+static void bucket_add(qwheel_t *w, int64_t t, qentry_t *e)
+{
+    qwslot_t *s = bucket_of(w, t);
+    qwcblock_t *tail = s->tail;
+    if (!tail) {
+        s->head = s->tail = tail = block_new();
+        s->hpos = s->tpos = 0;
+    } else if (s->tpos == QWCBLOCK_N) {
+        tail = tail->next = block_new();
+        s->tail = tail;
+        s->tpos = 0;
+    }
+    tail->v[s->tpos] = e;
+    tail->dt[s->tpos++] = (uint8_t)(t & (QWHEEL_GRAIN - 1));
+    w->nc++;
+}
+
+/* Opens the bucket that holds w->opened: its entries move into their
+ * slots in the order they came (the slots past w->opened hold none yet,
+ * so each keeps its FIFO order), and due times up to the bucket's end go
+ * into slots from now on. The block is read in order and its times are
+ * in it: no entry is touched. */
+static void bucket_open(qwheel_t *w)
+{
+    int64_t start = w->opened & ~(int64_t)(QWHEEL_GRAIN - 1);
+    qwslot_t *s = bucket_of(w, w->opened);
+    w->opened = start + QWHEEL_GRAIN;
+    while (s->head) {
+        qwcblock_t *b = s->head;
+        uint32_t end = b == s->tail ? s->tpos : QWCBLOCK_N;
+        for (uint32_t i = s->hpos; i < end; i++) slot_add(w, start + b->dt[i], b->v[i]);
+        w->nc -= end - s->hpos;
+        s->head = b->next;
+        s->hpos = 0;
+        block_free(b);
+    }
+    s->tail = NULL;
+    s->tpos = 0;
+}
+
+/* Takes e, due at t, out of its bucket, which keeps its order. */
+static void bucket_remove(qwheel_t *w, int64_t t, const qentry_t *e)
+{
+    qwslot_t *s = bucket_of(w, t);
+    qwcblock_t *b = s->head;
+    uint32_t i = s->hpos;
+    while (b->v[i] != e)
+        if (++i == QWCBLOCK_N) b = b->next, i = 0;
+    for (;;) {
+        qwcblock_t *nb = b;
+        uint32_t ni = i + 1;
+        if (ni == QWCBLOCK_N) nb = b->next, ni = 0;
+        if (!nb || (nb == s->tail && ni == s->tpos)) break;
+        b->v[i] = nb->v[ni];
+        b->dt[i] = nb->dt[ni];
+        b = nb;
+        i = ni;
+    }
+    if (s->head == s->tail && s->tpos - 1 == s->hpos) {
+        block_free(s->head);
+        s->head = s->tail = NULL;
+        s->hpos = s->tpos = 0;
+    } else if (s->tpos == 1) {
+        qwcblock_t *p = s->head;
+        while (p->next != s->tail) p = p->next;
+        block_free(s->tail);
+        p->next = NULL;
+        s->tail = p;
+        s->tpos = QWCBLOCK_N;
+    } else {
+        s->tpos--;
+    }
+    w->nc--;
+}
+
+/* ---- the wheel ---- */
+
+/* e, due at t within the window, goes into its slot or its bucket (one
+ * already due: with the first slot). */
+static void place(qwheel_t *w, int64_t t, qentry_t *e)
+{
+    if (t < w->base) t = w->base;
+    if (t < w->opened) slot_add(w, t, e);
+    else bucket_add(w, t, e);
+}
+
 /* The far entries that the window [base, base + QWHEEL_SLOTS) now covers
- * move into their slots. */
+ * move into it. */
 static void pull_far(qwheel_t *w)
 {
     while (w->far.n && far_time(w) < w->base + QWHEEL_SLOTS) {
         int64_t t = far_time(w);
-        slot_add(w, t, heap_pop(&w->far));
+        place(w, t, heap_pop(&w->far));
     }
 }
 
@@ -284,32 +416,18 @@ static void wheel_release(qwheel_t *w)
     if (!w->slot) return;
     for (uint32_t i = 0; i < QWHEEL_SLOTS; i++)
         while (w->slot[i].head) slot_pop_block(&w->slot[i]);
+    for (uint32_t i = 0; i < QWHEEL_BUCKETS; i++) {
+        qwslot_t *s = &w->bucket[i];
+        while (s->head) {
+            qwcblock_t *b = s->head;
+            s->head = b->next;
+            block_free(b);
+        }
+    }
     free(w->slot);
-    free(w->in);
-    w->slot = NULL;
-    w->in = NULL;
-    w->nw = w->nin = 0;
-}
-
-/* The gathered pushes go into their slots. Each push appends to the tail
- * block of its millisecond's slot, and with a second of delays ahead
- * those are ~2,000 blocks that are rarely still in a cache: one miss
- * after the other was 4 % of the broker's CPU in the delayed benchmark.
- * Gathered, the tails of all are asked for at once, then written. */
-static void settle(qwheel_t *w)
-{
-    uint32_t n = w->nin;
-    if (!n) return;
-    w->nin = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t t = w->in[i]->ready_at_ms;
-        const qwslot_t *s = slot_of(w, t < w->base ? w->base : t);
-        if (s->tail) __builtin_prefetch(&s->tail->v[s->tpos], 1);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t t = w->in[i]->ready_at_ms;
-        slot_add(w, t < w->base ? w->base : t, w->in[i]); /* already due: with the next slot taken */
-    }
+    free(w->bucket);
+    w->slot = w->bucket = NULL;
+    w->nw = w->nc = 0;
 }
 
 void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now)
@@ -317,28 +435,29 @@ void qwheel_push(qwheel_t *w, qentry_t *e, int64_t now)
     int64_t t = e->ready_at_ms;
     if (!w->slot) {
         w->slot = xcalloc(QWHEEL_SLOTS, sizeof *w->slot);
-        w->in = xmalloc(QWHEEL_INBOX * sizeof *w->in);
+        w->bucket = xcalloc(QWHEEL_BUCKETS, sizeof *w->bucket);
     }
     /* Empty: the window starts now (not at t, or one due sooner pushed
      * next would wait with t). */
-    if (!w->n) w->base = w->lo = t < now ? t : now;
+    if (!w->n) w->base = w->lo = w->opened = t < now ? t : now;
     w->n++;
     w->bytes += queue_entry_mem(e);
     if (t >= w->base + QWHEEL_SLOTS) {
         heap_push_key(&w->far, e, (int64_t)((uint64_t)t << FAR_SHIFT | (w->far_pushes++ & 0xffff)));
         return;
     }
-    __builtin_prefetch(slot_of(w, t < w->base ? w->base : t));
-    w->in[w->nin++] = e;
-    if (w->nin == QWHEEL_INBOX) settle(w);
+    place(w, t, e);
 }
 
 int64_t qwheel_next(qwheel_t *w)
 {
-    settle(w);
-    if (w->nw) {
-        while (!slot_of(w, w->lo)->head) w->lo++; /* (some slot in the window holds one) */
-        return w->lo;
+    for (;;) {
+        if (w->nw) { /* every slot time is before w->opened, and some slot in the window holds one */
+            while (!slot_of(w, w->lo)->head) w->lo++;
+            return w->lo;
+        }
+        if (!w->nc) break;
+        bucket_open(w); /* (may be an empty one: the next is at most the window away) */
     }
     return w->far.n ? far_time(w) : 0;
 }
@@ -346,20 +465,20 @@ int64_t qwheel_next(qwheel_t *w)
 size_t qwheel_pop_due(qwheel_t *w, int64_t now, qentry_t **out, size_t max)
 {
     size_t k = 0;
-    settle(w);
     while (k < max && w->n) {
-        if (!w->nw) { /* only far ones: the window jumps to the first */
+        if (!w->nw && !w->nc) { /* only far ones: the window jumps to the first */
             if (far_time(w) > now) break;
-            w->base = w->lo = far_time(w);
+            w->base = w->lo = w->opened = far_time(w);
             pull_far(w);
             continue;
         }
         int64_t t = qwheel_next(w);
         if (t > now) break;
         qwslot_t *s = slot_of(w, t);
+        qwblock_t *head = s->head;
         size_t take = head_run(s);
         if (take > max - k) take = max - k;
-        memcpy(out + k, s->head->v + s->hpos, take * sizeof *out);
+        memcpy(out + k, head->v + s->hpos, take * sizeof *out);
         k += take;
         s->hpos += (uint32_t)take;
         w->nw -= (uint32_t)take;
@@ -387,42 +506,18 @@ qentry_t *qwheel_take_any(qwheel_t *w)
 void qwheel_remove(qwheel_t *w, qentry_t *e)
 {
     int64_t t = e->ready_at_ms;
-    settle(w);
     w->n--;
     w->bytes -= queue_entry_mem(e);
     if (t >= w->base + QWHEEL_SLOTS) {
         qheap_remove(&w->far, e);
     } else {
-        /* Found, then every later one moves back by one: the slot keeps
-         * its order. */
-        qwslot_t *s = slot_of(w, t < w->base ? w->base : t);
-        qwblock_t *b = s->head;
-        uint32_t i = s->hpos;
-        while (b->v[i] != e)
-            if (++i == QWBLOCK_N) b = b->next, i = 0;
-        for (;;) {
-            qwblock_t *nb = b;
-            uint32_t ni = i + 1;
-            if (ni == QWBLOCK_N) nb = b->next, ni = 0;
-            if (!nb || (nb == s->tail && ni == s->tpos)) break;
-            b->v[i] = nb->v[ni];
-            b = nb;
-            i = ni;
-        }
-        /* b->v[i] is now the last one: the tail shrinks by one. */
-        if (s->head == s->tail && s->tpos - 1 == s->hpos) {
-            slot_pop_block(s);
-        } else if (s->tpos == 1) { /* the tail block empties: its predecessor ends the slot */
-            qwblock_t *p = s->head;
-            while (p->next != s->tail) p = p->next;
-            block_free(s->tail);
-            p->next = NULL;
-            s->tail = p;
-            s->tpos = QWBLOCK_N;
+        if (t < w->base) t = w->base;
+        if (t < w->opened) {
+            slot_remove(slot_of(w, t), e);
+            w->nw--;
         } else {
-            s->tpos--;
+            bucket_remove(w, t, e);
         }
-        w->nw--;
     }
     if (!w->n) wheel_release(w);
 }
@@ -436,7 +531,12 @@ void qwheel_each(const qwheel_t *w, void (*fn)(void *ctx, const qentry_t *e), vo
             for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWBLOCK_N); k++)
                 fn(ctx, b->v[k]);
     }
-    for (uint32_t i = 0; i < w->nin; i++) fn(ctx, w->in[i]);
+    for (uint32_t i = 0; w->bucket && i < QWHEEL_BUCKETS; i++) {
+        const qwslot_t *s = &w->bucket[i];
+        for (const qwcblock_t *b = s->head; b; b = b->next)
+            for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWCBLOCK_N); k++)
+                fn(ctx, b->v[k]);
+    }
     for (uint32_t i = 0; i < w->far.n; i++) fn(ctx, w->far.v[i].e);
 }
 

@@ -158,6 +158,40 @@ static void test_take_any_empties_the_wheel(void **state)
     qwheel_free(&w);
 }
 
+/* Pushes due later than the opened buckets wait in their 64 ms bucket,
+ * not in the slots; reading the wheel at a time opens only the buckets up
+ * to it, and each opened one hands its entries to the slots in order. */
+static void test_pushes_wait_in_buckets_until_read(void **state)
+{
+    (void)state;
+    qwheel_t w = {0};
+    int64_t now = 640000; /* a bucket's start */
+    for (uint32_t i = 0; i < 3000; i++) qwheel_push(&w, entry(i, now + 1 + (int64_t)(i * 7 % 2000)), now);
+    assert_int_equal(w.nc, 3000);
+    assert_int_equal(w.nw, 0);
+    assert_int_equal(qwheel_next(&w), now + 1); /* opens the first bucket only */
+    assert_int_equal(w.opened, now + QWHEEL_GRAIN);
+    assert_int_equal(w.nw + w.nc, 3000);
+    assert_true(w.nw > 0 && w.nw < 200);
+    uint8_t out[N] = {0};
+    int64_t last_at = 0;
+    uint64_t last_seq = 0;
+    memset(g_late, 0, sizeof g_late);
+    uint32_t due = 0;
+    for (uint32_t i = 0; i < 3000; i++) due += g_e[i].ready_at_ms <= now + 100;
+    assert_int_equal(pop_checked(&w, now + 100, out, &last_at, &last_seq), due);
+    assert_int_equal(w.opened, now + 2 * QWHEEL_GRAIN);
+    /* a push due before the opened end goes into its slot at once */
+    qwheel_push(&w, entry(3000, now + 101), now + 100);
+    assert_int_equal(qwheel_next(&w), now + 101);
+    uint32_t rest = 0;
+    int64_t t;
+    while ((t = qwheel_next(&w))) rest += pop_checked(&w, t, out, &last_at, &last_seq);
+    assert_int_equal(rest, 3001 - due);
+    assert_null(w.slot);
+    qwheel_free(&w);
+}
+
 static void test_expiry_heap_removes_from_the_middle(void **state)
 {
     (void)state;
@@ -248,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_wheel_matches_the_reference),
         cmocka_unit_test(test_crowded_wheel_matches_the_reference),
         cmocka_unit_test(test_take_any_empties_the_wheel),
+        cmocka_unit_test(test_pushes_wait_in_buckets_until_read),
         cmocka_unit_test(test_expiry_heap_removes_from_the_middle),
         cmocka_unit_test(test_expiry_matches_the_reference),
     };
