@@ -28,6 +28,13 @@
 #                        the memory or files the one before left. The others
 #                        (RabbitMQ: ~10 s to boot) serve all the scenarios of
 #                        a repeat, with SETTLE seconds between runs.
+#   AGAIN=1              with FRESH brokers, each scenario runs a second time
+#                        right after its first run, on the same broker
+#                        (bench/amqp_features.c --again): a second table shows
+#                        what a scenario costs once the broker has grown to its
+#                        working set (a first run of delayed messages grows it
+#                        by ~140 MB: on this VM, memory new to the guest costs
+#                        the host's faults, 1.3-2.8 ms per MB); 0: first runs only
 #   SETTLE=3             seconds of pause after each run on a shared broker
 #                        (Herald gives a drained run's memory back within 2 s;
 #                        without the pause the next scenario paid for it)
@@ -58,6 +65,7 @@ REPEAT=${REPEAT:-3}
 HERALD_REPEAT=${HERALD_REPEAT:-5}
 SETTLE=${SETTLE:-3}
 FRESH=${FRESH:-herald}
+AGAIN=${AGAIN:-1}
 TIMEOUT=${TIMEOUT:-300}
 RABBIT_TIMEOUT=${RABBIT_TIMEOUT:-$TIMEOUT}
 RABBIT_PORT=${RABBIT_PORT:-5783}
@@ -174,12 +182,12 @@ check_crash() { # broker, tool exit status, what ran
 # Runs the tool against the broker started last; RESULT lines go to results.
 # The warm-up (a plain run of a fifth of the count, not reported) keeps a
 # fresh broker's first-touch costs out of the first scenario.
-run_tool() { # broker, count, scenarios, run number, warm-up messages, settle seconds
+run_tool() { # broker, count, scenarios, run number, warm-up messages, settle seconds, again (0/1)
     rc=0
     timeout $((9 * (tmo + 70) + 60)) build/amqp_features --host 127.0.0.1 --port "$port" \
         --broker-pid "$pid" --label "$1" --count "$2" --scenario "$3" --first-run "$4" \
         --timeout "$tmo" --nack-pct "$NACK_PCT" --reject-pct "$REJECT_PCT" --backoff "$BACKOFF" \
-        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --settle "${6:-$SETTLE}" --warmup "${5:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
+        --expire-ttl "$EXPIRE_TTL" --delay-max "$DELAY_MAX" --settle "${6:-$SETTLE}" --warmup "${5:-0}" --again "${7:-0}" >>"$work/results" 2>"$work/tool.err" || rc=$?
     cat "$work/tool.err" >&2
     if [ "$rc" != 0 ]; then
         printf '%s\trun %s of %s: exit %s: %s\n' "$1" "$4" "$3" "$rc" "$(grep -v ' (run [0-9]*): ' "$work/tool.err" | tail -1 | cut -c1-160)" >>"$work/notes"
@@ -222,7 +230,7 @@ for b in $BROKERS; do
                     printf '%s\tdid not start for run %s of %s\n' "$b" "$r" "$s" >>"$work/notes"
                     continue
                 fi
-                run_tool "$b" "$count" "$s" "$r" $((count / 5)) 0
+                run_tool "$b" "$count" "$s" "$r" $((count / 5)) 0 "$AGAIN"
                 stop_broker
             done
             r=$((r + 1))
@@ -312,6 +320,42 @@ table=$(awk '
         }
     }' "$work/results")
 
+# The same for the second runs on the same broker (AGAIN=1).
+again=$(awk '
+    function med(k,    n, i, j, t, v) {
+        n = cnt[k]
+        if (!n) return ""
+        for (i = 1; i <= n; i++) v[i] = val[k, i]
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    function f(x, fmt) { return x == "" ? "–" : sprintf(fmt, x) }
+    /^RESULT / {
+        delete r
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+        if (r["phase"] != "again" || r["broker"] != "herald") next
+        s = r["scenario"]
+        seen[s] = 1
+        for (x in r) if (r[x] != "-") { k = s SUBSEP x; val[k, ++cnt[k]] = r[x] }
+        runs[s]++
+        if (r["errors"] > 0) bad[s]++
+    }
+    END {
+        hpp = med("plain" SUBSEP "pub_rate"); hp = med("plain" SUBSEP "rate")
+        ns = split("plain dlx-retry dlx-requeue dlx-idle priority ttl ttl-expire delayed", order, " ")
+        for (i = 1; i <= ns; i++) {
+            s = order[i]
+            if (!(s in seen)) continue
+            hr = med(s SUBSEP "rate"); hpr = med(s SUBSEP "pub_rate")
+            note = med(s SUBSEP "lat_p50_ms") == "" ? "" : sprintf("%s p50 / p99 %s / %s ms", s == "delayed" ? "lateness" : "nack→redelivery", med(s SUBSEP "lat_p50_ms"), med(s SUBSEP "lat_p99_ms"))
+            if (bad[s]) note = note sprintf("; runs with errors %d/%d", bad[s], runs[s])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s, f(hr, "%.0f"),
+                (hr != "" && hp != "") ? sprintf("%.0f %%", 100 * hr / hp) : "–", f(hpr, "%.0f"),
+                (hpr != "" && hpp != "") ? sprintf("%.0f %%", 100 * hpr / hpp) : "–", f(med(s SUBSEP "cpu_per_m"), "%.1f"),
+                f(med(s SUBSEP "rss_peak_kb") == "" ? "" : med(s SUBSEP "rss_peak_kb") / 1024, "%.0f"), note
+        }
+    }' "$work/results")
+
 backlog=$(awk -v fullf="$work/backlog_full" '
     BEGIN { while ((getline l < fullf) > 0) { split(l, a, " "); full[a[1]] = a[2] } }
     /^RESULT / && / scenario=backlog(-transient)? / {
@@ -330,15 +374,23 @@ section=$(
     echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $machine"
-    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT HERALD_REPEAT=$HERALD_REPEAT SETTLE=$SETTLE FRESH=\"$FRESH\" NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
+    echo "- command: \`make bench-amqp-features\` (\`bench/run_amqp_features.sh\`: BROKERS=\"$BROKERS\" COUNT=$COUNT RABBIT_COUNT=$RABBIT_COUNT BACKLOG=$BACKLOG REPEAT=$REPEAT HERALD_REPEAT=$HERALD_REPEAT SETTLE=$SETTLE FRESH=\"$FRESH\" AGAIN=$AGAIN NACK_PCT=$NACK_PCT REJECT_PCT=$REJECT_PCT BACKOFF=$BACKOFF EXPIRE_TTL=$EXPIRE_TTL DELAY_MAX=$DELAY_MAX TIMEOUT=$TIMEOUT RABBIT_TIMEOUT=$RABBIT_TIMEOUT)"
     echo "- tool: \`build/amqp_features\` on rabbitmq-c $(pkg-config --modversion librabbitmq 2>/dev/null || echo '?'); 100-byte persistent messages, confirms (window 1,000), consumers with manual acks (prefetch 1,000, ack every 100), publisher and consumers at once, fresh queues per run"
-    echo "- started afresh for each scenario run, after a plain warm-up of $((COUNT / 5)) messages: ${FRESH:-none}; any other broker serves all the scenarios of a repeat, with ${SETTLE} s between runs"
+    echo "- started afresh for each scenario run, after a plain warm-up of $((COUNT / 5)) messages: ${FRESH:-none}$([ "$AGAIN" = 1 ] && echo ", each scenario run twice on its broker (AGAIN=1; the table shows first runs)"); any other broker serves all the scenarios of a repeat, with ${SETTLE} s between runs"
     echo "- load average (1/5/15 min): $load_before before, $load_after after"
     echo "- brokers: RabbitMQ $rabbit_ver (classic queues, default config); herald built from $rev; idle RSS $(awk -F'\t' '{ printf "%s%s %.0f MB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/idle")"
     echo
     echo "| scenario | herald msgs/s | herald vs plain | herald publish msgs/s (vs plain) | herald CPU-s per 1M | herald RSS MB at start → peak | rabbitmq msgs/s | rabbitmq vs plain | rabbitmq CPU-s per 1M | rabbitmq RSS MB at start → peak | herald / rabbitmq | notes |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     echo "$table"
+    if [ -n "$again" ]; then
+        echo
+        echo "Each Herald scenario again, right after its first run on the same broker (phase=again: the broker grew to the scenario's working set once):"
+        echo
+        echo "| scenario | msgs/s | vs plain | publish msgs/s | publish vs plain | CPU-s per 1M | RSS peak MB | notes |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---|"
+        echo "$again"
+    fi
     if [ -n "$backlog" ]; then
         echo
         echo "Deep backlog (Herald, fresh broker, nobody consuming while publishing; a durable queue, then a non-durable one):"
