@@ -319,6 +319,7 @@ struct queue {
     int dmark_dirty;
     int64_t snap_offset;     /* state log offset of the last snapshot written, -1 none */
     int64_t snap_size;       /* state log bytes (partition_size_bytes) after the last snapshot, 0 none */
+    int64_t snap_len;        /* bytes of the last snapshot's record, 0 none */
     queue_t *dirty_next;     /* in b->dirty_queues */
     uint32_t pins;           /* publisher confirms and moves waiting on this queue */
     uint32_t epoch;          /* bumped by each failed append of pending messages */

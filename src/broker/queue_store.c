@@ -16,7 +16,14 @@
 #include "store/batch.h"
 #include "store/deleter.h"
 
-#define QUEUE_SNAPSHOT_BYTES (8 << 20) /* state log bytes after which a snapshot is written */
+/* A snapshot is written once the state log has grown by this much since
+ * the last one, or by twice the last one's size if that is more: a
+ * snapshot costs in proportion to what is live (450,000 delayed messages
+ * make ~7 MB of it and a walk over every entry), so with a large live set
+ * a fixed threshold made snapshots the log's main traffic; with the
+ * doubling, writing them costs at most half of what the acks and returns
+ * do, and replay reads at most three snapshots' worth. */
+#define QUEUE_SNAPSHOT_BYTES (8 << 20)
 
 /* Queue logs roll smaller segments than topics: whole segments below the
  * live floor (data) or the last snapshot (state) are what gets freed. */
@@ -399,8 +406,8 @@ static void data_record(void *ctx, const batch_rec_t *rec)
         e->returns = (uint32_t)(r & 0xffffffff);
         e->ready_at_ms = st->rets.v[i].ready_at_ms;
         /* A return, or QRET_DELIVERED written at a clean stop; a snapshot
-         * also records a message from a delayed exchange by its due time
-         * alone (not delivered yet). */
+         * written before 2026-12-07 also recorded a message from a delayed
+         * exchange by its due time alone (not delivered yet). */
         if (e->returns || (r & QRET_DELIVERED)) e->redelivered = 1;
     }
     queue_place(q, e, dc->now);
@@ -649,7 +656,9 @@ static void snap_put(void *ctx, const qentry_t *e)
     if (e->offset < 0) return;
     if (sc->live) {
         qranges_add(sc->live, e->offset, e->offset + 1);
-    } else if (e->returns || e->ready_at_ms || e->redelivered) {
+    } else if (e->returns || e->redelivered || (e->ready_at_ms && e->ready_at_ms != e->m->ready_at_ms)) {
+        /* (One that waits for its message's own due time, from a delayed
+         * exchange, needs none: its record says when.) */
         wbuf_i64(sc->w, e->offset);
         wbuf_i64(sc->w, (int64_t)e->returns | (e->redelivered ? QRET_DELIVERED : 0));
         wbuf_i64(sc->w, e->ready_at_ms);
@@ -687,6 +696,7 @@ static void write_snapshot(queue_t *q)
     }
     int64_t target;
     int rc = internal_append(q->b, q->state, "Q", 1, v.p, (int32_t)v.len, &target);
+    q->snap_len = (int64_t)v.len;
     wbuf_destroy(&v);
     if (rc < 0) {
         LOG_E("queue %s: cannot write a state snapshot: %s", q->name, herald_strerror(rc));
@@ -712,7 +722,8 @@ void queue_maintain(queue_t *q)
         q->snap_offset = -1;
     } else if (q->snap_offset < 0 &&
                plog_end_offset(q->state->log) - plog_start_offset(q->state->log) > 1 &&
-               partition_size_bytes(q->state) - q->snap_size > QUEUE_SNAPSHOT_BYTES) {
+               partition_size_bytes(q->state) - q->snap_size >
+                   (2 * q->snap_len > QUEUE_SNAPSHOT_BYTES ? 2 * q->snap_len : QUEUE_SNAPSHOT_BYTES)) {
         write_snapshot(q);
     }
     /* Data segments wholly below the oldest live message go too. Their

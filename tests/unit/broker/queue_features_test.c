@@ -1438,6 +1438,22 @@ static void test_delayed_message_in_a_snapshot(void **state)
     t->snap_size = INT64_MIN / 2;
     queue_maintain(t);
     assert_true(t->snap_offset >= 0); /* written */
+    /* Its due time is in its record: the snapshot lists its offset only
+     * (end, mark, one range and a count of ranges: 5 values). */
+    assert_int_equal(t->snap_len, 5 * 8);
+    sync_all(fx);
+    queue_maintain(t); /* the state before the snapshot goes */
+    assert_true(t->snap_offset < 0);
+    /* The next one is due when the log has grown by 8 MiB since, or by
+     * twice the last snapshot if that is more. */
+    int64_t size = partition_size_bytes(t->state);
+    t->snap_len = 6 << 20;
+    t->snap_size = size - (10 << 20);
+    queue_maintain(t);
+    assert_true(t->snap_offset < 0); /* 10 MiB < 12 MiB */
+    t->snap_size = size - (13 << 20);
+    queue_maintain(t);
+    assert_true(t->snap_offset >= 0);
     sync_all(fx);
     restart(fx);
     t = fx_findq(fx, "t");
