@@ -115,6 +115,7 @@ struct exchange {
     xbinding_t *by_sig;       /* the same bindings, uthash by sig */
     xbinding_t *inbound;      /* bindings whose destination is this (dprev/dnext) */
     dkey_t *direct;           /* EX_DIRECT index */
+    dkey_t *last_dk;          /* the bucket the last direct route found (cleared when it is freed) */
     tnode_t *trie;            /* EX_TOPIC index root (always present for topic) */
     uint64_t visit_gen;       /* route generation that last visited this */
     uint8_t *args;            /* declare arguments, table content (owned) */
@@ -395,8 +396,13 @@ static void route_one(route_ctx_t *c, exchange_t *ex, amqp_bytes_t rk, amqp_byte
     }
     switch (ex->type) {
     case EX_DIRECT: {
-        dkey_t *dk = NULL;
-        HASH_FIND(hh, ex->direct, nz(rk.p), rk.len, dk);
+        /* A publisher sends with the same key over and over: the last
+         * bucket found is checked first (a compare, not a hash). */
+        dkey_t *dk = ex->last_dk;
+        if (!dk || dk->len != rk.len || (rk.len && memcmp(dk->key, rk.p, rk.len))) {
+            HASH_FIND(hh, ex->direct, nz(rk.p), rk.len, dk);
+            if (dk) ex->last_dk = dk;
+        }
         if (dk) emit_list(c, dk->bindings);
         break;
     }
@@ -541,6 +547,7 @@ static void binding_remove(xregistry_t *r, xbinding_t *b, int cascade)
         DL_DELETE2(dk->bindings, b, iprev, inext);
         if (!dk->bindings) {
             HASH_DELETE(hh, src->direct, dk);
+            if (src->last_dk == dk) src->last_dk = NULL;
             free(dk);
         }
     } else if (src->type == EX_TOPIC && b->slot) {

@@ -282,7 +282,11 @@ static void test_direct_fanout(void **state)
     assert_int_equal(xregistry_unbind(r, d, dq(0), B("k"), NONE), 0);
     assert_int_equal(route_mask(r, d, "k", NONE, &out), 0x2);
     assert_int_equal(xregistry_unbind(r, d, dq(1), B("k"), NONE), 0);
-    assert_int_equal(route_mask(r, d, "k", NONE, &out), 0);
+    assert_int_equal(route_mask(r, d, "k", NONE, &out), 0); /* its bucket is gone, not remembered */
+    assert_int_equal(xregistry_bind(r, d, dq(5), B("k"), NONE), 0);
+    assert_int_equal(route_mask(r, d, "k", NONE, &out), 0x20);
+    assert_int_equal(route_mask(r, d, "other", NONE, &out), 0x5);
+    assert_int_equal(route_mask(r, d, "k", NONE, &out), 0x20);
 
     exchange_t *f = xregistry_find(r, B("amq.fanout"));
     assert_non_null(f);
