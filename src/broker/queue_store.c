@@ -405,9 +405,9 @@ static void data_record(void *ctx, const batch_rec_t *rec)
         int64_t r = st->rets.v[i].returns;
         e->returns = (uint32_t)(r & 0xffffffff);
         e->ready_at_ms = st->rets.v[i].ready_at_ms;
-        /* A return, or QRET_DELIVERED written at a clean stop; a snapshot
-         * written before 2026-12-07 also recorded a message from a delayed
-         * exchange by its due time alone (not delivered yet). */
+        /* A return, or QRET_DELIVERED written at a clean stop; an older
+         * snapshot may also list a message from a delayed exchange by its
+         * due time alone (not delivered yet). */
         if (e->returns || (r & QRET_DELIVERED)) e->redelivered = 1;
     }
     queue_place(q, e, dc->now);
