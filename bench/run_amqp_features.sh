@@ -268,8 +268,10 @@ fi
 epmd_pid=""
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# Medians of the RESULT lines, one row per scenario.
-table=$(awk '
+# What both tables share: med(k), the median of the values kept under k
+# (val[k, 1..cnt[k]]); f(x, fmt), x formatted or a dash; r, the fields of
+# a RESULT line.
+awk_common='
     function med(k,    n, i, j, t, v) {
         n = cnt[k]
         if (!n) return ""
@@ -281,6 +283,11 @@ table=$(awk '
     /^RESULT / {
         delete r
         for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+    }'
+
+# Medians of the RESULT lines, one row per scenario.
+table=$(awk "$awk_common"'
+    /^RESULT / {
         if (r["phase"] != "both") next
         s = r["scenario"]; b = r["broker"]
         seen[s] = 1
@@ -321,18 +328,8 @@ table=$(awk '
     }' "$work/results")
 
 # The same for the second runs on the same broker (AGAIN=1).
-again=$(awk '
-    function med(k,    n, i, j, t, v) {
-        n = cnt[k]
-        if (!n) return ""
-        for (i = 1; i <= n; i++) v[i] = val[k, i]
-        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    }
-    function f(x, fmt) { return x == "" ? "–" : sprintf(fmt, x) }
+again=$(awk "$awk_common"'
     /^RESULT / {
-        delete r
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
         if (r["phase"] != "again" || r["broker"] != "herald") next
         s = r["scenario"]
         seen[s] = 1
