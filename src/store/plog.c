@@ -239,6 +239,7 @@ int64_t plog_synced_offset(const plog_t *log) { return log->synced; }
 int plog_failed(const plog_t *log) { return log->failed; }
 int64_t plog_size_bytes(const plog_t *log) { return log->size_bytes; }
 int plog_segment_count(const plog_t *log) { return log->nsegs; }
+int64_t plog_drop_boundary(const plog_t *log) { return log->nsegs > 1 ? log->segs[1]->base : -1; }
 
 void plog_mark_durable(plog_t *log)
 {

@@ -158,6 +158,9 @@ int plog_maintain(plog_t *log, int64_t now_ms);
 
 int64_t plog_size_bytes(const plog_t *log);   /* bytes of all .log files */
 int plog_segment_count(const plog_t *log);
+/* The lowest offset that plog_drop_segments_before must be given to drop
+ * a segment (the second segment's base); -1 with a single segment. */
+int64_t plog_drop_boundary(const plog_t *log);
 
 /* Deletes the log directory and everything in it (topic deletion). The log
  * must be closed. Returns 0 (also if missing) or -errno. */

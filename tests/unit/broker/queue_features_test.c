@@ -1469,6 +1469,45 @@ static void test_delayed_message_in_a_snapshot(void **state)
     close_broker(fx);
 }
 
+/* A delayed message still waiting keeps the data segment it is in, however
+ * much came after it and was acked; once it is gone, the segment goes at
+ * the next maintenance. */
+static void test_waiting_message_keeps_its_segment(void **state)
+{
+    fx_t *fx = *state;
+    open_broker(fx);
+    queue_t *q = mkq(fx, "seg", none);
+    qmsg_t *m = msg(0, -1, NULL);
+    m->ready_at_ms = clock_wall_ms() + 3600000;
+    publish(q, m);
+    enum { BODY = 100000, N = 800 }; /* 80 MB: past one 64 MiB segment */
+    uint8_t *body = test_calloc(1, BODY);
+    for (int i = 1; i <= N; i++) {
+        publish(q, fx_msg(i, -1, none, body, BODY));
+        if (i % 50 == 0) queue_flush_all(fx->b);
+    }
+    test_free(body);
+    sync_all(fx);
+    for (int i = 1; i <= N; i++) queue_ack(queue_get(q));
+    sync_all(fx);
+    assert_int_equal(queue_delayed_count(q), 1);
+    assert_true(plog_drop_boundary(q->data->log) > 0); /* two segments or more */
+    queue_maintain(q);
+    sync_all(fx);
+    queue_maintain(q);
+    assert_int_equal(partition_start_offset(q->data), 0); /* kept for the waiting one */
+    restart(fx);
+    q = fx_findq(fx, "seg");
+    assert_int_equal(queue_delayed_count(q), 1);
+    assert_int_equal(queue_purge(q), 1);
+    sync_all(fx);
+    queue_maintain(q);
+    sync_all(fx);
+    queue_maintain(q);
+    assert_true(partition_start_offset(q->data) > 0); /* nothing live in it now */
+    close_broker(fx);
+}
+
 /* Messages from a delayed exchange that fall due in a queue nobody
  * consumes join its backlog on disk past the paging threshold, as
  * published ones do, and come back in full. */
@@ -1537,6 +1576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_waits_in_spill_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_priority_queue_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_spill_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_message_keeps_its_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_message_in_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_delayed_messages_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delayed_read_ahead, setup, teardown),
