@@ -638,9 +638,9 @@ static void floor_of(void *ctx, const qentry_t *e)
  * the exact value no longer matters and the entries left are not
  * touched. With hundreds of thousands of delayed messages waiting in an
  * order unrelated to their offsets, reading each one's offset was a walk
- * over that many cold entries every tick (a few % of the broker's CPU,
- * in stalls of tens of ms); now a full walk happens when it lets a
- * segment go. */
+ * over that many cold entries every tick with no state pending (1.2 % of
+ * the samples of a 3M-message delayed run, each walk one stall of the
+ * loop); now a full walk happens when it lets a segment go. */
 static int64_t live_floor(const queue_t *q, int64_t floor, int64_t stop)
 {
     if (q->paged.n && q->paged.v[0].from < floor) floor = q->paged.v[0].from;
