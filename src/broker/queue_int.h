@@ -206,23 +206,18 @@ void qexpiry_free(qexpiry_t *x);
 #define QWHEEL_SLOTS 4096 /* a power of two */
 #define QWHEEL_GRAIN 64   /* ms per bucket, a power of two */
 #define QWHEEL_BUCKETS 128 /* > QWHEEL_SLOTS / QWHEEL_GRAIN + 1: two in the window never share one */
-#define QWBLOCK_N 63      /* entries per block of a slot: 512 bytes with the link */
-#define QWCBLOCK_N 56     /* entries per block of a bucket: 512 bytes with their times and the link */
+#define QWBLOCK_N 56       /* entries per block: 512 bytes with their milliseconds and the link */
 typedef struct qwblock {
     struct qwblock *next;
     qentry_t *v[QWBLOCK_N];
+    uint8_t dt[QWBLOCK_N]; /* in a bucket: due time - the bucket's start, ms */
 } qwblock_t;
-typedef struct qwcblock {
-    struct qwcblock *next;
-    qentry_t *v[QWCBLOCK_N];
-    uint8_t dt[QWCBLOCK_N]; /* due time - the bucket's start, ms */
-} qwcblock_t;
 /* A slot or a bucket: a FIFO of blocks, none when empty. Blocks come from
  * a pool, so one that fills up takes another block instead of growing an
  * array by copying it (realloc was 3 % of the broker's CPU in the delayed
  * benchmark). */
 typedef struct {
-    void *head, *tail;   /* qwblock_t (a slot) or qwcblock_t (a bucket) */
+    qwblock_t *head, *tail;
     uint32_t hpos, tpos; /* waiting: head->v[hpos ..] through tail->v[.. tpos) */
 } qwslot_t;
 typedef struct {

@@ -196,33 +196,28 @@ static int64_t far_time(const qwheel_t *w) { return w->far.v[0].key >> FAR_SHIFT
 static qwslot_t *slot_of(qwheel_t *w, int64_t t) { return &w->slot[(uint64_t)t % QWHEEL_SLOTS]; }
 static qwslot_t *bucket_of(qwheel_t *w, int64_t t) { return &w->bucket[(uint64_t)t / QWHEEL_GRAIN % QWHEEL_BUCKETS]; }
 
-/* The pool of free blocks, of slots and buckets alike (one loop: no
- * locking), at most QWBLOCK_POOL of them: a burst's blocks serve the next
- * one. */
+/* The pool of free blocks (one loop: no locking), at most QWBLOCK_POOL of
+ * them: a burst's blocks serve the next one. */
 #define QWBLOCK_POOL 8192 /* 4 MiB */
-_Static_assert(sizeof(qwblock_t) == 512 && sizeof(qwcblock_t) == 512, "one pool serves both kinds of block");
-typedef struct pooled {
-    struct pooled *next;
-} pooled_t;
-static pooled_t *g_blocks;
+_Static_assert(sizeof(qwblock_t) == 512, "a block is 512 bytes");
+static qwblock_t *g_blocks;
 static uint32_t g_nblocks;
 
-static void *block_new(void)
+static qwblock_t *block_new(void)
 {
-    pooled_t *b = g_blocks;
+    qwblock_t *b = g_blocks;
     if (b) {
         g_blocks = b->next;
         g_nblocks--;
     } else {
-        b = xmalloc(sizeof(qwblock_t));
+        b = xmalloc(sizeof *b);
     }
     b->next = NULL;
     return b;
 }
 
-static void block_free(void *p)
+static void block_free(qwblock_t *b)
 {
-    pooled_t *b = p;
     if (g_nblocks >= QWBLOCK_POOL) {
         free(b);
         return;
@@ -235,18 +230,18 @@ static void block_free(void *p)
 void qwheel_pool_release(void)
 {
     while (g_blocks) {
-        pooled_t *b = g_blocks;
+        qwblock_t *b = g_blocks;
         g_blocks = b->next;
         free(b);
     }
     g_nblocks = 0;
 }
 
-/* ---- slots ---- */
+/* ---- FIFOs of blocks: the slots and the buckets ---- */
 
-static void slot_add(qwheel_t *w, int64_t t, qentry_t *e)
+/* Appends e (dt: its millisecond in a bucket) to s. */
+static void fifo_add(qwslot_t *s, qentry_t *e, uint8_t dt)
 {
-    qwslot_t *s = slot_of(w, t);
     qwblock_t *tail = s->tail;
     if (!tail) {
         s->head = s->tail = tail = block_new();
@@ -256,13 +251,12 @@ static void slot_add(qwheel_t *w, int64_t t, qentry_t *e)
         s->tail = tail;
         s->tpos = 0;
     }
-    tail->v[s->tpos++] = e;
-    w->nw++;
-    if (t < w->lo) w->lo = t;
+    tail->v[s->tpos] = e;
+    tail->dt[s->tpos++] = dt;
 }
 
 /* Drops the head block of s (its entries were taken). */
-static void slot_pop_block(qwslot_t *s)
+static void fifo_pop_block(qwslot_t *s)
 {
     qwblock_t *b = s->head;
     if (b == s->tail) {
@@ -278,9 +272,9 @@ static void slot_pop_block(qwslot_t *s)
 /* Entries waiting in s, up to the end of its head block. */
 static uint32_t head_run(const qwslot_t *s) { return (s->head == s->tail ? s->tpos : QWBLOCK_N) - s->hpos; }
 
-/* Takes e out of slot s: found, then every later one moves back by one
- * (the slot keeps its order). */
-static void slot_remove(qwslot_t *s, const qentry_t *e)
+/* Takes e out of s: found, then every later one moves back by one (the
+ * FIFO keeps its order). */
+static void fifo_remove(qwslot_t *s, const qentry_t *e)
 {
     qwblock_t *b = s->head;
     uint32_t i = s->hpos;
@@ -292,13 +286,14 @@ static void slot_remove(qwslot_t *s, const qentry_t *e)
         if (ni == QWBLOCK_N) nb = b->next, ni = 0;
         if (!nb || (nb == s->tail && ni == s->tpos)) break;
         b->v[i] = nb->v[ni];
+        b->dt[i] = nb->dt[ni];
         b = nb;
         i = ni;
     }
     /* b->v[i] is now the last one: the tail shrinks by one. */
     if (s->head == s->tail && s->tpos - 1 == s->hpos) {
-        slot_pop_block(s);
-    } else if (s->tpos == 1) { /* the tail block empties: its predecessor ends the slot */
+        fifo_pop_block(s);
+    } else if (s->tpos == 1) { /* the tail block empties: its predecessor ends the FIFO */
         qwblock_t *p = s->head;
         while (p->next != s->tail) p = p->next;
         block_free(s->tail);
@@ -310,24 +305,17 @@ static void slot_remove(qwslot_t *s, const qentry_t *e)
     }
 }
 
-/* ---- buckets ---- */
-
-/* Appends e, due at t (t >= w->opened, in the window), to its bucket. */
-static void bucket_add(qwheel_t *w, int64_t t, qentry_t *e)
+static void fifo_each(const qwslot_t *s, void (*fn)(void *ctx, const qentry_t *e), void *ctx)
 {
-    qwslot_t *s = bucket_of(w, t);
-    qwcblock_t *tail = s->tail;
-    if (!tail) {
-        s->head = s->tail = tail = block_new();
-        s->hpos = s->tpos = 0;
-    } else if (s->tpos == QWCBLOCK_N) {
-        tail = tail->next = block_new();
-        s->tail = tail;
-        s->tpos = 0;
-    }
-    tail->v[s->tpos] = e;
-    tail->dt[s->tpos++] = (uint8_t)(t & (QWHEEL_GRAIN - 1));
-    w->nc++;
+    for (const qwblock_t *b = s->head; b; b = b->next)
+        for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWBLOCK_N); k++) fn(ctx, b->v[k]);
+}
+
+static void slot_add(qwheel_t *w, int64_t t, qentry_t *e)
+{
+    fifo_add(slot_of(w, t), e, 0);
+    w->nw++;
+    if (t < w->lo) w->lo = t;
 }
 
 /* Opens the bucket that holds w->opened: its entries move into their
@@ -341,62 +329,27 @@ static void bucket_open(qwheel_t *w)
     qwslot_t *s = bucket_of(w, w->opened);
     w->opened = start + QWHEEL_GRAIN;
     while (s->head) {
-        qwcblock_t *b = s->head;
-        uint32_t end = b == s->tail ? s->tpos : QWCBLOCK_N;
+        qwblock_t *b = s->head;
+        uint32_t end = b == s->tail ? s->tpos : QWBLOCK_N;
         for (uint32_t i = s->hpos; i < end; i++) slot_add(w, start + b->dt[i], b->v[i]);
         w->nc -= end - s->hpos;
-        s->head = b->next;
-        s->hpos = 0;
-        block_free(b);
+        fifo_pop_block(s);
     }
-    s->tail = NULL;
-    s->tpos = 0;
 }
 
-/* Takes e, due at t, out of its bucket, which keeps its order. */
-static void bucket_remove(qwheel_t *w, int64_t t, const qentry_t *e)
-{
-    qwslot_t *s = bucket_of(w, t);
-    qwcblock_t *b = s->head;
-    uint32_t i = s->hpos;
-    while (b->v[i] != e)
-        if (++i == QWCBLOCK_N) b = b->next, i = 0;
-    for (;;) {
-        qwcblock_t *nb = b;
-        uint32_t ni = i + 1;
-        if (ni == QWCBLOCK_N) nb = b->next, ni = 0;
-        if (!nb || (nb == s->tail && ni == s->tpos)) break;
-        b->v[i] = nb->v[ni];
-        b->dt[i] = nb->dt[ni];
-        b = nb;
-        i = ni;
-    }
-    if (s->head == s->tail && s->tpos - 1 == s->hpos) {
-        block_free(s->head);
-        s->head = s->tail = NULL;
-        s->hpos = s->tpos = 0;
-    } else if (s->tpos == 1) {
-        qwcblock_t *p = s->head;
-        while (p->next != s->tail) p = p->next;
-        block_free(s->tail);
-        p->next = NULL;
-        s->tail = p;
-        s->tpos = QWCBLOCK_N;
-    } else {
-        s->tpos--;
-    }
-    w->nc--;
-}
-
-/* ---- the wheel ---- */
+/* ---- the wheel: slots, buckets and the far heap ---- */
 
 /* e, due at t within the window, goes into its slot or its bucket (one
  * already due: with the first slot). */
 static void place(qwheel_t *w, int64_t t, qentry_t *e)
 {
     if (t < w->base) t = w->base;
-    if (t < w->opened) slot_add(w, t, e);
-    else bucket_add(w, t, e);
+    if (t < w->opened) {
+        slot_add(w, t, e);
+    } else {
+        fifo_add(bucket_of(w, t), e, (uint8_t)(t & (QWHEEL_GRAIN - 1)));
+        w->nc++;
+    }
 }
 
 /* The far entries that the window [base, base + QWHEEL_SLOTS) now covers
@@ -415,15 +368,9 @@ static void wheel_release(qwheel_t *w)
 {
     if (!w->slot) return;
     for (uint32_t i = 0; i < QWHEEL_SLOTS; i++)
-        while (w->slot[i].head) slot_pop_block(&w->slot[i]);
-    for (uint32_t i = 0; i < QWHEEL_BUCKETS; i++) {
-        qwslot_t *s = &w->bucket[i];
-        while (s->head) {
-            qwcblock_t *b = s->head;
-            s->head = b->next;
-            block_free(b);
-        }
-    }
+        while (w->slot[i].head) fifo_pop_block(&w->slot[i]);
+    for (uint32_t i = 0; i < QWHEEL_BUCKETS; i++)
+        while (w->bucket[i].head) fifo_pop_block(&w->bucket[i]);
     free(w->slot);
     free(w->bucket);
     w->slot = w->bucket = NULL;
@@ -475,15 +422,14 @@ size_t qwheel_pop_due(qwheel_t *w, int64_t now, qentry_t **out, size_t max)
         int64_t t = qwheel_next(w);
         if (t > now) break;
         qwslot_t *s = slot_of(w, t);
-        qwblock_t *head = s->head;
         size_t take = head_run(s);
         if (take > max - k) take = max - k;
-        memcpy(out + k, head->v + s->hpos, take * sizeof *out);
+        memcpy(out + k, s->head->v + s->hpos, take * sizeof *out);
         k += take;
         s->hpos += (uint32_t)take;
         w->nw -= (uint32_t)take;
         w->n -= (uint32_t)take;
-        if (!head_run(s)) slot_pop_block(s);
+        if (!head_run(s)) fifo_pop_block(s);
         if (s->head) { /* out is full, or the next block follows */
             if (k == max) break;
             continue;
@@ -513,10 +459,11 @@ void qwheel_remove(qwheel_t *w, qentry_t *e)
     } else {
         if (t < w->base) t = w->base;
         if (t < w->opened) {
-            slot_remove(slot_of(w, t), e);
+            fifo_remove(slot_of(w, t), e);
             w->nw--;
         } else {
-            bucket_remove(w, t, e);
+            fifo_remove(bucket_of(w, t), e);
+            w->nc--;
         }
     }
     if (!w->n) wheel_release(w);
@@ -525,18 +472,8 @@ void qwheel_remove(qwheel_t *w, qentry_t *e)
 void qwheel_each(const qwheel_t *w, void (*fn)(void *ctx, const qentry_t *e), void *ctx)
 {
     if (!w->n) return;
-    for (uint32_t i = 0; w->slot && i < QWHEEL_SLOTS; i++) {
-        const qwslot_t *s = &w->slot[i];
-        for (const qwblock_t *b = s->head; b; b = b->next)
-            for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWBLOCK_N); k++)
-                fn(ctx, b->v[k]);
-    }
-    for (uint32_t i = 0; w->bucket && i < QWHEEL_BUCKETS; i++) {
-        const qwslot_t *s = &w->bucket[i];
-        for (const qwcblock_t *b = s->head; b; b = b->next)
-            for (uint32_t k = b == s->head ? s->hpos : 0; k < (b == s->tail ? s->tpos : QWCBLOCK_N); k++)
-                fn(ctx, b->v[k]);
-    }
+    for (uint32_t i = 0; w->slot && i < QWHEEL_SLOTS; i++) fifo_each(&w->slot[i], fn, ctx);
+    for (uint32_t i = 0; w->bucket && i < QWHEEL_BUCKETS; i++) fifo_each(&w->bucket[i], fn, ctx);
     for (uint32_t i = 0; i < w->far.n; i++) fn(ctx, w->far.v[i].e);
 }
 
